@@ -1,0 +1,401 @@
+"""``ragkit.Index``: one persistent hybrid index (BM25 + dense), kept in step with folders.
+
+>>> index = ragkit.Index("kb.ragkit")                       # doctest: +SKIP
+>>> report = index.sync("docs/")                            # doctest: +SKIP
+>>> index.search("how do I treat varroa mites?", k=5)       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Iterable, Literal, Sequence
+
+import numpy as np
+
+from .analysis import Analyzer
+from .backend import Changes, FileEntry, PreparedDocument
+from .chunking import Chunker
+from .dense import DENSE_KINDS
+from .embedding import DEFAULT_MODEL, Embedder, max_sequence_length
+from .errors import ConfigError, LoadError, ModelMismatchError
+from .filters import Filters
+from .lexical import BM25Params
+from .loading import iter_files, load_file
+from .local import LocalBackend
+from .progress import progress
+from .store import FORMAT_VERSION
+from .types import Chunk, Document, FailedFile, Hit, SyncReport
+
+logger = logging.getLogger(__name__)
+
+SearchMode = Literal["hybrid", "bm25", "dense"]
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Settings fixed when an index is created and stored in it."""
+
+    model: str = DEFAULT_MODEL
+    dimension: int | None = None
+    chunk_size: int = 256
+    chunk_overlap: int = 32
+    language: str = "english"
+    stopwords: bool = True
+    stemming: bool = True
+    bm25_k1: float = 1.5
+    bm25_b: float = 0.75
+    bm25_idf: str = "okapi"
+    dense_index: str = "flat"
+    format_version: int = FORMAT_VERSION
+    retrieval: dict[str, Any] | None = None  # fusion settings saved by `ragkit tune`
+
+    @property
+    def analyzer(self) -> Analyzer:
+        return Analyzer(language=self.language, stopwords=self.stopwords, stemming=self.stemming)
+
+    @property
+    def bm25(self) -> BM25Params:
+        return BM25Params(k1=self.bm25_k1, b=self.bm25_b, idf=self.bm25_idf)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "IndexConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# Options that define how text becomes index terms and vectors: changing them needs a rebuild.
+_FIXED_OPTIONS = ("chunk_size", "chunk_overlap", "language", "stopwords", "stemming", "dense_index")
+
+
+class Index:
+    """A persistent hybrid index in a directory: create it, sync folders into it, search it.
+
+    ``Index(path)`` opens the index at ``path`` or creates it. ``model`` is the
+    sentence-transformers model (name or local path); opening an existing index
+    with another model raises :class:`~ragkit.errors.ModelMismatchError` and
+    changes nothing. Other options apply when the index is created.
+
+    >>> index = Index("kb.ragkit")                          # doctest: +SKIP
+    >>> index.sync("samples/docs").summary()                # doctest: +SKIP
+    '34 added, 0 updated, ...'
+    >>> hits = index.search("when do bees swarm?", k=3)     # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        model: str | None = None,
+        chunk_size: int | None = None,
+        chunk_overlap: int | None = None,
+        language: str | None = None,
+        stopwords: bool | None = None,
+        stemming: bool | None = None,
+        dense_index: str | None = None,
+        create: bool = True,
+        lock_timeout: float | None = 0.0,
+        show_progress: bool | None = None,
+        device: str | None = None,
+    ) -> None:
+        options = {
+            "model": model, "chunk_size": chunk_size, "chunk_overlap": chunk_overlap, "language": language,
+            "stopwords": stopwords, "stemming": stemming, "dense_index": dense_index,
+        }
+        given = {k: v for k, v in options.items() if v is not None}
+        if "dense_index" in given and given["dense_index"] not in DENSE_KINDS:
+            raise ConfigError(f"dense_index must be one of {DENSE_KINDS}, got {given['dense_index']!r}")
+        self.path = Path(path)
+        self.backend = LocalBackend(self.path, create=create)
+        stored = self.backend.get_config()
+        if stored is None:
+            config = IndexConfig(**given)
+            config.analyzer  # validate the language before anything is written
+            self.config = replace(config, dimension=None)
+            self.backend.set_config(self.config.to_dict())
+        else:
+            self.config = IndexConfig.from_dict(stored)
+            self._check_compatible(given)
+        self.backend.dense_kind = self.config.dense_index
+        self.backend.bm25_params = self.config.bm25
+        self.lock_timeout = lock_timeout
+        self.show_progress = show_progress
+        self.embedder = Embedder(self.config.model, device=device)
+        self.analyzer = self.config.analyzer
+        self._chunker: Chunker | None = None
+        self._query_vectors: dict[str, np.ndarray] = {}
+
+    def _check_compatible(self, given: dict[str, Any]) -> None:
+        model = given.get("model")
+        if model is not None and model != self.config.model:
+            raise ModelMismatchError(
+                f"index {self.path} was built with embedding model {self.config.model!r}, not {model!r}; "
+                "open it without model= or rebuild it into a new directory"
+            )
+        for option in _FIXED_OPTIONS:
+            if option in given and given[option] != getattr(self.config, option):
+                raise ConfigError(
+                    f"index {self.path} was built with {option}={getattr(self.config, option)!r}, not "
+                    f"{given[option]!r}; rebuild the index to change it"
+                )
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> "Index":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Index({str(self.path)!r}, model={self.config.model!r})"
+
+    # -- building ---------------------------------------------------------------------------
+    @property
+    def chunker(self) -> Chunker:
+        if self._chunker is None:
+            limit = max_sequence_length(self.config.model) or self.embedder.max_seq_length
+            self._chunker = Chunker(
+                chunk_size=min(self.config.chunk_size, limit - 2),  # room for [CLS] and [SEP]
+                overlap=self.config.chunk_overlap,
+                count_tokens=self.embedder.token_counter(),
+                max_tokens=limit - 2,
+            )
+        return self._chunker
+
+    def _progress(self, show: bool | None) -> bool:
+        if show is not None:
+            return show
+        return self.show_progress if self.show_progress is not None else False
+
+    def sync(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        json_text_field: str = "text",
+        max_file_bytes: int = 50_000_000,
+        include_hidden: bool = False,
+        show_progress: bool | None = None,
+    ) -> SyncReport:
+        """Make the index hold exactly the loadable files of ``folder``: add, update, rename, remove.
+
+        A file whose size and mtime are unchanged is not read; one whose content hash is unchanged is
+        not re-chunked; a chunk whose text is unchanged is not re-embedded. A file that fails to load is
+        reported and keeps its previously indexed version.
+        """
+        from .sync import plan_sync
+
+        started = time.perf_counter()
+        root = Path(folder)
+        if not root.is_dir():
+            raise ConfigError(f"sync: {root} is not a folder")
+        root_key = str(root.resolve())
+        with self.backend.writer_lock(self.lock_timeout):
+            plan = plan_sync(
+                root, self.backend.manifest(root_key),
+                files=iter_files(root, include=include, exclude=exclude, include_hidden=include_hidden,
+                                 max_file_bytes=max_file_bytes),
+                load=lambda path, rel: load_file(path, rel, json_text_field=json_text_field,
+                                                 max_file_bytes=max_file_bytes),
+                show_progress=self._progress(show_progress),
+            )
+            failed = list(plan.failed)
+            documents, dupes = _dedupe_documents(plan.documents)
+            failed += [FailedFile(rel, f"duplicate document id {doc_id!r}") for rel, doc_id in dupes]
+            foreign = self._foreign_ids([d for d, _ in documents], root_key, set(plan.remove_doc_ids))
+            failed += [FailedFile(rel, f"document id {d.id!r} already belongs to another folder or add()")
+                       for d, rel in documents if d.id in foreign]
+            documents = [(d, rel) for d, rel in documents if d.id not in foreign]
+            prepared, embedded = self._prepare([d for d, _ in documents], root_key, show_progress)
+            changes = Changes(
+                remove_doc_ids=tuple(plan.remove_doc_ids), add=tuple(prepared),
+                upsert_files=tuple((root_key, e) for e in plan.upsert_files),
+                remove_files=tuple((root_key, p) for p in plan.remove_files),
+            )
+            if not changes.empty:
+                self.backend.apply(changes)
+        report = SyncReport(
+            added=tuple(plan.added), updated=tuple(plan.updated), removed=tuple(plan.removed),
+            unchanged=tuple(plan.unchanged), renamed=tuple(plan.renamed), failed=tuple(failed),
+            chunks_embedded=embedded, chunks_total=self.backend.counts()["chunks"],
+            seconds=time.perf_counter() - started,
+        )
+        logger.info("sync %s: %s", folder, report.summary())
+        return report
+
+    def add(self, documents: Iterable[Document], *, show_progress: bool | None = None) -> SyncReport:
+        """Add or replace documents that do not come from files (matched by ``Document.id``)."""
+        started = time.perf_counter()
+        docs, dupes = _dedupe_documents([(d, d.id) for d in documents])
+        if dupes:
+            raise ConfigError(f"add(): duplicate document ids {sorted({d for _, d in dupes})[:5]}")
+        with self.backend.writer_lock(self.lock_timeout):
+            ids = [d.id for d, _ in docs]
+            roots = self.backend.document_roots(ids)
+            owned = [i for i, root in roots.items() if root is not None]
+            if owned:
+                raise ConfigError(f"add(): ids {owned[:5]} belong to synced files; change the files instead")
+            hashes = self.backend.document_hashes(ids)
+            new = [d for d, _ in docs if hashes.get(d.id) != _text_hash(d)]
+            prepared, embedded = self._prepare(new, None, show_progress)
+            replaced = tuple(d.id for d in new if d.id in hashes)
+            if new:
+                self.backend.apply(Changes(remove_doc_ids=replaced, add=tuple(prepared)))
+        return SyncReport(
+            added=tuple(d.id for d in new if d.id not in hashes), updated=replaced,
+            unchanged=tuple(d.id for d, _ in docs if d not in new), chunks_embedded=embedded,
+            chunks_total=self.backend.counts()["chunks"], seconds=time.perf_counter() - started,
+        )
+
+    def delete(self, doc_ids: Iterable[str]) -> int:
+        """Remove documents by id; returns how many existed. Files synced from a folder come back on the next sync."""
+        ids = list(dict.fromkeys(doc_ids))
+        with self.backend.writer_lock(self.lock_timeout):
+            existing = list(self.backend.document_roots(ids))
+            if existing:
+                self.backend.apply(Changes(remove_doc_ids=tuple(existing)))
+        return len(existing)
+
+    def _foreign_ids(self, docs: list[Document], root_key: str, replacing: set[str]) -> set[str]:
+        roots = self.backend.document_roots([d.id for d in docs])
+        return {i for i, root in roots.items() if root != root_key and i not in replacing}
+
+    def _prepare(
+        self, documents: list[Document], root: str | None, show_progress: bool | None
+    ) -> tuple[list[PreparedDocument], int]:
+        """Chunk, tokenize and embed documents; vectors come from the cache where the text is known."""
+        if not documents:
+            return [], 0
+        show = self._progress(show_progress)
+        chunked = [(doc, self.chunker.split(doc)) for doc in progress(documents, "chunking", show)]
+        texts = {c.id: embedding_text(c) for _, chunks in chunked for c in chunks}
+        hashes = {cid: _sha(text) for cid, text in texts.items()}
+        cached = self.backend.cached_vectors(sorted(set(hashes.values())))
+        todo = {h: texts[cid] for cid, h in hashes.items() if h not in cached}
+        if todo:
+            logger.info("embedding %d new chunks with %s", len(todo), self.config.model)
+            vectors = self.embedder.encode(list(todo.values()), show_progress=show)
+            fresh = dict(zip(todo.keys(), vectors))
+            self._check_dimension(vectors.shape[1])
+            self.backend.cache_vectors(fresh)
+            cached.update(fresh)
+        prepared = []
+        for doc, chunks in chunked:
+            tokens = self.analyzer.tokenize_many([texts[c.id] for c in chunks])
+            prepared.append(PreparedDocument(
+                document=doc, text_hash=_text_hash(doc), chunks=chunks, tokens=tokens,
+                vectors=[cached[hashes[c.id]] for c in chunks], embed_hashes=[hashes[c.id] for c in chunks],
+                root=root,
+            ))
+        return prepared, len(todo)
+
+    def _check_dimension(self, dimension: int) -> None:
+        if self.config.dimension is None:
+            self.config = replace(self.config, dimension=int(dimension))
+            self.backend.set_config(self.config.to_dict())
+        elif self.config.dimension != dimension:
+            raise ModelMismatchError(
+                f"model {self.config.model!r} returned {dimension}-d vectors; index {self.path} holds "
+                f"{self.config.dimension}-d vectors"
+            )
+
+    # -- searching --------------------------------------------------------------------------
+    def embed_query(self, query: str) -> np.ndarray:
+        """The query's unit vector (the last 256 queries are cached)."""
+        vector = self._query_vectors.get(query)
+        if vector is None:
+            vector = self.embedder.encode([query])[0]
+            if len(self._query_vectors) >= 256:
+                self._query_vectors.pop(next(iter(self._query_vectors)))
+            self._query_vectors[query] = vector
+        return vector
+
+    def retriever(self, **settings: Any) -> "HybridRetriever":
+        """A :class:`HybridRetriever` with the index's saved settings, overridden by ``settings``."""
+        from .retrieval import HybridRetriever
+
+        saved = dict(self.config.retrieval or {})
+        saved.update(settings)
+        return HybridRetriever(self, **saved)
+
+    def search(
+        self, query: str, k: int = 10, *, mode: SearchMode = "hybrid", filters: Filters | None = None, **settings: Any
+    ) -> list[Hit]:
+        """The ``k`` best chunks for ``query``. ``mode``: "hybrid" (default), "bm25" or "dense".
+
+        ``filters`` restrict both legs before their top-k cut (see :mod:`ragkit.filters`).
+        Other keyword arguments override the retriever's fusion settings for this call.
+        """
+        return self.retriever(**settings).search(query, k, mode=mode, filters=filters)
+
+    def save_retrieval_settings(self, settings: dict[str, Any]) -> None:
+        """Store fusion settings (as `ragkit tune` does) so plain ``search`` uses them from now on."""
+        from .retrieval import HybridRetriever
+
+        HybridRetriever(self, **settings)  # validate before storing
+        self.config = replace(self.config, retrieval=dict(settings))
+        with self.backend.writer_lock(self.lock_timeout):
+            self.backend.set_config(self.config.to_dict())
+
+    # -- inspection -------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """Counts, model and size on disk."""
+        counts = self.backend.counts()
+        return {
+            "path": str(self.path), **counts, "model": self.config.model, "dimension": self.config.dimension,
+            "dense_index": self.config.dense_index, "chunk_size": self.config.chunk_size,
+            "retrieval": self.config.retrieval or "default", "bytes_on_disk": self.backend.size_on_disk(),
+        }
+
+    def documents(self) -> list[Document]:
+        return [Document(i, text, meta) for i, text, meta in self.backend.iter_documents()]
+
+    def __len__(self) -> int:
+        return self.backend.counts()["chunks"]
+
+
+def embedding_text(chunk: Chunk) -> str:
+    """The text embedded and BM25-indexed for a chunk: a later chunk gets its title and headings
+    in front, so a passage deep in a document still carries what it is about."""
+    if chunk.start == 0:
+        return chunk.text
+    context = [str(chunk.metadata.get("title") or "")] + [str(h) for h in chunk.metadata.get("headings") or []]
+    context = [c for i, c in enumerate(context) if c and c not in context[:i]]
+    return (" > ".join(context) + "\n" + chunk.text) if context else chunk.text
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _text_hash(doc: Document) -> str:
+    import json
+
+    return _sha(doc.text + "\x00" + json.dumps(dict(doc.metadata), sort_keys=True, default=str))
+
+
+def _dedupe_documents(items: list[tuple[Document, str]]) -> tuple[list[tuple[Document, str]], list[tuple[str, str]]]:
+    """Keep the first document of each id; return the rest as (origin, id) duplicates."""
+    seen: set[str] = set()
+    kept, dupes = [], []
+    for doc, origin in items:
+        if doc.id in seen:
+            dupes.append((origin, doc.id))
+        else:
+            seen.add(doc.id)
+            kept.append((doc, origin))
+    return kept, dupes
+
+
+if False:  # pragma: no cover - for type checkers only
+    from .retrieval import HybridRetriever

@@ -1,0 +1,434 @@
+"""Find files under a folder and read them into :class:`~ragkit.types.Document` values.
+
+:func:`iter_files` lists candidate files; :func:`load_file` reads one of them.
+Every failure to read, decode or parse a file is a :class:`~ragkit.errors.LoadError`
+naming the file and the reason, so a sync can report it and go on.
+
+Include/exclude patterns are matched case-sensitively. A pattern without ``/``
+matches the file name (``"*.md"`` matches ``a/b/x.md``); a pattern with ``/``
+matches the whole relative path, where ``*`` and ``?`` also match ``/`` (as in
+:mod:`fnmatch`) and ``**/`` also matches no folder at all (``"docs/**/*.md"``
+matches ``docs/x.md``). Exclude patterns also prune folders: ``"node_modules"``
+skips every folder of that name and ``"build/**"`` skips ``build/``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+from collections import deque
+from collections.abc import Iterator, Sequence
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from ragkit.errors import LoadError
+from ragkit.types import Document
+
+logger = logging.getLogger(__name__)
+
+_CODE_SUFFIXES = (
+    ".py .js .ts .tsx .jsx .java .c .h .cpp .hpp .cs .go .rs .rb .php .sh .sql .yaml .yml .toml .ini .cfg"
+    " .css .scala .kt .swift .r .m .lua .pl"
+).split()
+_KINDS: dict[str, str] = {
+    ".txt": "text", ".rst": "text", ".md": "markdown", ".markdown": "markdown",
+    ".html": "html", ".htm": "html", ".pdf": "pdf", ".json": "json", ".jsonl": "json",
+    **{suffix: "code" for suffix in _CODE_SUFFIXES},
+}  # fmt: skip
+_CODE_NAMES = frozenset({"Dockerfile", "Makefile"})
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_KINDS)
+
+_BINARY_SNIFF_BYTES = 8192
+# Cc characters except \t and \n (\r is normalised before this is applied).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_H1 = re.compile(r"^# +(.+?)(?:\s+#+)?\s*$")
+
+
+# --------------------------------------------------------------------------- listing files
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        c = pattern[i]
+        end = pattern.find("]", i + 2) if c == "[" else -1
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif end != -1:
+            # Escape what is special inside a regex class but literal in a glob one.
+            body = "".join("\\" + ch if ch in "\\[]^&~|" else ch for ch in pattern[i + 1 : end])
+            out.append("[^" + body[1:] + "]" if body.startswith("!") else "[" + body + "]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+def _compile(patterns: Sequence[str] | None) -> list[tuple[bool, re.Pattern[str]]]:
+    if isinstance(patterns, str):  # a lone string would otherwise be read as one pattern per character
+        patterns = [patterns]
+    compiled = []
+    for p in patterns or ():
+        p = p.removeprefix("./").lstrip("/")
+        compiled.append(("/" in p, _glob_regex(p)))
+    return compiled
+
+
+def _matches(rel: str, patterns: list[tuple[bool, re.Pattern[str]]]) -> bool:
+    name = rel.rstrip("/").rsplit("/", 1)[-1]
+    return any(rx.match(rel if has_slash else name) for has_slash, rx in patterns)
+
+
+def _inside(path: str, base: Path) -> bool:
+    try:
+        return Path(os.path.realpath(path)).is_relative_to(base)
+    except (OSError, ValueError, RuntimeError):  # symlink loops raise on some Python versions
+        return False
+
+
+def iter_files(
+    root: str | Path,
+    *,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    include_hidden: bool = False,
+    max_file_bytes: int = 50_000_000,
+) -> Iterator[tuple[Path, str]]:
+    """Yield (absolute_path, relative_posix_path) for candidate files under root, sorted by relative path.
+
+    Without ``include`` only supported files are yielded (see :data:`SUPPORTED_SUFFIXES`);
+    with it, the patterns alone decide. Symlinks are followed only where they resolve
+    inside ``root``, and each folder is walked once. Files over ``max_file_bytes`` are
+    still yielded, so that :func:`load_file` reports them instead of them vanishing.
+    """
+    del max_file_bytes  # part of the shared signature; load_file enforces the limit
+    base = Path(os.path.realpath(root))
+    if not base.is_dir():
+        raise LoadError(root, "not a directory" if base.exists() else "no such directory")
+    inc, exc = _compile(include), _compile(exclude)
+    found: list[tuple[Path, str]] = []
+    seen: set[tuple[int, int]] = set()
+    # Real folders are walked before linked ones, so a folder reachable both ways keeps its real path.
+    real: list[tuple[str, str]] = [(str(base), "")]
+    linked: deque[tuple[str, str]] = deque()
+    while real or linked:
+        folder, prefix = real.pop() if real else linked.popleft()
+        try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            logger.warning("skipping unreadable folder %s: %s", folder, e)
+            continue
+        for entry in entries:
+            rel = prefix + entry.name
+            if entry.name.startswith(".") and not include_hidden:
+                continue
+            try:
+                is_link, is_dir, is_file = entry.is_symlink(), entry.is_dir(), entry.is_file()
+            except OSError:
+                continue
+            if is_link and not _inside(entry.path, base):
+                logger.info("not following symlink %s: it points outside %s", rel, base)
+                continue
+            if is_dir:
+                if _matches(rel + "/", exc):
+                    continue
+                if is_link:
+                    linked.append((entry.path, rel + "/"))
+                else:
+                    real.append((entry.path, rel + "/"))
+            elif is_file and not _matches(rel, exc):
+                wanted = _matches(rel, inc) if inc else _kind(entry.name, known_only=True) is not None
+                if wanted:
+                    found.append((base / rel, rel))
+    yield from sorted(found, key=lambda item: item[1])
+
+
+# --------------------------------------------------------------------------- reading files
+
+
+def _kind(name: str, *, known_only: bool = False) -> str | None:
+    if name in _CODE_NAMES:
+        return "code"
+    kind = _KINDS.get(os.path.splitext(name)[1].lower())
+    return kind if kind or known_only else "text"
+
+
+def _clean(text: str) -> str:
+    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def _decode(data: bytes, rel: str) -> str:
+    if b"\x00" in data[:_BINARY_SNIFF_BYTES]:
+        raise LoadError(rel, "binary file (NUL byte found); not loaded as text")
+    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    try:
+        text = data[bom:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        bad = data[bom + e.start]
+        raise LoadError(
+            rel, f"not valid UTF-8 text (byte 0x{bad:02x} at position {bom + e.start}); re-save it as UTF-8"
+        ) from None
+    text = _clean(text)
+    if not text.strip():
+        raise LoadError(rel, "empty file")
+    return text
+
+
+def _first_heading(text: str) -> str | None:
+    in_fence = False
+    for line in text.split("\n"):
+        if _FENCE.match(line):
+            in_fence = not in_fence  # "# " lines inside code blocks are comments, not headings
+        elif not in_fence and (m := _H1.match(line)):
+            return m.group(1)
+    return None
+
+
+def load_file(
+    path: Path,
+    rel: str,
+    *,
+    json_text_field: str = "text",
+    json_id_field: str | None = "id",
+    max_file_bytes: int = 50_000_000,
+) -> list[Document]:
+    """Read one file into Documents; raise LoadError(rel_or_path, reason) if it can't be read/decoded/parsed.
+
+    JSON and JSONL files give one Document per record (id ``"{rel}#{id}"``, or
+    ``"{rel}#{n}"`` with ``n`` the 1-based line or record number); every other
+    file gives one Document with id ``rel``. Files of unknown type are read as text.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > max_file_bytes:
+            raise LoadError(rel, f"file too large: {size} bytes > limit {max_file_bytes} (max_file_bytes)")
+        with path.open("rb") as f:
+            data = f.read(max_file_bytes + 1)  # bounded: the file may have grown since stat
+    except OSError as e:
+        raise LoadError(rel, f"cannot read file: {e.strerror or e}") from None
+    if len(data) > max_file_bytes:
+        raise LoadError(rel, f"file too large: {len(data)}+ bytes > limit {max_file_bytes} (max_file_bytes)")
+    if not data.strip():
+        raise LoadError(rel, "empty file")
+
+    kind = _kind(path.name) or "text"
+    stem = Path(rel).stem or Path(rel).name
+    meta: dict[str, Any] = {"source": rel, "title": stem, "type": kind}
+    if kind == "pdf":
+        text, pdf_title, pages = _read_pdf(data, rel)
+        meta.update(title=pdf_title or stem, pages=pages)
+        return [Document(rel, text, meta)]
+    text = _decode(data, rel)
+    if kind == "json":
+        jsonl = path.suffix.lower() == ".jsonl"
+        return _read_json(text, rel, meta, jsonl=jsonl, text_field=json_text_field, id_field=json_id_field)
+    html_title = None
+    if kind == "html":
+        parser = _HTMLText()
+        parser.feed(text)
+        parser.close()
+        text, html_title = _clean(parser.text()), parser.title()
+        if not text.strip():
+            raise LoadError(rel, "no visible text in HTML")
+    if kind != "code":
+        meta["title"] = html_title or _first_heading(text) or stem
+    return [Document(rel, text, meta)]
+
+
+def _read_pdf(data: bytes, rel: str) -> tuple[str, str | None, list[list[int]]]:
+    if b"%PDF-" not in data[:1024]:
+        raise LoadError(rel, "not a PDF file (no %PDF- header)")
+    from pypdf import PdfReader  # imported here: only PDF files pay for it
+
+    parts: list[tuple[int, str]] = []
+    page_error = None
+    # pypdf raises many exception types on damaged input; each one just means "unreadable".
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise LoadError(rel, "encrypted PDF: a password is needed to read it")
+        info = reader.metadata
+        title = str(info.title).strip() if info is not None and info.title else None
+        pages = list(reader.pages)
+    except LoadError:
+        raise
+    except Exception as e:
+        raise LoadError(rel, f"cannot read PDF ({type(e).__name__}: {e})") from None
+    for number, page in enumerate(pages, start=1):
+        try:
+            page_text = _clean(page.extract_text() or "").strip()
+        except Exception as e:  # one damaged page should not cost the rest of the document
+            logger.warning("%s: skipping page %d: %s: %s", rel, number, type(e).__name__, e)
+            page_error = page_error or f"{type(e).__name__}: {e}"
+            continue
+        if page_text:
+            parts.append((number, page_text))
+    if not parts:
+        raise LoadError(rel, f"cannot read PDF ({page_error})" if page_error else "no extractable text")
+    starts, offset = [], 0
+    for number, page_text in parts:
+        starts.append([offset, number])
+        offset += len(page_text) + 2  # the "\n\n" joining pages
+    return "\n\n".join(t for _, t in parts), title, starts
+
+
+def _read_json(
+    text: str, rel: str, meta: dict[str, Any], *, jsonl: bool, text_field: str, id_field: str | None
+) -> list[Document]:
+    records: list[tuple[int, str, Any]] = []  # (number, "line"/"record", value)
+    if jsonl:
+        for number, line in enumerate(text.split("\n"), start=1):
+            if line.strip():
+                try:
+                    records.append((number, "line", json.loads(line)))
+                except json.JSONDecodeError as e:
+                    raise LoadError(rel, f"line {number}: invalid JSON ({e.msg} at column {e.colno})") from None
+    else:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise LoadError(rel, f"invalid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+        items = value if isinstance(value, list) else [value]
+        records = [(number, "record", item) for number, item in enumerate(items, start=1)]
+
+    docs: list[Document] = []
+    ids: set[str] = set()
+    for number, unit, record in records:
+        where = f"{unit} {number}"
+        if not isinstance(record, dict):
+            raise LoadError(rel, f"{where}: expected a JSON object, got {type(record).__name__}")
+        if text_field not in record:
+            raise LoadError(rel, f"{where}: missing text field {text_field!r} (fields: {sorted(record)})")
+        body = record[text_field]
+        if not isinstance(body, str):
+            raise LoadError(rel, f"{where}: text field {text_field!r} is {type(body).__name__}, not a string")
+        has_id = id_field is not None and record.get(id_field) is not None
+        doc_id = f"{rel}#{record[id_field] if has_id else number}"
+        if doc_id in ids:
+            raise LoadError(rel, f"{where}: duplicate id {doc_id!r}")
+        ids.add(doc_id)
+        extra = {
+            k: v
+            for k, v in record.items()
+            if k not in (text_field, id_field, "source", "type")
+            and (v is None or isinstance(v, (str, int, float, bool)))
+        }
+        docs.append(Document(doc_id, _clean(body), {**meta, **extra}))
+    if not docs:
+        raise LoadError(rel, "no records")
+    return docs
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+_SKIP = frozenset({"script", "style", "noscript", "template", "head", "title"})
+_PARAGRAPH = frozenset(
+    "p pre blockquote table ul ol dl section article header footer main aside nav figure hr address "
+    "fieldset form details h1 h2 h3 h4 h5 h6".split()
+)
+_LINE = frozenset("div li tr dt dd caption figcaption summary legend option body html br".split())
+_SPACE = frozenset({"td", "th"})
+_WS = re.compile(r"\s+")
+
+
+class _HTMLText(HTMLParser):
+    """Collects the visible text of an HTML page, with headings as Markdown ``#`` lines.
+
+    HTMLParser is a flat tokenizer, so arbitrarily deep nesting costs no recursion.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self._out: list[str] = []
+        self._skip: list[str] = []  # open invisible elements, innermost last
+        self._title: list[str] = []
+        self._titled = False  # only the first <title> counts (later ones are e.g. SVG tooltips)
+        self._pre = 0  # depth of open <pre> elements
+        self._heading = False
+        self._newlines = 2  # newlines at the end of the output; 2 at the start so no leading break
+        self._space = False  # whitespace seen since the last word
+
+    def text(self) -> str:
+        return "".join(self._out).strip()
+
+    def title(self) -> str | None:
+        return _WS.sub(" ", "".join(self._title)).strip() or None
+
+    def _break(self, n: int) -> None:
+        if self._newlines < n:
+            self._out.append("\n" * (n - self._newlines))
+            self._newlines = n
+        self._space = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "body" and "head" in self._skip:  # an unclosed <head> ends where <body> starts
+            del self._skip[self._skip.index("head") :]
+        if tag in _SKIP:
+            self._skip.append(tag)
+        elif self._skip:
+            return
+        elif self._heading and (tag in _PARAGRAPH or tag in _LINE):
+            self._space = True  # keep a heading on one line
+        elif len(tag) == 2 and tag[0] == "h" and tag[1] in "123456":
+            self._break(2)
+            self._out.append("#" * int(tag[1]) + " ")
+            self._heading, self._newlines = True, 0
+        elif tag in _PARAGRAPH or tag in _LINE:
+            self._break(2 if tag in _PARAGRAPH else 1)
+            if tag == "pre":
+                self._pre += 1
+        elif tag in _SPACE:
+            self._space = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._skip:
+            self._titled = self._titled or (tag == "title" and bool(self._title))
+            del self._skip[len(self._skip) - 1 - self._skip[::-1].index(tag) :]
+        elif self._skip:
+            return
+        elif len(tag) == 2 and tag[0] == "h" and tag[1] in "123456":
+            self._heading = False
+            self._break(2)
+        elif tag in _PARAGRAPH or tag in _LINE:
+            if not self._heading:
+                self._break(2 if tag in _PARAGRAPH else 1)
+            if tag == "pre" and self._pre:
+                self._pre -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self._skip:
+            if self._skip[-1] == "title" and not self._titled:
+                self._title.append(data)
+            return
+        if self._pre and not self._heading:
+            self._out.append(data)  # preformatted text keeps its whitespace
+            stripped = data.rstrip("\n")
+            self._newlines = len(data) - len(stripped) + (self._newlines if not stripped else 0)
+            return
+        words = _WS.sub(" ", data)
+        if not words.strip():
+            self._space = self._space or bool(words)
+            return
+        if (self._space or words[0] == " ") and self._newlines == 0 and not self._out[-1].endswith(" "):
+            self._out.append(" ")
+        self._out.append(words.strip())
+        self._newlines, self._space = 0, words[-1] == " "

@@ -1,0 +1,294 @@
+"""``HybridRetriever``: both retrieval legs, fusion, and the evidence behind every hit.
+
+A search runs in five steps, each optional step off by default:
+
+1. filters become one row mask that both legs apply *before* their top-k cut;
+2. each leg fetches ``depth`` candidates (default ``max(100, 10 * k)``);
+3. fusion scores the union (see :mod:`ragkit.fusion`); missing leg scores are
+   filled with the exact score that leg gives the chunk;
+4. optional MMR diversification and cross-encoder reranking of the top;
+5. optional grouping: best chunk per document, or neighbouring chunks merged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Literal, Sequence
+
+import numpy as np
+
+from .errors import ConfigError, ModelNotAvailableError
+from .filters import Filters
+from .fusion import (
+    NORMALIZATIONS,
+    LegCandidates,
+    adaptive_fusion,
+    convex_combination,
+    distribution_based_fusion,
+    reciprocal_rank_fusion,
+)
+from .lexical import bm25_ideal_score
+from .types import Hit
+
+if TYPE_CHECKING:
+    from .index import Index
+    from .local import Snapshot
+
+logger = logging.getLogger(__name__)
+
+FusionMethod = Literal["adaptive", "rrf", "convex", "dbsf"]
+FUSION_METHODS = ("adaptive", "rrf", "convex", "dbsf")
+MODES = ("hybrid", "bm25", "dense")
+GROUPINGS = (None, "document", "neighbors")
+MAX_QUERY_CHARS = 20_000  # longer queries are cut: BM25 cost grows with terms, and the model truncates anyway
+
+
+class HybridRetriever:
+    """Fusion settings held for reuse, e.g. by a chat app serving many queries.
+
+    ``weight`` is the dense leg's share (BM25 gets ``1 - weight``). ``method``:
+    ``"adaptive"`` (default; per-query calibrated weights, see
+    :func:`ragkit.fusion.adaptive_fusion`), ``"rrf"``, ``"convex"`` or ``"dbsf"``.
+
+    >>> retriever = HybridRetriever(index, method="rrf", rrf_k=60)   # doctest: +SKIP
+    >>> hits = retriever.search("varroa treatment", k=5)               # doctest: +SKIP
+    >>> hits[0].bm25_rank, hits[0].dense_rank                          # doctest: +SKIP
+    (1, 3)
+    """
+
+    def __init__(
+        self,
+        index: "Index",
+        *,
+        method: FusionMethod = "adaptive",
+        weight: float = 0.5,
+        normalization: str = "minmax",
+        rrf_k: float = 60.0,
+        depth: int | None = None,
+        mmr: bool = False,
+        mmr_lambda: float = 0.7,
+        group_by: str | None = None,
+        reranker: str | None = None,
+        rerank_depth: int = 50,
+    ) -> None:
+        if method not in FUSION_METHODS:
+            raise ConfigError(f"unknown fusion method {method!r}; valid: {', '.join(FUSION_METHODS)}")
+        if not 0.0 <= weight <= 1.0:
+            raise ConfigError(f"weight (the dense leg's share) must be in [0, 1], got {weight}")
+        if normalization not in NORMALIZATIONS:
+            raise ConfigError(f"unknown normalization {normalization!r}; valid: {', '.join(NORMALIZATIONS)}")
+        if group_by not in GROUPINGS:
+            raise ConfigError(f"group_by must be one of {GROUPINGS}, got {group_by!r}")
+        if depth is not None and depth < 1:
+            raise ConfigError(f"depth must be >= 1, got {depth}")
+        if not 0.0 <= mmr_lambda <= 1.0:
+            raise ConfigError(f"mmr_lambda must be in [0, 1], got {mmr_lambda}")
+        self.index = index
+        self.method = method
+        self.weight = weight
+        self.normalization = normalization
+        self.rrf_k = rrf_k
+        self.depth = depth
+        self.mmr = mmr
+        self.mmr_lambda = mmr_lambda
+        self.group_by = group_by
+        self.reranker = reranker
+        self.rerank_depth = rerank_depth
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict (what ``ragkit tune`` saves)."""
+        keys = ("method", "weight", "normalization", "rrf_k", "depth", "mmr", "mmr_lambda", "group_by",
+                "reranker", "rerank_depth")
+        return {key: getattr(self, key) for key in keys}
+
+    def search(
+        self, query: str, k: int = 10, *, mode: str = "hybrid", filters: Filters | None = None
+    ) -> list[Hit]:
+        """The ``k`` best chunks for ``query``; see the module docstring for the steps."""
+        if mode not in MODES:
+            raise ConfigError(f"unknown search mode {mode!r}; valid: {', '.join(MODES)}")
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        query = (query or "")[:MAX_QUERY_CHARS]
+        if not query.strip():
+            return []
+        from .local import _StaleSnapshot
+
+        for _ in range(5):  # a writer may commit between loading the arrays and reading the rows
+            try:
+                return self._search(query, k, mode, filters)
+            except _StaleSnapshot:
+                logger.debug("index changed during search; retrying on the new version")
+        return self._search(query, k, mode, filters)
+
+    def _search(self, query: str, k: int, mode: str, filters: Filters | None) -> list[Hit]:
+        backend = self.index.backend
+        snap = backend.snapshot()
+        if snap is None or snap.bm25.n_docs == 0:
+            return []
+        mask = backend.filter_mask(snap, filters)
+        depth = self.depth or max(100, 10 * k)
+        pool = max(k, self.rerank_depth if self.reranker else 0, 3 * k if (self.mmr or self.group_by) else 0)
+        bm25 = dense = None
+        vector: np.ndarray | None = None
+        tokens = self.index.analyzer.tokenize(query)
+        if mode in ("hybrid", "bm25"):
+            bm25 = backend.lexical_candidates(snap, tokens, depth, mask)
+        if mode in ("hybrid", "dense"):
+            vector = self.index.embed_query(query)
+            dense = backend.dense_candidates(snap, vector, depth, mask)
+        if mode == "bm25":
+            ids, fused = bm25.ids, bm25.scores  # type: ignore[union-attr]
+        elif mode == "dense":
+            ids, fused = dense.ids, dense.scores  # type: ignore[union-attr]
+        else:
+            ids, fused = self._fuse(snap, tokens, vector, bm25, dense, mask)  # type: ignore[arg-type]
+        ids, fused = ids[:pool], fused[:pool]
+        if self.mmr and len(ids) > 1:
+            if vector is None:
+                vector = self.index.embed_query(query)
+            ids, fused = self._diversify(snap, vector, ids, fused, pool)
+        hits = self._hits(snap, ids, fused, bm25, dense)
+        if self.reranker:
+            hits = self._rerank(query, hits)
+        if self.group_by == "document":
+            hits = _best_per_document(hits)
+        elif self.group_by == "neighbors":
+            hits = _merge_neighbors(hits)
+        return [_with_rank(h, i + 1) for i, h in enumerate(hits[:k])]
+
+    def _fuse(
+        self, snap: "Snapshot", tokens: list[str], vector: np.ndarray, bm25: LegCandidates,
+        dense: LegCandidates, mask: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        union = np.union1d(bm25.ids, dense.ids)
+        bm25_all = snap.bm25.scores(tokens) if len(union) else np.zeros(0)
+        dense_fill = snap.dense.vectors[union] @ vector if len(union) else np.zeros(0)
+        bm25 = LegCandidates(bm25.ids, bm25.scores, {int(i): float(bm25_all[i]) for i in union})
+        dense = LegCandidates(dense.ids, dense.scores, {int(i): float(s) for i, s in zip(union, dense_fill)})
+        legs = [bm25, dense]
+        weights = [1.0 - self.weight, self.weight]
+        if self.method == "rrf":
+            return reciprocal_rank_fusion(legs, k=self.rrf_k, weights=weights)
+        if self.method == "convex":
+            return convex_combination(legs, weights=weights, normalization=self.normalization)  # type: ignore[arg-type]
+        if self.method == "dbsf":
+            return distribution_based_fusion(legs, weights=weights)
+        sample = _background_sample(snap, mask)
+        return adaptive_fusion(
+            bm25, dense,
+            bm25_ideal=bm25_ideal_score(snap.bm25, tokens),
+            dense_background=snap.dense.vectors[sample] @ vector,
+            n_searched=int(mask.sum()) if mask is not None else snap.dense.n_rows,
+            weight=self.weight,
+        )
+
+    def _diversify(
+        self, snap: "Snapshot", vector: np.ndarray, ids: np.ndarray, fused: np.ndarray, pool: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        from .diversity import maximal_marginal_relevance
+
+        relevance = (fused - fused.min()) / (np.ptp(fused) or 1.0)
+        order = maximal_marginal_relevance(vector, snap.dense.vectors[ids], relevance, pool, self.mmr_lambda)
+        return ids[order], fused[order]
+
+    def _hits(
+        self, snap: "Snapshot", ids: np.ndarray, fused: np.ndarray, bm25: LegCandidates | None,
+        dense: LegCandidates | None,
+    ) -> list[Hit]:
+        records = self.index.backend.fetch(snap, [int(i) for i in ids])
+        bm25_rank = _ranks(bm25)
+        dense_rank = _ranks(dense)
+        hits = []
+        for pos, score, rec in zip(ids, fused, records):
+            pos = int(pos)
+            b = bm25_rank.get(pos)
+            d = dense_rank.get(pos)
+            hits.append(Hit(
+                chunk_id=rec.id, doc_id=rec.doc_id, text=rec.text, score=float(score), metadata=rec.metadata,
+                start=rec.start, end=rec.end,
+                bm25_score=None if b is None else float(bm25.scores[b - 1]),  # type: ignore[union-attr]
+                bm25_rank=b,
+                dense_score=None if d is None else float(dense.scores[d - 1]),  # type: ignore[union-attr]
+                dense_rank=d,
+            ))
+        return hits
+
+    def _rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        from dataclasses import replace
+
+        model = _cross_encoder(self.reranker)  # type: ignore[arg-type]
+        if not hits:
+            return hits
+        scores = model.predict([(query, h.text) for h in hits], show_progress_bar=False)
+        reranked = [replace(h, rerank_score=float(s), score=float(s)) for h, s in zip(hits, scores)]
+        return sorted(reranked, key=lambda h: -h.score)
+
+
+def _ranks(leg: LegCandidates | None) -> dict[int, int]:
+    return {} if leg is None else {int(i): r + 1 for r, i in enumerate(leg.ids)}
+
+
+def _background_sample(snap: "Snapshot", mask: np.ndarray | None, size: int = 4096) -> np.ndarray:
+    """Evenly spaced rows (within the filter) to estimate the dense score distribution cheaply."""
+    rows = np.flatnonzero(mask) if mask is not None else np.arange(snap.dense.n_rows)
+    if len(rows) <= size:
+        return rows
+    return rows[np.linspace(0, len(rows) - 1, size).astype(np.int64)]
+
+
+def _with_rank(hit: Hit, rank: int) -> Hit:
+    from dataclasses import replace
+
+    return replace(hit, rank=rank)
+
+
+def _best_per_document(hits: Sequence[Hit]) -> list[Hit]:
+    seen: set[str] = set()
+    out = []
+    for hit in hits:
+        if hit.doc_id not in seen:
+            seen.add(hit.doc_id)
+            out.append(hit)
+    return out
+
+
+def _merge_neighbors(hits: Sequence[Hit]) -> list[Hit]:
+    """Merge hits of the same document whose character spans touch or overlap into one passage.
+
+    The merged passage keeps the best hit's score and evidence; its text is the chunks'
+    texts joined in document order (overlapping text is not repeated).
+    """
+    from dataclasses import replace
+
+    merged: list[Hit] = []
+    for hit in hits:
+        for i, kept in enumerate(merged):
+            if kept.doc_id == hit.doc_id and hit.start <= kept.end + 1 and kept.start <= hit.end + 1:
+                first, second = (kept, hit) if kept.start <= hit.start else (hit, kept)
+                overlap = max(0, first.end - second.start)
+                text = first.text + ("" if overlap else "\n") + second.text[overlap:] if second.end > first.end else first.text
+                merged[i] = replace(kept, text=text, start=first.start, end=max(first.end, second.end))
+                break
+        else:
+            merged.append(hit)
+    return merged
+
+
+_CROSS_ENCODERS: dict[str, Any] = {}
+
+
+def _cross_encoder(name: str) -> Any:
+    if name not in _CROSS_ENCODERS:
+        from sentence_transformers import CrossEncoder
+
+        from .embedding import resolve_model_path
+
+        try:
+            _CROSS_ENCODERS[name] = CrossEncoder(resolve_model_path(name), device="cpu")
+        except Exception as exc:
+            raise ModelNotAvailableError(
+                f"cannot load cross-encoder {name!r} ({exc}); offline, pass a local path or a model in the "
+                "Hugging Face cache"
+            ) from exc
+    return _CROSS_ENCODERS[name]
