@@ -111,9 +111,17 @@ class Embedder:
         return lambda text: len(tokenizer.encode(text, add_special_tokens=False))
 
 
+@lru_cache(maxsize=4)
 def _load_sentence_transformer(name: str, device: str | None) -> Any:
+    """Load once per process: every Index and ExampleSet on the same model shares the weights."""
     from sentence_transformers import SentenceTransformer
 
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars are noise in a library
+    except ImportError:
+        pass
     path = resolve_model_path(name)
     try:
         return SentenceTransformer(path, device=device or "cpu")

@@ -26,7 +26,7 @@ Normalization = Literal["minmax", "zscore", "dbsf"]
 NORMALIZATIONS = ("minmax", "zscore", "dbsf")
 
 # adaptive_fusion defaults, chosen on SciFact train queries and controlled degradations (see README).
-ADAPTIVE_WEIGHT = 0.5
+ADAPTIVE_WEIGHT = 0.4
 ADAPTIVE_RAMP = 2.0
 ADAPTIVE_SHIFT = 1.0
 
@@ -174,12 +174,13 @@ def expected_max_of_normals(n: int) -> float:
 
 
 def calibrate_bm25(scores: np.ndarray, ideal: float) -> np.ndarray:
-    """BM25 scores as a share of the query's ideal score (every query term matched once, average-length
-    document), capped at 1. A leg that matches few query terms scores low *in absolute terms*, which
-    is what lets a weak lexical leg fall back behind a strong dense one."""
+    """BM25 scores as a share of the query's ideal score (every query term matched once in an
+    average-length document). A leg that matches few query terms scores low *in absolute terms*,
+    which is what lets a weak lexical leg fall back behind a strong dense one. Not capped: a cap
+    would tie the best matches and throw away BM25's order among them."""
     if ideal <= 0:
         return np.zeros_like(scores, dtype=np.float64)
-    return np.minimum(np.asarray(scores, dtype=np.float64) / ideal, 1.0)
+    return np.asarray(scores, dtype=np.float64) / ideal
 
 
 def calibrate_dense(scores: np.ndarray, background: np.ndarray, n_searched: int, *, ramp: float, shift: float) -> np.ndarray:
@@ -214,6 +215,7 @@ def adaptive_fusion(
     :func:`calibrate_dense`): a leg that found nothing convincing contributes ~0 and the other
     decides; when both found strong evidence, both count. ``weight`` is the dense share.
     """
+    weight = float(_check_weights([1.0 - weight, weight], 2)[1])
     union = _union([bm25, dense])
     if not len(dense.ids):
         return _sorted(union, calibrate_bm25(_aligned_scores(bm25, union), bm25_ideal))

@@ -20,6 +20,7 @@ import numpy as np
 from .errors import ConfigError, ModelNotAvailableError
 from .filters import Filters
 from .fusion import (
+    ADAPTIVE_WEIGHT,
     NORMALIZATIONS,
     LegCandidates,
     adaptive_fusion,
@@ -46,7 +47,8 @@ MAX_QUERY_CHARS = 20_000  # longer queries are cut: BM25 cost grows with terms, 
 class HybridRetriever:
     """Fusion settings held for reuse, e.g. by a chat app serving many queries.
 
-    ``weight`` is the dense leg's share (BM25 gets ``1 - weight``). ``method``:
+    ``weight`` is the dense leg's share (BM25 gets ``1 - weight``; default 0.4 for
+    "adaptive", 0.5 otherwise). ``method``:
     ``"adaptive"`` (default; per-query calibrated weights, see
     :func:`ragkit.fusion.adaptive_fusion`), ``"rrf"``, ``"convex"`` or ``"dbsf"``.
 
@@ -61,7 +63,7 @@ class HybridRetriever:
         index: "Index",
         *,
         method: FusionMethod = "adaptive",
-        weight: float = 0.5,
+        weight: float | None = None,
         normalization: str = "minmax",
         rrf_k: float = 60.0,
         depth: int | None = None,
@@ -73,6 +75,8 @@ class HybridRetriever:
     ) -> None:
         if method not in FUSION_METHODS:
             raise ConfigError(f"unknown fusion method {method!r}; valid: {', '.join(FUSION_METHODS)}")
+        if weight is None:
+            weight = ADAPTIVE_WEIGHT if method == "adaptive" else 0.5
         if not 0.0 <= weight <= 1.0:
             raise ConfigError(f"weight (the dense leg's share) must be in [0, 1], got {weight}")
         if normalization not in NORMALIZATIONS:
