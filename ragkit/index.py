@@ -329,14 +329,15 @@ class Index:
         return HybridRetriever(self, **saved)
 
     def search(
-        self, query: str, k: int = 10, *, mode: SearchMode = "hybrid", filters: Filters | None = None, **settings: Any
+        self, query: str, k: int = 10, *, mode: SearchMode = "hybrid", filters: Filters | None = None,
+        query_vector: np.ndarray | None = None, **settings: Any,
     ) -> list[Hit]:
         """The ``k`` best chunks for ``query``. ``mode``: "hybrid" (default), "bm25" or "dense".
 
         ``filters`` restrict both legs before their top-k cut (see :mod:`ragkit.filters`).
         Other keyword arguments override the retriever's fusion settings for this call.
         """
-        return self.retriever(**settings).search(query, k, mode=mode, filters=filters)
+        return self.retriever(**settings).search(query, k, mode=mode, filters=filters, query_vector=query_vector)
 
     def save_retrieval_settings(self, settings: dict[str, Any]) -> None:
         """Store fusion settings (as `ragkit tune` does) so plain ``search`` uses them from now on."""

@@ -106,9 +106,13 @@ class HybridRetriever:
         return {key: getattr(self, key) for key in keys}
 
     def search(
-        self, query: str, k: int = 10, *, mode: str = "hybrid", filters: Filters | None = None
+        self, query: str, k: int = 10, *, mode: str = "hybrid", filters: Filters | None = None,
+        query_vector: np.ndarray | None = None,
     ) -> list[Hit]:
-        """The ``k`` best chunks for ``query``; see the module docstring for the steps."""
+        """The ``k`` best chunks for ``query``; see the module docstring for the steps.
+
+        ``query_vector`` skips embedding the query (pass one made by the index's model).
+        """
         if mode not in MODES:
             raise ConfigError(f"unknown search mode {mode!r}; valid: {', '.join(MODES)}")
         if k < 1:
@@ -120,12 +124,14 @@ class HybridRetriever:
 
         for _ in range(5):  # a writer may commit between loading the arrays and reading the rows
             try:
-                return self._search(query, k, mode, filters)
+                return self._search(query, k, mode, filters, query_vector)
             except _StaleSnapshot:
                 logger.debug("index changed during search; retrying on the new version")
-        return self._search(query, k, mode, filters)
+        return self._search(query, k, mode, filters, query_vector)
 
-    def _search(self, query: str, k: int, mode: str, filters: Filters | None) -> list[Hit]:
+    def _search(
+        self, query: str, k: int, mode: str, filters: Filters | None, vector: np.ndarray | None
+    ) -> list[Hit]:
         backend = self.index.backend
         snap = backend.snapshot()
         if snap is None or snap.bm25.n_docs == 0:
@@ -134,12 +140,12 @@ class HybridRetriever:
         depth = self.depth or max(100, 10 * k)
         pool = max(k, self.rerank_depth if self.reranker else 0, 3 * k if (self.mmr or self.group_by) else 0)
         bm25 = dense = None
-        vector: np.ndarray | None = None
         tokens = self.index.analyzer.tokenize(query)
         if mode in ("hybrid", "bm25"):
             bm25 = backend.lexical_candidates(snap, tokens, depth, mask)
         if mode in ("hybrid", "dense"):
-            vector = self.index.embed_query(query)
+            if vector is None:
+                vector = self.index.embed_query(query)
             dense = backend.dense_candidates(snap, vector, depth, mask)
         if mode == "bm25":
             ids, fused = bm25.ids, bm25.scores  # type: ignore[union-attr]
