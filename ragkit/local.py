@@ -169,16 +169,23 @@ class LocalBackend:
     # -- reads --------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot | None:
         """The current segment's arrays; reloaded only when a writer has committed a new version."""
-        version = int(self.store.get_meta("segment", 0))
-        snap = self._snapshot
-        if snap is not None and snap.version == version:
-            return snap
-        if version == 0:
-            return None
-        with self._snapshot_lock:
-            if self._snapshot is None or self._snapshot.version != version:
-                self._snapshot = self._load(version)
-            return self._snapshot
+        for attempt in range(5):
+            version = int(self.store.get_meta("segment", 0))
+            snap = self._snapshot
+            if snap is not None and snap.version == version:
+                return snap
+            if version == 0:
+                return None
+            with self._snapshot_lock:
+                try:
+                    if self._snapshot is None or self._snapshot.version != version:
+                        self._snapshot = self._load(version)
+                    return self._snapshot
+                except FileNotFoundError:
+                    # Two newer commits removed this version while we read it: read the pointer again.
+                    if attempt == 4:
+                        raise
+        return None
 
     def _load(self, version: int) -> Snapshot:
         arrays, blobs = self.store.read_segment(version)
