@@ -33,15 +33,21 @@ ADAPTIVE_SHIFT = 1.0
 
 @dataclass(frozen=True)
 class LegCandidates:
-    """One leg's candidates, best first, and optionally its exact scores for other ids."""
+    """One leg's candidates, best first, and optionally its exact scores for other ids.
+
+    ``fill_ids`` (sorted) and ``fill_scores`` give the leg's score for ids it did not return.
+    """
 
     ids: np.ndarray
     scores: np.ndarray
-    fill: dict[int, float] = field(default_factory=dict)
+    fill_ids: np.ndarray | None = None
+    fill_scores: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if len(self.ids) != len(self.scores):
             raise ValueError("LegCandidates: ids and scores differ in length")
+        if (self.fill_ids is None) != (self.fill_scores is None):
+            raise ValueError("LegCandidates: give both fill_ids and fill_scores, or neither")
 
 
 def _union(legs: Sequence[LegCandidates]) -> np.ndarray:
@@ -54,10 +60,13 @@ def _union(legs: Sequence[LegCandidates]) -> np.ndarray:
 def _aligned_scores(leg: LegCandidates, union: np.ndarray) -> np.ndarray:
     """The leg's score for each id of ``union``: own score, else fill, else the leg's minimum."""
     floor = float(leg.scores.min()) if len(leg.scores) else 0.0
-    out = np.array([leg.fill.get(int(i), floor) for i in union], dtype=np.float64)
+    out = np.full(len(union), floor, dtype=np.float64)
+    if leg.fill_ids is not None and len(leg.fill_ids) and len(union):
+        pos = np.clip(np.searchsorted(leg.fill_ids, union), 0, len(leg.fill_ids) - 1)
+        found = leg.fill_ids[pos] == union
+        out[found] = leg.fill_scores[pos[found]]  # type: ignore[index]
     if len(leg.ids):
-        pos = np.searchsorted(union, leg.ids)
-        out[pos] = leg.scores
+        out[np.searchsorted(union, leg.ids)] = leg.scores
     return out
 
 

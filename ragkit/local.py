@@ -40,6 +40,7 @@ class Snapshot:
     _records: list[dict[str, Any]] | None = None
     _masks: "OrderedDict[str, np.ndarray]" = field(default_factory=OrderedDict)
     _row_pos: dict[int, int] | None = None
+    _background: np.ndarray | None = None
 
     def position_of(self, rowid: int) -> int | None:
         if self._row_pos is None:

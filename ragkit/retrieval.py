@@ -172,10 +172,9 @@ class HybridRetriever:
         dense: LegCandidates, mask: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         union = np.union1d(bm25.ids, dense.ids)
-        bm25_all = snap.bm25.scores(tokens) if len(union) else np.zeros(0)
-        dense_fill = snap.dense.vectors[union] @ vector if len(union) else np.zeros(0)
-        bm25 = LegCandidates(bm25.ids, bm25.scores, {int(i): float(bm25_all[i]) for i in union})
-        dense = LegCandidates(dense.ids, dense.scores, {int(i): float(s) for i, s in zip(union, dense_fill)})
+        if len(union):  # exact scores for ids a leg missed: BM25 from postings, dense by dot product
+            bm25 = LegCandidates(bm25.ids, bm25.scores, union, snap.bm25.scores(tokens)[union])
+            dense = LegCandidates(dense.ids, dense.scores, union, snap.dense.vectors[union] @ vector)
         legs = [bm25, dense]
         weights = [1.0 - self.weight, self.weight]
         if self.method == "rrf":
@@ -184,11 +183,10 @@ class HybridRetriever:
             return convex_combination(legs, weights=weights, normalization=self.normalization)  # type: ignore[arg-type]
         if self.method == "dbsf":
             return distribution_based_fusion(legs, weights=weights)
-        sample = _background_sample(snap, mask)
         return adaptive_fusion(
             bm25, dense,
             bm25_ideal=bm25_ideal_score(snap.bm25, tokens),
-            dense_background=snap.dense.vectors[sample] @ vector,
+            dense_background=_background(snap, mask) @ vector,
             n_searched=int(mask.sum()) if mask is not None else snap.dense.n_rows,
             weight=self.weight,
         )
@@ -239,12 +237,21 @@ def _ranks(leg: LegCandidates | None) -> dict[int, int]:
     return {} if leg is None else {int(i): r + 1 for r, i in enumerate(leg.ids)}
 
 
-def _background_sample(snap: "Snapshot", mask: np.ndarray | None, size: int = 4096) -> np.ndarray:
-    """Evenly spaced rows (within the filter) to estimate the dense score distribution cheaply."""
+def _background(snap: "Snapshot", mask: np.ndarray | None, size: int = 1024) -> np.ndarray:
+    """Evenly spaced vectors (within the filter) to estimate a query's dense score distribution.
+
+    Unfiltered, the sample is built once per snapshot: copying it per query would cost more than
+    the search itself.
+    """
+    if mask is None and snap._background is not None:
+        return snap._background
     rows = np.flatnonzero(mask) if mask is not None else np.arange(snap.dense.n_rows)
-    if len(rows) <= size:
-        return rows
-    return rows[np.linspace(0, len(rows) - 1, size).astype(np.int64)]
+    if len(rows) > size:
+        rows = rows[np.linspace(0, len(rows) - 1, size).astype(np.int64)]
+    sample = np.ascontiguousarray(snap.dense.vectors[rows])
+    if mask is None:
+        snap._background = sample
+    return sample
 
 
 def _with_rank(hit: Hit, rank: int) -> Hit:
