@@ -20,7 +20,7 @@ def main() -> int:
     hit = Hit(chunk_id="a.md#0", doc_id="a.md", text="Bees swarm in late spring.", score=1.0,
               metadata={"source": "a.md", "title": "Swarming"}, rank=1)
     for name in names:
-        prompt = PromptBuilder(name, max_tokens=1024, token_counter=len).build("When do bees swarm?", [hit])
+        prompt = PromptBuilder(name, max_tokens=4096).build("When do bees swarm?", [hit])
         if not prompt.text.strip() or not prompt.messages:
             print(f"FAIL template {name!r} rendered nothing", file=sys.stderr)
             return 1
