@@ -8,10 +8,11 @@ embedded implementation (SQLite + BM25 + faiss files in one directory).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, ContextManager, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from .fusion import LegCandidates
 from .types import Chunk, Document
 
 
@@ -54,6 +55,15 @@ class Changes:
 
 
 @dataclass(frozen=True)
+class LegStatistics:
+    """Per-query numbers adaptive fusion needs to calibrate the legs (see ``fusion.adaptive_fusion``)."""
+
+    bm25_ideal: float
+    dense_background: np.ndarray
+    n_searched: int
+
+
+@dataclass(frozen=True)
 class ChunkRecord:
     """A stored chunk as the backend returns it."""
 
@@ -63,3 +73,45 @@ class ChunkRecord:
     start: int
     end: int
     metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """Storage and search for one index. ``LocalBackend`` (``local.py``) is the embedded one.
+
+    ``snapshot()`` returns an opaque, consistent view of the searchable state (``None`` when
+    empty); every search-side method takes it, so a search sees one version even while a writer
+    commits. Row ids (``ids``) are whatever integers the backend uses within a snapshot.
+    """
+
+    dense_kind: str
+    bm25_params: Any
+
+    # config, manifest, cache ------------------------------------------------------------
+    def get_config(self) -> dict[str, Any] | None: ...
+    def set_config(self, config: Mapping[str, Any]) -> None: ...
+    def manifest(self, root: str) -> dict[str, FileEntry]: ...
+    def document_roots(self, doc_ids: Sequence[str]) -> dict[str, str | None]: ...
+    def document_hashes(self, doc_ids: Sequence[str]) -> dict[str, str]: ...
+    def writer_lock(self, timeout: float | None) -> ContextManager[None]: ...
+    def cached_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]: ...
+    def cache_vectors(self, vectors: dict[str, np.ndarray]) -> None: ...
+
+    # writes -------------------------------------------------------------------------------
+    def apply(self, changes: Changes) -> None: ...
+
+    # search ---------------------------------------------------------------------------------
+    def snapshot(self) -> Any: ...
+    def is_empty(self, snap: Any) -> bool: ...
+    def filter_mask(self, snap: Any, filters: Mapping[str, Any] | None) -> Any: ...
+    def lexical_candidates(self, snap: Any, tokens: list[str], depth: int, mask: Any) -> LegCandidates: ...
+    def dense_candidates(self, snap: Any, vector: np.ndarray, depth: int, mask: Any) -> LegCandidates: ...
+    def exact_scores(self, snap: Any, tokens: list[str], vector: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def leg_statistics(self, snap: Any, tokens: list[str], vector: np.ndarray, mask: Any) -> LegStatistics: ...
+    def vectors(self, snap: Any, ids: np.ndarray) -> np.ndarray: ...
+    def fetch(self, snap: Any, ids: Sequence[int]) -> list[ChunkRecord]: ...
+
+    # inspection -----------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]: ...
+    def iter_documents(self) -> Iterator[tuple[str, str, dict[str, Any]]]: ...
+    def size_on_disk(self) -> int: ...
+    def close(self) -> None: ...

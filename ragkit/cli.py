@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-file-bytes", type=int, default=50_000_000, help="skip and report larger files")
     p.add_argument("--rebuild", action="store_true", help="delete the index and build it anew")
     p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for another writer (default 0)")
+    p.add_argument("--shard", metavar="I/N", help="worker I of N: index only this share of the files, remove "
+                   "nothing (run a final sync without --shard to remove deleted files)")
+    p.add_argument("--token", default=os.environ.get("RAGKIT_MILVUS_TOKEN"),
+                   help="Milvus token for milvus:// indexes (default $RAGKIT_MILVUS_TOKEN)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
 
@@ -102,7 +106,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
 def open_index(path: str, *, create: bool = False, **options: Any) -> Any:
     from .index import Index
 
-    if not create and not os.path.exists(os.path.join(path, "ragkit.sqlite")):
+    if not create and "://" not in path and not os.path.exists(os.path.join(path, "ragkit.sqlite")):
         from .errors import ConfigError
 
         raise ConfigError(f"no index at {path}; create one with `ragkit index FOLDER --index {path}`")
@@ -125,6 +129,15 @@ def cmd_index(args: argparse.Namespace) -> int:
     import shutil
     import time
 
+    shard = None
+    if args.shard:
+        try:
+            i, n = (int(x) for x in args.shard.split("/"))
+        except ValueError:
+            from .errors import ConfigError
+
+            raise ConfigError(f"--shard must look like 0/4, got {args.shard!r}") from None
+        shard = (i, n)
     if args.rebuild and os.path.isdir(args.index):
         if not os.path.exists(os.path.join(args.index, "ragkit.sqlite")):
             from .errors import ConfigError
@@ -134,10 +147,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     options = {"model": args.model, "chunk_size": args.chunk_size, "chunk_overlap": args.chunk_overlap,
                "dense_index": args.dense_index}
     index = open_index(args.index, create=True, lock_timeout=args.wait, show_progress=not args.quiet,
-                       **{k: v for k, v in options.items() if v is not None})
+                       token=args.token, **{k: v for k, v in options.items() if v is not None})
     started = time.perf_counter()
     report = index.sync(args.folder, include=args.include, exclude=args.exclude,
-                        json_text_field=args.json_text_field, max_file_bytes=args.max_file_bytes)
+                        json_text_field=args.json_text_field, max_file_bytes=args.max_file_bytes, shard=shard)
     for failure in report.failed:
         print(f"  failed: {failure.path}: {failure.reason}", file=sys.stderr)
     print(f"{args.folder} -> {args.index}: {report.summary()}")

@@ -49,7 +49,7 @@ class IndexConfig:
     stemming: bool = True
     bm25_k1: float = 1.5
     bm25_b: float = 0.75
-    bm25_idf: str = "okapi"
+    bm25_idf: str = "lucene"  # rank_bm25's IDF is 0 for a term in half the documents: useless on small sets
     dense_index: str = "flat"
     format_version: int = FORMAT_VERSION
     retrieval: dict[str, Any] | None = None  # fusion settings saved by `ragkit tune`
@@ -101,6 +101,7 @@ class Index:
         stemming: bool | None = None,
         dense_index: str | None = None,
         create: bool = True,
+        token: str | None = None,
         lock_timeout: float | None = 0.0,
         show_progress: bool | None = None,
         device: str | None = None,
@@ -112,8 +113,8 @@ class Index:
         given = {k: v for k, v in options.items() if v is not None}
         if "dense_index" in given and given["dense_index"] not in DENSE_KINDS:
             raise ConfigError(f"dense_index must be one of {DENSE_KINDS}, got {given['dense_index']!r}")
-        self.path = Path(path)
-        self.backend = LocalBackend(self.path, create=create)
+        self.path = Path(path) if "://" not in str(path) else path  # type: ignore[assignment]
+        self.backend = open_backend(path, create=create, token=token)
         stored = self.backend.get_config()
         if stored is None:
             config = IndexConfig(**given)
@@ -132,7 +133,7 @@ class Index:
         self._chunker: Chunker | None = None
         self._query_vectors: dict[str, np.ndarray] = {}
 
-    def _check_compatible(self, given: dict[str, Any]) -> None:
+    def _check_compatible(self, given: dict[str, Any]) -> None:  # noqa: D401
         model = given.get("model")
         if model is not None and model != self.config.model:
             raise ModelMismatchError(
@@ -186,12 +187,17 @@ class Index:
         max_file_bytes: int = 50_000_000,
         include_hidden: bool = False,
         show_progress: bool | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> SyncReport:
         """Make the index hold exactly the loadable files of ``folder``: add, update, rename, remove.
 
         A file whose size and mtime are unchanged is not read; one whose content hash is unchanged is
         not re-chunked; a chunk whose text is unchanged is not re-embedded. A file that fails to load is
         reported and keeps its previously indexed version.
+
+        ``shard=(i, n)`` lets ``n`` workers share one sync: this call adds and updates only the files
+        whose path hashes to ``i``, and removes nothing; a final sync without ``shard`` removes
+        deleted files.
         """
         from .sync import plan_sync
 
@@ -201,10 +207,14 @@ class Index:
             raise ConfigError(f"sync: {root} is not a folder")
         root_key = str(root.resolve())
         with self.backend.writer_lock(self.lock_timeout):
+            files = iter_files(root, include=include, exclude=exclude, include_hidden=include_hidden,
+                               max_file_bytes=max_file_bytes)
+            manifest = self.backend.manifest(root_key)
+            if shard is not None:
+                files = (f for f in files if in_shard(f[1], shard))
+                manifest = {rel: e for rel, e in manifest.items() if in_shard(rel, shard)}
             plan = plan_sync(
-                root, self.backend.manifest(root_key),
-                files=iter_files(root, include=include, exclude=exclude, include_hidden=include_hidden,
-                                 max_file_bytes=max_file_bytes),
+                root, manifest, files=files,
                 load=lambda path, rel: load_file(path, rel, json_text_field=json_text_field,
                                                  max_file_bytes=max_file_bytes),
                 show_progress=self._progress(show_progress),
@@ -365,6 +375,20 @@ class Index:
         return self.backend.counts()["chunks"]
 
 
+def open_backend(path: str | os.PathLike[str], *, create: bool, token: str | None) -> Any:
+    """The storage backend for ``path``: a local directory, or ``milvus://host:port/collection``
+    (a Milvus server or cluster) or ``milvus-lite:///path/file.db`` (embedded Milvus Lite)."""
+    text = os.fspath(path)
+    if text.startswith(("milvus://", "milvus-lite://", "milvus+https://")):
+        from .milvus import MilvusBackend
+
+        return MilvusBackend.from_uri(text, token=token, create=create)
+    if "://" in text:
+        raise ConfigError(f"unknown index location {text!r}: use a directory, milvus://host:port/collection "
+                          "or milvus-lite:///path/kb.db")
+    return LocalBackend(Path(text), create=create)
+
+
 def embedding_text(chunk: Chunk) -> str:
     """The text embedded and BM25-indexed for a chunk: a later chunk gets its title and headings
     in front, so a passage deep in a document still carries what it is about."""
@@ -373,6 +397,14 @@ def embedding_text(chunk: Chunk) -> str:
     context = [str(chunk.metadata.get("title") or "")] + [str(h) for h in chunk.metadata.get("headings") or []]
     context = [c for i, c in enumerate(context) if c and c not in context[:i]]
     return (" > ".join(context) + "\n" + chunk.text) if context else chunk.text
+
+
+def in_shard(rel: str, shard: tuple[int, int]) -> bool:
+    """Whether a file belongs to worker ``i`` of ``n``: a stable hash of its relative path."""
+    i, n = shard
+    if not (n >= 1 and 0 <= i < n):
+        raise ConfigError(f"shard must be I/N with 0 <= I < N, got {i}/{n}")
+    return int(hashlib.sha1(rel.encode("utf-8", "surrogatepass")).hexdigest()[:8], 16) % n == i
 
 
 def _sha(text: str) -> str:

@@ -19,11 +19,11 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .backend import ChunkRecord, Changes, FileEntry
+from .backend import ChunkRecord, Changes, FileEntry, LegStatistics
 from .dense import DenseIndex
 from .filters import Filters, filter_mask
 from .fusion import LegCandidates
-from .lexical import BM25Index, BM25Params
+from .lexical import BM25Index, BM25Params, bm25_ideal_score
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -226,6 +226,28 @@ class LocalBackend:
         ids, scores = snap.dense.top_k(vector, depth, mask)
         return LegCandidates(ids, scores.astype(np.float64))
 
+    def exact_scores(
+        self, snap: Snapshot, tokens: list[str], vector: np.ndarray, ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each leg's exact score for ``ids``: BM25 from the postings, dense by dot product."""
+        return snap.bm25.scores(tokens)[ids], snap.dense.vectors[ids] @ vector
+
+    def leg_statistics(
+        self, snap: Snapshot, tokens: list[str], vector: np.ndarray, mask: np.ndarray | None
+    ) -> LegStatistics:
+        """What adaptive fusion calibrates with: BM25's ideal score, a sample of dense scores."""
+        return LegStatistics(
+            bm25_ideal=bm25_ideal_score(snap.bm25, tokens),
+            dense_background=_background(snap, mask) @ vector,
+            n_searched=int(mask.sum()) if mask is not None else snap.dense.n_rows,
+        )
+
+    def vectors(self, snap: Snapshot, ids: np.ndarray) -> np.ndarray:
+        return snap.dense.vectors[ids]
+
+    def is_empty(self, snap: Snapshot) -> bool:
+        return snap.bm25.n_docs == 0
+
     def fetch(self, snap: Snapshot, positions: Sequence[int]) -> list[ChunkRecord]:
         """Chunk records for row positions of ``snap``, in the order given."""
         rowids = [int(snap.rows[p]) for p in positions]
@@ -254,6 +276,23 @@ class LocalBackend:
 
     def size_on_disk(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+
+def _background(snap: Snapshot, mask: np.ndarray | None, size: int = 1024) -> np.ndarray:
+    """Evenly spaced vectors (within the filter) to estimate a query's dense score distribution.
+
+    Unfiltered, the sample is built once per snapshot: copying it per query would cost more than
+    the search itself.
+    """
+    if mask is None and snap._background is not None:
+        return snap._background
+    rows = np.flatnonzero(mask) if mask is not None else np.arange(snap.dense.n_rows)
+    if len(rows) > size:
+        rows = rows[np.linspace(0, len(rows) - 1, size).astype(np.int64)]
+    sample = np.ascontiguousarray(snap.dense.vectors[rows])
+    if mask is None:
+        snap._background = sample
+    return sample
 
 
 class _StaleSnapshot(Exception):

@@ -28,7 +28,6 @@ from .fusion import (
     distribution_based_fusion,
     reciprocal_rank_fusion,
 )
-from .lexical import bm25_ideal_score
 from .types import Hit
 
 if TYPE_CHECKING:
@@ -134,7 +133,7 @@ class HybridRetriever:
     ) -> list[Hit]:
         backend = self.index.backend
         snap = backend.snapshot()
-        if snap is None or snap.bm25.n_docs == 0:
+        if snap is None or backend.is_empty(snap):
             return []
         mask = backend.filter_mask(snap, filters)
         depth = self.depth or max(100, 10 * k)
@@ -172,9 +171,10 @@ class HybridRetriever:
         dense: LegCandidates, mask: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray]:
         union = np.union1d(bm25.ids, dense.ids)
-        if len(union):  # exact scores for ids a leg missed: BM25 from postings, dense by dot product
-            bm25 = LegCandidates(bm25.ids, bm25.scores, union, snap.bm25.scores(tokens)[union])
-            dense = LegCandidates(dense.ids, dense.scores, union, snap.dense.vectors[union] @ vector)
+        if len(union):  # exact scores for ids a leg missed, instead of a guess
+            bm25_fill, dense_fill = self.index.backend.exact_scores(snap, tokens, vector, union)
+            bm25 = LegCandidates(bm25.ids, bm25.scores, union, bm25_fill)
+            dense = LegCandidates(dense.ids, dense.scores, union, dense_fill)
         legs = [bm25, dense]
         weights = [1.0 - self.weight, self.weight]
         if self.method == "rrf":
@@ -183,12 +183,10 @@ class HybridRetriever:
             return convex_combination(legs, weights=weights, normalization=self.normalization)  # type: ignore[arg-type]
         if self.method == "dbsf":
             return distribution_based_fusion(legs, weights=weights)
+        stats = self.index.backend.leg_statistics(snap, tokens, vector, mask)
         return adaptive_fusion(
-            bm25, dense,
-            bm25_ideal=bm25_ideal_score(snap.bm25, tokens),
-            dense_background=_background(snap, mask) @ vector,
-            n_searched=int(mask.sum()) if mask is not None else snap.dense.n_rows,
-            weight=self.weight,
+            bm25, dense, bm25_ideal=stats.bm25_ideal, dense_background=stats.dense_background,
+            n_searched=stats.n_searched, weight=self.weight,
         )
 
     def _diversify(
@@ -197,7 +195,8 @@ class HybridRetriever:
         from .diversity import maximal_marginal_relevance
 
         relevance = (fused - fused.min()) / (np.ptp(fused) or 1.0)
-        order = maximal_marginal_relevance(vector, snap.dense.vectors[ids], relevance, pool, self.mmr_lambda)
+        vectors = self.index.backend.vectors(snap, ids)
+        order = maximal_marginal_relevance(vector, vectors, relevance, pool, self.mmr_lambda)
         return ids[order], fused[order]
 
     def _hits(
@@ -235,23 +234,6 @@ class HybridRetriever:
 
 def _ranks(leg: LegCandidates | None) -> dict[int, int]:
     return {} if leg is None else {int(i): r + 1 for r, i in enumerate(leg.ids)}
-
-
-def _background(snap: "Snapshot", mask: np.ndarray | None, size: int = 1024) -> np.ndarray:
-    """Evenly spaced vectors (within the filter) to estimate a query's dense score distribution.
-
-    Unfiltered, the sample is built once per snapshot: copying it per query would cost more than
-    the search itself.
-    """
-    if mask is None and snap._background is not None:
-        return snap._background
-    rows = np.flatnonzero(mask) if mask is not None else np.arange(snap.dense.n_rows)
-    if len(rows) > size:
-        rows = rows[np.linspace(0, len(rows) - 1, size).astype(np.int64)]
-    sample = np.ascontiguousarray(snap.dense.vectors[rows])
-    if mask is None:
-        snap._background = sample
-    return sample
 
 
 def _with_rank(hit: Hit, rank: int) -> Hit:
