@@ -28,7 +28,7 @@ NORMALIZATIONS = ("minmax", "zscore", "dbsf")
 # adaptive_fusion defaults, chosen on SciFact train queries and controlled degradations (see README).
 ADAPTIVE_WEIGHT = 0.4
 ADAPTIVE_RAMP = 2.0
-ADAPTIVE_SHIFT = 1.0
+ADAPTIVE_SHIFT = 0.5
 
 
 @dataclass(frozen=True)

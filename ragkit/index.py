@@ -115,6 +115,19 @@ class Index:
             raise ConfigError(f"dense_index must be one of {DENSE_KINDS}, got {given['dense_index']!r}")
         self.path = Path(path) if "://" not in str(path) else path  # type: ignore[assignment]
         self.backend = open_backend(path, create=create, token=token)
+        try:
+            self._configure(given)
+        except BaseException:
+            self.backend.close()  # a rejected open must not leave the database open
+            raise
+        self.lock_timeout = lock_timeout
+        self.show_progress = show_progress
+        self.embedder = Embedder(self.config.model, device=device)
+        self.analyzer = self.config.analyzer
+        self._chunker: Chunker | None = None
+        self._query_vectors: dict[str, np.ndarray] = {}
+
+    def _configure(self, given: dict[str, Any]) -> None:
         stored = self.backend.get_config()
         if stored is None:
             config = IndexConfig(**given)
@@ -126,12 +139,6 @@ class Index:
             self._check_compatible(given)
         self.backend.dense_kind = self.config.dense_index
         self.backend.bm25_params = self.config.bm25
-        self.lock_timeout = lock_timeout
-        self.show_progress = show_progress
-        self.embedder = Embedder(self.config.model, device=device)
-        self.analyzer = self.config.analyzer
-        self._chunker: Chunker | None = None
-        self._query_vectors: dict[str, np.ndarray] = {}
 
     def _check_compatible(self, given: dict[str, Any]) -> None:  # noqa: D401
         model = given.get("model")
@@ -226,6 +233,12 @@ class Index:
             failed += [FailedFile(rel, f"document id {d.id!r} already belongs to another folder or add()")
                        for d, rel in documents if d.id in foreign]
             documents = [(d, rel) for d, rel in documents if d.id not in foreign]
+            rejected = {f.path for f in failed} - {f.path for f in plan.failed}
+            if rejected:  # not indexed, so not "added" and not in the manifest: reported again next time
+                plan.added = [r for r in plan.added if r not in rejected]
+                plan.updated = [r for r in plan.updated if r not in rejected]
+                plan.upsert_files = [e for e in plan.upsert_files if e.path not in rejected]
+                documents = [(d, rel) for d, rel in documents if rel not in rejected]
             prepared, embedded = self._prepare([d for d, _ in documents], root_key, show_progress)
             changes = Changes(
                 remove_doc_ids=tuple(plan.remove_doc_ids), add=tuple(prepared),
@@ -390,13 +403,13 @@ def open_backend(path: str | os.PathLike[str], *, create: bool, token: str | Non
 
 
 def embedding_text(chunk: Chunk) -> str:
-    """The text embedded and BM25-indexed for a chunk: a later chunk gets its title and headings
-    in front, so a passage deep in a document still carries what it is about."""
-    if chunk.start == 0:
+    """The text embedded and BM25-indexed for a chunk: a later chunk gets its heading path in
+    front, so a passage deep in a document still carries what it is about. (Headings, not the
+    title: a title can come from the file name, and renaming a file must not change its vectors.)"""
+    headings = [str(h) for h in chunk.metadata.get("headings") or [] if h]
+    if chunk.start == 0 or not headings:
         return chunk.text
-    context = [str(chunk.metadata.get("title") or "")] + [str(h) for h in chunk.metadata.get("headings") or []]
-    context = [c for i, c in enumerate(context) if c and c not in context[:i]]
-    return (" > ".join(context) + "\n" + chunk.text) if context else chunk.text
+    return " > ".join(headings) + "\n" + chunk.text
 
 
 def in_shard(rel: str, shard: tuple[int, int]) -> bool:

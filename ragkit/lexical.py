@@ -176,9 +176,10 @@ class BM25Index:
 def _top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` highest scores, best first; ties broken by lower id so results are deterministic."""
     if len(ids) > k:
-        part = np.argpartition(-scores, k - 1)[:k]
-        ids, scores = ids[part], scores[part]
-    order = np.lexsort((ids, -scores))
+        kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
+        keep = scores >= kth  # everything tied with the k-th too, so the lower ids win the tie below
+        ids, scores = ids[keep], scores[keep]
+    order = np.lexsort((ids, -scores))[:k]
     return ids[order], scores[order]
 
 

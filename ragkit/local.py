@@ -24,6 +24,7 @@ from .dense import DenseIndex
 from .filters import Filters, filter_mask
 from .fusion import LegCandidates
 from .lexical import BM25Index, BM25Params, bm25_ideal_score
+from .errors import IndexCorruptError
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -147,7 +148,8 @@ class LocalBackend:
             keep = ~np.isin(snap.rows, np.fromiter(removed, np.int64, len(removed)))
             bm25, dense, rows = snap.bm25.keep_rows(keep), snap.dense.keep_rows(keep), snap.rows[keep]
         bm25 = bm25.append(tokens)
-        new_vectors = np.asarray(vectors, np.float32).reshape(len(vectors), -1)
+        dim = snap.dense.dimension if snap is not None else 0
+        new_vectors = np.asarray(vectors, np.float32).reshape(len(vectors), -1) if vectors else np.zeros((0, dim), np.float32)
         if dense is None or dense.n_rows == 0:
             dense = DenseIndex(new_vectors, self.dense_kind)  # type: ignore[arg-type]
         else:
@@ -182,9 +184,10 @@ class LocalBackend:
                     if self._snapshot is None or self._snapshot.version != version:
                         self._snapshot = self._load(version)
                     return self._snapshot
-                except FileNotFoundError:
-                    # Two newer commits removed this version while we read it: read the pointer again.
-                    if attempt == 4:
+                except IndexCorruptError:
+                    # A missing file is corruption, unless newer commits removed this version while
+                    # we read it: then read the pointer again.
+                    if attempt == 4 or int(self.store.get_meta("segment", 0)) == version:
                         raise
         return None
 

@@ -183,8 +183,8 @@ class Store:
         hint = f"rebuild with `ragkit index FOLDER --index {self.path} --rebuild`"
         try:
             manifest = json.loads((folder / "manifest.json").read_text())
-        except FileNotFoundError:
-            raise
+        except FileNotFoundError as exc:
+            raise IndexCorruptError(f"{folder / 'manifest.json'} is missing; {hint}") from exc
         except (OSError, ValueError) as exc:
             raise IndexCorruptError(f"{folder / 'manifest.json'} is unreadable ({exc}); {hint}") from exc
         if manifest.get("format_version") != FORMAT_VERSION:
@@ -196,7 +196,10 @@ class Store:
         blobs: dict[str, bytes] = {}
         for name, info in manifest["files"].items():
             file = folder / name
-            data = file.read_bytes()
+            try:
+                data = file.read_bytes()
+            except FileNotFoundError as exc:
+                raise IndexCorruptError(f"{file} is missing; {hint}") from exc
             if len(data) != info["bytes"] or (verify and hashlib.sha256(data).hexdigest() != info["sha256"]):
                 raise IndexCorruptError(
                     f"{file} is corrupt or truncated (expected {info['bytes']} bytes and sha256 "
