@@ -7,7 +7,7 @@ embedded implementation (SQLite + BM25 + faiss files in one directory).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ContextManager, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -63,16 +63,8 @@ class LegStatistics:
     n_searched: int
 
 
-@dataclass(frozen=True)
-class ChunkRecord:
-    """A stored chunk as the backend returns it."""
-
-    id: str
-    doc_id: str
-    text: str
-    start: int
-    end: int
-    metadata: Mapping[str, Any] = field(default_factory=dict)
+# A stored chunk, as a backend's ``fetch`` returns it: the same value as what was indexed.
+ChunkRecord = Chunk
 
 
 class Backend(Protocol):

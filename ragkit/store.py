@@ -166,7 +166,7 @@ class Store:
         for name, data in blobs.items():
             (tmp / name).write_bytes(data)
         for file in sorted(tmp.iterdir()):
-            files[file.name] = {"sha256": _sha256(file), "bytes": file.stat().st_size}
+            files[file.name] = {"sha256": file_sha256(file), "bytes": file.stat().st_size}
             _fsync(file)
         manifest = {"format_version": FORMAT_VERSION, "version": version, "files": files}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -250,7 +250,8 @@ class Store:
             fh.close()  # closing releases the flock
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

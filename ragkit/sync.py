@@ -8,7 +8,6 @@ content hash equals that of a file that disappeared is a rename.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Callable, Iterable
 from .backend import FileEntry
 from .errors import LoadError
 from .progress import progress
+from .store import file_sha256
 from .types import Document, FailedFile
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def plan_sync(
     fresh: list[tuple[str, FileEntry, list[Document]]] = []
     for path, rel, size, mtime_ns, entry in progress(candidates, "reading files", show_progress):
         try:
-            digest = _file_sha256(path)
+            digest = file_sha256(path)
         except OSError as exc:
             plan.failed.append(FailedFile(rel, f"cannot read: {exc.strerror or exc}"))
             continue
@@ -109,11 +109,3 @@ def plan_sync(
         plan.remove_doc_ids.extend(entry.doc_ids)
         plan.remove_files.append(rel)
     return plan
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
