@@ -44,9 +44,12 @@ def test_docstring_examples_hold() -> None:
 
 
 # -- built-ins ----------------------------------------------------------------------------------
-def test_builtins_are_found_in_the_checkout() -> None:
+def test_builtins_are_found_beside_the_code_that_runs() -> None:
+    """From a checkout (or editable install): the top-level templates/; from a wheel: ragkit/_templates."""
     assert builtin_names() == BUILTINS
-    assert builtin_dir() == ROOT / "templates"
+    package = Path(templates.__file__).resolve().parent
+    expected = ROOT / "templates" if package == ROOT / "ragkit" else package / "_templates"
+    assert builtin_dir() == expected
 
 
 @pytest.mark.parametrize("name", BUILTINS)
