@@ -29,6 +29,7 @@ NORMALIZATIONS = ("minmax", "zscore", "dbsf")
 ADAPTIVE_WEIGHT = 0.4
 ADAPTIVE_RAMP = 2.0
 ADAPTIVE_SHIFT = 0.5
+ADAPTIVE_SOFTNESS = 0.25
 
 
 @dataclass(frozen=True)
@@ -192,16 +193,26 @@ def calibrate_bm25(scores: np.ndarray, ideal: float) -> np.ndarray:
     return np.asarray(scores, dtype=np.float64) / ideal
 
 
-def calibrate_dense(scores: np.ndarray, background: np.ndarray, n_searched: int, *, ramp: float, shift: float) -> np.ndarray:
+def calibrate_dense(
+    scores: np.ndarray, background: np.ndarray, n_searched: int, *, ramp: float, shift: float,
+    softness: float = 0.0,
+) -> np.ndarray:
     """Cosine scores as evidence above noise: the z-score against the query's score distribution over the
     collection, minus what the best of ``n_searched`` random scores would reach (``shift`` below it),
-    per ``ramp`` standard deviations, floored at 0. Random or collapsed vectors score ~0 everywhere."""
+    per ``ramp`` standard deviations, floored at 0. Random or collapsed vectors score ~0 everywhere.
+
+    ``softness`` > 0 replaces the hard floor by a softplus of that temperature, so candidates just
+    below the noise line keep a small, ordered score instead of all tying at 0.
+    """
     background = np.asarray(background, dtype=np.float64)
     std = background.std() if len(background) > 1 else 0.0
     if std <= 1e-9:
         return np.zeros_like(scores, dtype=np.float64)
     z = (np.asarray(scores, dtype=np.float64) - background.mean()) / std
-    return np.clip((z - (expected_max_of_normals(n_searched) - shift)) / ramp, 0.0, None)
+    excess = (z - (expected_max_of_normals(n_searched) - shift)) / ramp
+    if softness > 0:
+        return softness * np.logaddexp(0.0, excess / softness)
+    return np.clip(excess, 0.0, None)
 
 
 def adaptive_fusion(
@@ -214,6 +225,7 @@ def adaptive_fusion(
     weight: float = ADAPTIVE_WEIGHT,
     ramp: float = ADAPTIVE_RAMP,
     shift: float = ADAPTIVE_SHIFT,
+    softness: float = ADAPTIVE_SOFTNESS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """ragkit's default: a convex combination of *calibrated* scores, so each query weighs the legs by
     how much evidence each actually found, with no labels.
@@ -231,7 +243,9 @@ def adaptive_fusion(
     if not len(bm25.ids):
         return _sorted(union, _aligned_scores(dense, union))
     b = calibrate_bm25(_aligned_scores(bm25, union), bm25_ideal)
-    d = calibrate_dense(_aligned_scores(dense, union), dense_background, n_searched, ramp=ramp, shift=shift)
+    d = calibrate_dense(
+        _aligned_scores(dense, union), dense_background, n_searched, ramp=ramp, shift=shift, softness=softness
+    )
     fused = (1.0 - weight) * b + weight * d
     if not fused.any():  # neither leg above noise: fall back to plain min-max fusion
         return convex_combination([bm25, dense], weights=[1.0 - weight, weight])

@@ -12,6 +12,7 @@ from ragkit.errors import ConfigError
 from ragkit.fusion import (
     ADAPTIVE_RAMP,
     ADAPTIVE_SHIFT,
+    ADAPTIVE_SOFTNESS,
     LegCandidates,
     adaptive_fusion,
     calibrate_bm25,
@@ -269,7 +270,9 @@ def test_adaptive_strong_dense_evidence_counts() -> None:
     ids, scores = adaptive_fusion(bm25, dense, bm25_ideal=10.0, dense_background=background, n_searched=1000)
     assert ids.tolist() == [3, 1, 2]
     z_shift = expected_max_of_normals(1000) - ADAPTIVE_SHIFT
-    assert scores[0] == pytest.approx(0.4 * (8.0 - z_shift) / ADAPTIVE_RAMP)
+    excess = (8.0 - z_shift) / ADAPTIVE_RAMP
+    assert scores[0] == pytest.approx(0.4 * ADAPTIVE_SOFTNESS * np.logaddexp(0.0, excess / ADAPTIVE_SOFTNESS))
+    assert scores[0] == pytest.approx(0.4 * excess, rel=1e-3)  # far above noise, softplus is the identity
 
 
 def test_adaptive_with_an_empty_leg_or_no_evidence() -> None:
