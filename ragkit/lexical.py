@@ -60,6 +60,8 @@ class BM25Index:
         self.doc_len = np.asarray(tf.sum(axis=1)).ravel().astype(np.float64)
         self.doc_freq = np.diff(tf.indptr).astype(np.float64)
         self._idf = self._compute_idf()
+        self._weights: np.ndarray | None = None  # per-posting saturated tf, derived on first query
+        self._last: tuple[tuple[str, ...], np.ndarray, np.ndarray] | None = None
 
     # -- construction and updates -------------------------------------------------------
     @classmethod
@@ -124,23 +126,49 @@ class BM25Index:
         scores, _ = self._score(query_tokens)
         return scores
 
+    def _posting_weights(self) -> np.ndarray:
+        """``tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))`` for every posting.
+
+        Derived from the stored term frequencies once per loaded index (O(postings), vectorized), so
+        a query is one multiply-add per posting of its terms. Nothing of it is stored: updates still
+        only touch term frequencies.
+        """
+        if self._weights is None:
+            k1, b = self.params.k1, self.params.b
+            avgdl = self.doc_len.mean() if self.n_docs else 1.0
+            norm = k1 * (1.0 - b + b * self.doc_len / (avgdl or 1.0))
+            tf = self.tf.data.astype(np.float64)
+            self._weights = tf * (k1 + 1.0) / (tf + norm[self.tf.indices])
+        return self._weights
+
     def _score(self, query_tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Scores of all documents plus a mask of documents matching at least one query term."""
+        """Scores of all documents plus a mask of documents matching at least one query term.
+
+        The last query's result is kept: a hybrid search asks for it twice (candidates, then exact
+        scores for the other leg's candidates).
+        """
+        key = tuple(query_tokens)
+        last = self._last
+        if last is not None and last[0] == key:
+            return last[1], last[2]
+        scores, matched = self._score_uncached(query_tokens)
+        self._last = (key, scores, matched)
+        return scores, matched
+
+    def _score_uncached(self, query_tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         scores = np.zeros(self.n_docs, dtype=np.float64)
         matched = np.zeros(self.n_docs, dtype=bool)
         if self.n_docs == 0:
             return scores, matched
-        k1, b = self.params.k1, self.params.b
-        avgdl = self.doc_len.mean() or 1.0
-        norm = k1 * (1.0 - b + b * self.doc_len / avgdl)
+        weights = self._posting_weights()
+        indptr, indices = self.tf.indptr, self.tf.indices
         for term, count in Counter(query_tokens).items():
             col = self.vocab.get(term)
             if col is None:
                 continue
-            lo, hi = self.tf.indptr[col], self.tf.indptr[col + 1]
-            docs = self.tf.indices[lo:hi]
-            tf = self.tf.data[lo:hi].astype(np.float64)
-            scores[docs] += count * self._idf[col] * tf * (k1 + 1.0) / (tf + norm[docs])
+            lo, hi = indptr[col], indptr[col + 1]
+            docs = indices[lo:hi]
+            scores[docs] += (count * self._idf[col]) * weights[lo:hi]
             matched[docs] = True
         return scores, matched
 
@@ -150,7 +178,7 @@ class BM25Index:
         """Row ids and scores of the ``k`` best documents that match a query term (and ``mask``)."""
         scores, matched = self._score(query_tokens)
         if mask is not None:
-            matched &= mask
+            matched = matched & mask  # not in place: the array is cached
         candidates = np.flatnonzero(matched)
         return _top_k(candidates, scores[candidates], k)
 
