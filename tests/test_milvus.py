@@ -1,0 +1,415 @@
+"""The Milvus backend on a real Milvus Lite: the same Index API, the same answers as the local backend.
+
+A small folder (12 notes) is indexed once per module into Milvus Lite *and* into a local index, the
+oracle: search results, scores and filters must agree. Tests that change the index work on a copy
+of the Milvus Lite file. Slow parts (marked): a sync killed in subprocesses, two ``--shard`` workers.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import select
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import open_index
+
+try:
+    import milvus_lite  # noqa: F401
+    import pymilvus  # noqa: F401
+except ImportError:  # pragma: no cover - depends on the environment
+    pytest.skip('the Milvus backend needs pymilvus and milvus-lite: pip install "ragkit[milvus]"',
+                allow_module_level=True)
+
+from ragkit.backend import Changes, PreparedDocument
+from ragkit.errors import ConfigError, FilterError, IndexLockedError
+from ragkit.milvus import EMPTY_TERM, N_CHUNKS, N_TOKENS, MilvusBackend, _condition
+from ragkit.types import Chunk, Document
+
+HOT = "Varroa mites spread fast. Count varroa weekly, treat varroa with oxalic acid; varroa kills colonies."
+COLD = "The apiary was quiet. {word} grew by the hedge, and one note mentions varroa in passing."
+NOTES = {
+    # Different lengths, so no two notes tie on a score (ties are ordered by backend row ids).
+    **{f"hot/varroa-{i}.md": f"# Varroa {i}\n\nmarker{i}x {HOT} Hive {i} was checked{' twice' * i}.\n"
+       for i in range(1, 5)},
+    **{f"cold/note-{i}.md": f"# Note {i}\n\nmarker{i + 4}x " + COLD.format(word=w) + " Quiet." * i + "\n"
+       for i, w in enumerate(["Clover", "Heather", "Lime trees", "Acacia"], start=1)},
+    "garden/roses.md": "# Roses\n\nmarker9x Prune roses in early spring; aphids and spider mites attack them.\n",
+    "garden/tomato_plants.md": "# Tomatoes\n\nmarker10x Tomatoes need warmth and water. Pinch out side shoots.\n",
+    "garden/compost.md": "# Compost\n\nmarker11x Turn the compost heap monthly; worms do the rest.\n",
+    "kitchen/honey.md": "# Honey\n\nmarker12x Extract honey from capped frames in late summer. Honey keeps for years.\n",
+}
+QUERIES = ["varroa treatment", "when to prune roses", "honey extraction", "warm tomatoes water", "worms"]
+EXTRA = [  # in-memory documents with numeric and list metadata, for filters
+    Document("paper-a", "A study of mite loads in 2019 colonies.", {"year": 2019, "tags": ["mites", "survey"]}),
+    Document("paper-b", "Oxalic acid trial on mites, 2021.", {"year": 2021, "tags": ["mites", "treatment"]}),
+    Document("paper-c", "Pollen diversity and colony health.", {"year": 2023.5, "tags": ["pollen"]}),
+]
+
+
+def uri(path: Path) -> str:
+    return f"milvus-lite://{path}"
+
+
+def write_notes(root: Path, notes: dict[str, str]) -> Path:
+    for rel, text in notes.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text, encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """``(milvus_db, local_dir, docs)``: the notes and EXTRA in Milvus Lite and in a local index."""
+    base = tmp_path_factory.mktemp("milvus")
+    docs = write_notes(base / "docs", NOTES)
+    for location in (uri(base / "kb.db"), base / "local.ragkit"):
+        with open_index(location) as index:
+            report = index.sync(docs)
+            assert not report.failed and len(report.added) == len(NOTES)
+            index.add(EXTRA)
+    return base / "kb.db", base / "local.ragkit", docs
+
+
+@pytest.fixture
+def copy(tmp_path: Path) -> tuple[Path, Path]:
+    """``(milvus_db, docs)``: a private index of a private copy of the notes, free to change."""
+    docs = write_notes(tmp_path / "docs", NOTES)
+    with open_index(uri(tmp_path / "kb.db")) as index:
+        index.sync(docs)
+        index.add(EXTRA)
+    return tmp_path / "kb.db", docs
+
+
+def results(index, query: str, mode: str, **options):  # type: ignore[no-untyped-def]
+    return [(h.chunk_id, h.score, h.bm25_score, h.dense_score) for h in index.search(query, mode=mode, **options)]
+
+
+def assert_same_results(ours: list, theirs: list) -> None:
+    assert [r[0] for r in ours] == [r[0] for r in theirs]
+    for a, b in zip(ours, theirs):
+        for x, y in zip(a[1:], b[1:]):
+            assert (x is None) == (y is None) and (x is None or x == pytest.approx(y, rel=1e-5, abs=1e-6)), (a, b)
+
+
+def assert_statistics_exact(backend: MilvusBackend) -> None:
+    """The stored BM25 statistics equal what the chunks hold (no drift after a write or a crash)."""
+    counts: Counter[int] = Counter()
+    for row in backend._scan("", "pk >= 0", ["sparse", "dl"]):
+        counts.update(t for t in row["sparse"] if t != EMPTY_TERM)
+        counts[N_CHUNKS] += 1
+        counts[N_TOKENS] += row["dl"]
+    stored = backend._stat_sums(list(counts))
+    assert {t: n for t, n in stored.items() if n} == +counts
+
+
+# --------------------------------------------------------------------------- search parity with local
+
+
+@pytest.mark.parametrize("mode", ["bm25", "dense", "hybrid"])
+def test_search_returns_what_the_local_backend_returns(built: tuple[Path, Path, Path], mode: str) -> None:
+    db, local_dir, _ = built
+    with open_index(uri(db)) as milvus, open_index(local_dir) as local:
+        for query in QUERIES:
+            assert_same_results(results(milvus, query, mode, k=5), results(local, query, mode, k=5))
+        if mode == "hybrid":
+            for method in ("rrf", "convex", "dbsf"):
+                assert_same_results(results(milvus, QUERIES[0], mode, k=5, method=method),
+                                    results(local, QUERIES[0], mode, k=5, method=method))
+
+
+def test_info_counts_and_documents_match_the_local_index(built: tuple[Path, Path, Path]) -> None:
+    db, local_dir, _ = built
+    with open_index(uri(db)) as milvus, open_index(local_dir) as local:
+        assert {k: milvus.info()[k] for k in ("documents", "chunks", "files")} == \
+            {k: local.info()[k] for k in ("documents", "chunks", "files")}
+        assert milvus.info()["bytes_on_disk"] > 0
+        assert milvus.documents() == local.documents()
+        assert_statistics_exact(milvus.backend)
+
+
+# --------------------------------------------------------------------------- filters
+
+
+FILTERS = [
+    {"source": "hot/varroa-1.md"},
+    {"source": {"glob": "cold/*"}},
+    {"source": {"glob": "garden/tomato_*"}},  # "_" is a LIKE wildcard: checked client-side
+    {"source": {"glob": "[hc]o*/*"}},  # a character class: checked client-side
+    {"type": {"in": ["markdown", "text"]}, "title": {"ne": "Roses"}},
+    {"title": {"nin": ["Roses", "Compost"]}},
+    {"doc_id": {"in": ["paper-a", "paper-c", "cold/note-1.md"]}},
+    {"year": {"gte": 2020}},
+    {"year": {"lt": 2021.5}, "tags": "mites"},
+    {"tags": {"in": ["pollen", "survey"]}},
+    {"tags": {"ne": "mites"}},  # list field, not eq/in: checked client-side
+    {"chunk_id": {"glob": "hot/*#0"}},
+    {"title": {"gt": "Note 2", "lte": "Varroa 2"}},
+]
+
+
+@pytest.mark.parametrize("filters", FILTERS, ids=[str(f) for f in FILTERS])
+@pytest.mark.parametrize("mode", ["bm25", "dense", "hybrid"])
+def test_filters_select_the_same_chunks_as_local(built: tuple[Path, Path, Path], filters: dict, mode: str) -> None:
+    db, local_dir, _ = built
+    with open_index(uri(db)) as milvus, open_index(local_dir) as local:
+        for query in ("varroa mites", "colony"):
+            ours = milvus.search(query, k=50, mode=mode, filters=filters)
+            theirs = local.search(query, k=50, mode=mode, filters=filters)
+            assert sorted(h.chunk_id for h in ours) == sorted(h.chunk_id for h in theirs), (query, filters)
+
+
+def test_filters_apply_before_the_cut_even_when_every_top_hit_fails(built: tuple[Path, Path, Path]) -> None:
+    db, _, _ = built
+    with open_index(uri(db)) as index:
+        top = index.search("varroa", k=3, mode="bm25", depth=3)
+        assert all(h.doc_id.startswith("hot/") for h in top)
+        for mode in ("bm25", "dense", "hybrid"):
+            hits = index.search("varroa", k=3, mode=mode, depth=3, filters={"source": {"glob": "cold/*"}})
+            assert len(hits) == 3 and all(h.doc_id.startswith("cold/") for h in hits), mode
+
+
+def test_bad_filters_raise_filter_error(built: tuple[Path, Path, Path]) -> None:
+    db, _, _ = built
+    with open_index(uri(db)) as index:
+        with pytest.raises(FilterError, match="unknown filter field 'sorce'"):
+            index.search("varroa", filters={"sorce": "x"})
+        with pytest.raises(FilterError, match="unknown filter operator"):
+            index.search("varroa", filters={"source": {"like": "x"}})
+        assert index.search("varroa", filters={"source": {"in": []}}) == []
+
+
+def test_conditions_translate_to_milvus_expressions() -> None:
+    assert _condition("source", "eq", 'a"b', {"str"}) == ('source == "a\\"b"', True)
+    assert _condition("page", "ne", 3, {"int", "null"}) == ("page is null or page != 3", True)
+    assert _condition("year", "in", [1, 2], {"int"}) == ('metadata["year"] == 1 or metadata["year"] == 2', True)
+    assert _condition("tags", "eq", "x", {"list"}) == ('json_contains_any(metadata["tags"], ["x"])', True)
+    assert _condition("source", "glob", "a/*.md", {"str"}) == ('source like "a/%.md"', True)
+    assert _condition("source", "glob", "a_b/*", {"str"}) == ('source like "a_b/%"', False)  # superset
+    assert _condition("mixed", "eq", 1, {"int", "str"}) == (None, False)  # Python decides
+
+
+# --------------------------------------------------------------------------- sync semantics
+
+
+def test_a_second_sync_of_an_unchanged_folder_embeds_nothing(copy: tuple[Path, Path]) -> None:
+    db, docs = copy
+    with open_index(uri(db)) as index:
+        report = index.sync(docs)
+        assert report.chunks_embedded == 0 and len(report.unchanged) == len(NOTES)
+        assert not (report.added or report.updated or report.removed or report.renamed)
+
+
+def test_edit_rename_and_delete_behave_as_on_the_local_backend(copy: tuple[Path, Path]) -> None:
+    db, docs = copy
+    with open_index(uri(db)) as index:
+        with (docs / "garden/roses.md").open("a", encoding="utf-8") as fh:
+            fh.write("\nDeadhead faded blooms to keep them flowering.\n")
+        report = index.sync(docs)
+        assert report.updated == ("garden/roses.md",) and report.chunks_embedded == 1
+        assert index.search("deadhead faded blooms", k=1, mode="bm25")[0].doc_id == "garden/roses.md"
+
+        (docs / "kitchen/honey.md").rename(docs / "kitchen/honey-harvest.md")
+        report = index.sync(docs)
+        assert report.renamed == (("kitchen/honey.md", "kitchen/honey-harvest.md"),)
+        assert report.chunks_embedded == 0
+        assert index.search("capped frames", k=1, mode="bm25")[0].doc_id == "kitchen/honey-harvest.md"
+
+        (docs / "garden/compost.md").unlink()
+        report = index.sync(docs)
+        assert report.removed == ("garden/compost.md",)
+        assert all(h.doc_id != "garden/compost.md" for h in index.search("compost heap worms", k=20))
+        ids = {d.id for d in index.documents()}
+        assert "garden/compost.md" not in ids and "kitchen/honey-harvest.md" in ids
+        assert index.info()["files"] == len(NOTES) - 1
+        assert_statistics_exact(index.backend)
+
+
+def test_add_and_delete_in_memory_documents(copy: tuple[Path, Path]) -> None:
+    db, _ = copy
+    with open_index(uri(db)) as index:
+        before = len(index)
+        report = index.add([Document("note-x", "Drones gather at congregation areas.", {"year": 2024})])
+        assert report.added == ("note-x",) and report.chunks_embedded == 1
+        assert index.add([Document("note-x", "Drones gather at congregation areas.", {"year": 2024})]).unchanged
+        index.add([Document("note-x", "Queens mate in flight with many drones.", {"year": 2024})])
+        assert index.search("queens mate in flight", k=1, mode="bm25")[0].doc_id == "note-x"
+        assert index.search("congregation areas", k=5, mode="bm25") == []
+        with pytest.raises(ConfigError, match="synced files"):
+            index.add([Document("garden/roses.md", "replacement")])
+        assert index.delete(["note-x", "no-such-id"]) == 1
+        assert len(index) == before
+        assert_statistics_exact(index.backend)
+
+
+def test_a_long_document_is_stored_in_parts_and_read_back_whole(tmp_path: Path) -> None:
+    text = "é" * 70_000 + " tail"  # 140 KB of UTF-8: three rows of at most 60 KB
+    chunk = Chunk("long#0", "long", "tail", len(text) - 4, len(text))
+    vector = np.ones(8, np.float32) / np.sqrt(8)
+    backend = MilvusBackend.from_uri(uri(tmp_path / "kb.db"))
+    try:
+        backend.apply(Changes(add=(PreparedDocument(Document("long", text), "h", [chunk], [["tail"]], [vector], ["e"]),)))
+        assert list(backend.iter_documents()) == [("long", text, {})]
+        assert backend.counts() == {"documents": 1, "chunks": 1, "files": 0}
+    finally:
+        backend.close()
+
+
+def test_server_mode_statistics_are_delta_rows_that_rebuild_folds(copy: tuple[Path, Path]) -> None:
+    db, _ = copy
+    with open_index(uri(db)) as index:
+        expected = {q: results(index, q, "bm25", k=5) for q in QUERIES}
+        index.backend._exclusive = False  # what a Milvus server's writers do: insert-only statistics
+        index.delete(["paper-b"])
+        index.add([EXTRA[1]])
+        assert index.backend._meta("stats_deltas") is True
+        assert_statistics_exact(index.backend)
+        deltas = {q: results(index, q, "bm25", k=5) for q in QUERIES}
+        index.backend.rebuild_statistics()
+        assert index.backend._meta("stats_deltas") is False
+        assert_statistics_exact(index.backend)
+        for query in QUERIES:
+            assert_same_results(results(index, query, "bm25", k=5), deltas[query])
+            assert_same_results(deltas[query], expected[query])
+
+
+# --------------------------------------------------------------------------- opening, locking, errors
+
+
+def test_uri_errors_and_the_install_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=r"ending in \.db"):
+        MilvusBackend.from_uri(f"milvus-lite://{tmp_path}/kb.sqlite")
+    with pytest.raises(ConfigError, match="no Milvus Lite index"):
+        MilvusBackend.from_uri(f"milvus-lite://{tmp_path}/missing.db", create=False)
+    with pytest.raises(ConfigError, match="collection"):
+        MilvusBackend.from_uri("milvus://localhost:19530")
+    monkeypatch.setitem(sys.modules, "pymilvus", None)
+    with pytest.raises(ImportError, match=r'pip install "ragkit\[milvus\]"'):
+        MilvusBackend.from_uri(f"milvus-lite://{tmp_path}/kb.db")
+
+
+def test_writers_exclude_each_other_in_process_and_other_processes_are_refused(copy: tuple[Path, Path]) -> None:
+    db, docs = copy
+    with open_index(uri(db)) as first, open_index(uri(db)) as second:
+        with first.backend.writer_lock(0):
+            with pytest.raises(IndexLockedError):
+                second.sync(docs)
+        cli = subprocess.run([sys.executable, "-m", "ragkit.cli", "index", str(docs), "--index", uri(db), "-q"],
+                             capture_output=True, text=True, timeout=300)
+        assert cli.returncode == 2 and "open in another process" in cli.stderr, cli.stderr
+    assert first.backend._client is None and second.backend._client is None
+
+
+# --------------------------------------------------------------------------- crashes and shards
+
+CHILD = r"""
+import os, sys, time
+import ragkit
+from ragkit import milvus
+
+stop_at = sys.argv[3]
+if stop_at != "-":  # announce, then wait to be killed at this step of apply()
+    original = getattr(milvus.MilvusBackend, stop_at)
+    def announce(self, *args, **kwargs):
+        result = original(self, *args, **kwargs) if stop_at == "_insert_chunks" else None
+        print("at", stop_at, flush=True)
+        time.sleep(60)
+        return result
+    setattr(milvus.MilvusBackend, stop_at, announce)
+index = ragkit.Index(sys.argv[1], show_progress=False)
+index.embedder.encode(["warm up the model"])
+print("ready", flush=True)
+sys.stdin.readline()
+print("done", index.sync(sys.argv[2]).summary(), flush=True)
+"""
+
+
+def read_line(child: subprocess.Popen[str], timeout: float) -> str:
+    assert child.stdout is not None
+    ready, _, _ = select.select([child.stdout], [], [], timeout)
+    assert ready, f"child said nothing for {timeout}s"
+    return child.stdout.readline()
+
+
+def change(root: Path, rng: random.Random, serial: int) -> None:
+    """Add two notes, edit one, delete one, rename one."""
+    for i in range(2):
+        (root / f"new-{serial}-{i}.md").write_text(f"# New\n\nmarker{serial}{i}y fresh note {serial} {i}.\n")
+    files = sorted(root.rglob("*.md"))
+    edited, gone, moved = rng.sample(files, 3)
+    with edited.open("a") as fh:
+        fh.write(f"\nedited marker{serial}e.\n")
+    gone.unlink()
+    moved.rename(moved.with_name(f"moved-{serial}-{moved.name}"))
+
+
+def state(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): p.read_text() for p in sorted(root.rglob("*.md"))}
+
+
+@pytest.mark.slow
+def test_a_killed_sync_leaves_an_index_that_answers_and_one_resync_repairs(copy: tuple[Path, Path]) -> None:
+    db, docs = copy
+    rng = random.Random(7)
+    for serial, stop_at in enumerate(["_mark_intent", "_insert_chunks", "_write_documents", "_write_manifest", "-"]):
+        before = state(docs)
+        change(docs, rng, serial)
+        after = state(docs)
+        child = subprocess.Popen([sys.executable, "-c", CHILD, uri(db), str(docs), stop_at],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert read_line(child, 180).strip() == "ready"
+        child.stdin.write("go\n")  # type: ignore[union-attr]
+        child.stdin.flush()  # type: ignore[union-attr]
+        if stop_at == "-":  # a kill at a random moment of the sync
+            try:
+                child.wait(timeout=rng.uniform(0.05, 1.0))
+            except subprocess.TimeoutExpired:
+                pass
+        else:
+            assert read_line(child, 120).strip() == f"at {stop_at}"
+        child.kill()
+        child.wait()
+        with open_index(uri(db)) as index:
+            assert index.search("varroa", k=3)  # opens and answers
+            for doc in index.documents():  # each document is its old or its new version, never a mixture
+                if doc.id in before or doc.id in after:
+                    assert doc.text in (before.get(doc.id), after.get(doc.id)), (stop_at, doc.id)
+            index.sync(docs)
+            assert {d.id: d.text for d in index.documents() if d.id in after or d.id in before} == after
+            assert_statistics_exact(index.backend)
+            chunk_docs = {r["doc_id"] for r in index.backend._scan("", "pk >= 0", ["doc_id"])}
+            assert chunk_docs == {d.id for d in index.documents()}  # no orphan chunks
+            for doc_id, text in after.items():
+                marker = re.search(r"marker\w+", text).group()  # type: ignore[union-attr]
+                assert index.search(marker, k=1, mode="bm25")[0].doc_id == doc_id, (stop_at, marker)
+
+
+@pytest.mark.slow
+def test_two_shard_workers_build_the_same_index_as_one(tmp_path: Path) -> None:
+    docs = write_notes(tmp_path / "docs", NOTES)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    # Milvus Lite lets one process open a file at a time, so the two workers run one after the other;
+    # on a Milvus server they would run at once.
+    for shard in ("0/2", "1/2"):
+        run = subprocess.run([sys.executable, "-m", "ragkit.cli", "index", str(docs), "--index",
+                              uri(tmp_path / "shards.db"), "--shard", shard, "-q"],
+                             capture_output=True, text=True, timeout=300, env=env)
+        assert run.returncode == 0, run.stderr
+    with open_index(uri(tmp_path / "single.db")) as single:
+        single.sync(docs)
+        expected = {(q, m): results(single, q, m, k=5) for q in QUERIES for m in ("bm25", "dense", "hybrid")}
+        documents = single.documents()
+    with open_index(uri(tmp_path / "shards.db")) as sharded:
+        assert sharded.documents() == documents
+        final = sharded.sync(docs)  # the final unsharded sync finds nothing left to do
+        assert final.chunks_embedded == 0 and len(final.unchanged) == len(NOTES)
+        assert_statistics_exact(sharded.backend)
+        for query in QUERIES:
+            for mode in ("bm25", "dense", "hybrid"):
+                assert_same_results(results(sharded, query, mode, k=5), expected[(query, mode)])
