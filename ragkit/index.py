@@ -18,11 +18,11 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 
 from .analysis import Analyzer
-from .backend import Changes, FileEntry, PreparedDocument
+from .backend import Changes, PreparedDocument
 from .chunking import Chunker
 from .dense import DENSE_KINDS
 from .embedding import DEFAULT_MODEL, Embedder, max_sequence_length
-from .errors import ConfigError, LoadError, ModelMismatchError
+from .errors import ConfigError, ModelMismatchError
 from .filters import Filters
 from .lexical import BM25Params
 from .loading import iter_files, load_file

@@ -44,8 +44,6 @@ they add up), and the final unsharded sync, which removes deleted files, must ru
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -53,10 +51,9 @@ import math
 import re
 import secrets
 import threading
-import time
 import uuid
 from collections import Counter, OrderedDict
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ContextManager, Iterable, Iterator, Mapping, Sequence
@@ -65,11 +62,12 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from .backend import Changes, ChunkRecord, FileEntry, LegStatistics, PreparedDocument
-from .errors import ConfigError, FilterError, IndexLockedError
+from .errors import ConfigError, FilterError
 from .filters import Filters, compile_filters
 from .fusion import LegCandidates
 from .lexical import BM25Params
 from .local import _StaleSnapshot
+from .store import file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -343,7 +341,7 @@ class MilvusBackend:
         """Milvus Lite: a file lock beside the ``.db``. A server: none (see the module docstring)."""
         if self.lite_path is None:
             return nullcontext()
-        return _file_lock(self.lite_path.with_name(self.lite_path.name + ".writer.lock"), timeout,
+        return file_lock(self.lite_path.with_name(self.lite_path.name + ".writer.lock"), timeout,
                           f"{self.lite_path} is being written by another writer")
 
     def cached_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]:
@@ -886,7 +884,7 @@ def _connect(pymilvus: Any, uri: str, token: str | None, db_name: str | None, li
         raise ImportError(f"milvus-lite:// indexes need milvus-lite: {INSTALL_HINT}") from exc
     with _LITE_LOCK:
         if not _LITE_USERS.get(uri) and (lite_path / "LOCK").exists():
-            with _file_lock(lite_path / "LOCK", 0.0, f"{lite_path} is open in another process (Milvus Lite allows "
+            with file_lock(lite_path / "LOCK", 0.0, f"{lite_path} is open in another process (Milvus Lite allows "
                             "one process per file: run --shard workers one after the other)", append=False):
                 pass  # raises IndexLockedError while another process has the file open
         client = pymilvus.MilvusClient(uri=uri)
@@ -905,23 +903,3 @@ def _release_lite(path: Path) -> None:
 
             server_manager_instance.release_server(key)
 
-
-@contextmanager
-def _file_lock(path: Path, timeout: float | None, message: str, append: bool = True) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path``: ``timeout=0`` fails at once, ``None`` waits forever."""
-    fh = open(path, "a+" if append else "r")
-    deadline = None if timeout is None else time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise IndexLockedError(f"{message}; retry later or pass lock_timeout=<seconds> (None waits)") from None
-                time.sleep(0.05)
-        yield
-    finally:
-        fh.close()

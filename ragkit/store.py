@@ -35,7 +35,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ContextManager, Iterator
 
 import numpy as np
 
@@ -226,28 +226,33 @@ class Store:
             shutil.rmtree(entry, ignore_errors=True)
 
     # -- writer lock --------------------------------------------------------------------------
-    @contextmanager
-    def writer_lock(self, timeout: float | None = 0.0) -> Iterator[None]:
+    def writer_lock(self, timeout: float | None = 0.0) -> ContextManager[None]:
         """Exclusive write access. ``timeout=0`` fails at once, ``None`` waits forever."""
-        fh = open(self.path / "writer.lock", "a+")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while True:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                        raise
-                    if deadline is not None and time.monotonic() >= deadline:
-                        raise IndexLockedError(
-                            f"{self.path} is being written by another process; retry later or pass "
-                            "lock_timeout=<seconds> (None waits)"
-                        ) from None
-                    time.sleep(0.05)
-            yield
-        finally:
-            fh.close()  # closing releases the flock
+        return file_lock(self.path / "writer.lock", timeout, f"{self.path} is being written by another process")
+
+
+@contextmanager
+def file_lock(path: Path, timeout: float | None, message: str, append: bool = True) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path``: ``timeout=0`` fails at once, ``None`` waits forever.
+
+    Closing the file releases the lock, so a killed writer never leaves the index locked.
+    """
+    fh = open(path, "a+" if append else "r")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise IndexLockedError(f"{message}; retry later or pass lock_timeout=<seconds> (None waits)") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        fh.close()
 
 
 def file_sha256(path: Path) -> str:
