@@ -105,7 +105,7 @@ class Analyzer:
         for text in texts:
             words = [w for w in _split_words(text) if w not in stop]
             if stem is not None:
-                words = stem(words)
+                words = [w for w in stem(words) if w]  # some stemmers strip a word to nothing
             out.append(words)
         return out
 

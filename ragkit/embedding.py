@@ -97,7 +97,7 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self.model.encode(
-            list(texts),
+            [_encodable(t) for t in texts],
             batch_size=self.batch_size,
             show_progress_bar=show_progress,
             normalize_embeddings=True,
@@ -158,4 +158,9 @@ class _FastTokenizer:
         self._tok = tokenizer
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=add_special_tokens).ids
+        return self._tok.encode(_encodable(text), add_special_tokens=add_special_tokens).ids
+
+
+def _encodable(text: str) -> str:
+    """Replace lone surrogates, which tokenizers (Rust strings) cannot take."""
+    return text.encode("utf-8", "replace").decode("utf-8")

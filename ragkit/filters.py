@@ -63,6 +63,8 @@ def compile_filters(filters: Filters) -> list[tuple[str, Callable[[Any], bool]]]
         raise FilterError(f"filters must be a dict of field -> value or {{operator: value}}, got {filters!r}")
     compiled = []
     for field, condition in filters.items():
+        if not isinstance(field, str):
+            raise FilterError(f"filter field names must be strings, got {field!r}")
         if isinstance(condition, Mapping):
             for op, expected in condition.items():
                 if op not in OPERATORS:
@@ -92,22 +94,30 @@ def filter_mask(filters: Filters, records: Sequence[Mapping[str, Any]]) -> np.nd
 
 
 def parse_cli_filter(expression: str) -> tuple[str, Any]:
-    """``"key=value"`` (or ``key>=3``, ``key<5``, ``key~glob*``) from the command line into a filter item."""
+    """``"key=value"`` (or ``key>=3``, ``key<5``, ``key~glob*``) from the command line into a filter item.
+
+    Values that look like numbers become numbers (also inside ``key=a,b`` lists), except for globs.
+    """
     for token, op in ((">=", "gte"), ("<=", "lte"), ("!=", "ne"), ("~", "glob"), (">", "gt"), ("<", "lt"), ("=", "eq")):
         if token in expression:
             key, raw = expression.split(token, 1)
             key = key.strip()
             if not key:
                 break
-            value: Any = raw.strip()
-            try:
-                value = int(value)
-            except ValueError:
-                try:
-                    value = float(value)
-                except ValueError:
-                    pass
-            if op == "eq" and isinstance(value, str) and "," in value:
-                return key, {"in": [v.strip() for v in value.split(",")]}
+            raw = raw.strip()
+            if op == "glob":
+                return key, {"glob": raw}
+            if op == "eq" and "," in raw:
+                return key, {"in": [_number_or_text(v.strip()) for v in raw.split(",")]}
+            value = _number_or_text(raw)
             return key, value if op == "eq" else {op: value}
     raise FilterError(f"bad --filter {expression!r}; use key=value, key!=value, key>=n, key<n or key~glob")
+
+
+def _number_or_text(raw: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw

@@ -230,7 +230,7 @@ class Index:
             documents, dupes = _dedupe_documents(plan.documents)
             failed += [FailedFile(rel, f"duplicate document id {doc_id!r}") for rel, doc_id in dupes]
             foreign = self._foreign_ids([d for d, _ in documents], root_key, set(plan.remove_doc_ids))
-            failed += [FailedFile(rel, f"document id {d.id!r} already belongs to another folder or add()")
+            failed += [FailedFile(rel, f"document id {d.id!r} already exists (another file, folder or add())")
                        for d, rel in documents if d.id in foreign]
             documents = [(d, rel) for d, rel in documents if d.id not in foreign]
             rejected = {f.path for f in failed} - {f.path for f in plan.failed}
@@ -290,8 +290,10 @@ class Index:
         return len(existing)
 
     def _foreign_ids(self, docs: list[Document], root_key: str, replacing: set[str]) -> set[str]:
+        """Ids of new documents that already exist and are not being replaced by this sync: from
+        another folder, from ``add()``, or from another file of this folder."""
         roots = self.backend.document_roots([d.id for d in docs])
-        return {i for i, root in roots.items() if root != root_key and i not in replacing}
+        return {i for i in roots if i not in replacing}
 
     def _prepare(
         self, documents: list[Document], root: str | None, show_progress: bool | None

@@ -171,7 +171,13 @@ def _kind(name: str, *, known_only: bool = False) -> str | None:
 
 
 def _clean(text: str) -> str:
+    """Normalise newlines, drop control characters and replace lone surrogates (from JSON escapes
+    such as "\\ud800"), which no tokenizer, database or terminal can encode."""
+    text = text.encode("utf-8", "replace").decode("utf-8") if _SURROGATE.search(text) else text
     return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _decode(data: bytes, rel: str) -> str:
@@ -233,7 +239,7 @@ def load_file(
     stem = Path(rel).stem or Path(rel).name
     meta: dict[str, Any] = {"source": rel, "title": stem, "type": kind}
     if kind == "pdf":
-        text, pdf_title, pages = _read_pdf(data, rel)
+        text, pdf_title, pages = _read_pdf(data, rel, max_file_bytes)
         meta.update(title=pdf_title or stem, pages=pages)
         return [Document(rel, text, meta)]
     text = _decode(data, rel)
@@ -253,10 +259,22 @@ def load_file(
     return [Document(rel, text, meta)]
 
 
-def _read_pdf(data: bytes, rel: str) -> tuple[str, str | None, list[list[int]]]:
+# A compressed PDF stream can expand a thousandfold; pypdf allows 75 MB per stream. Text pages
+# never need that much, so decompression stops here (a "zip bomb" becomes an unreadable page).
+PDF_MAX_STREAM_BYTES = 8_000_000
+
+
+def _read_pdf(data: bytes, rel: str, max_text_chars: int) -> tuple[str, str | None, list[list[int]]]:
     if b"%PDF-" not in data[:1024]:
         raise LoadError(rel, "not a PDF file (no %PDF- header)")
-    from pypdf import PdfReader  # imported here: only PDF files pay for it
+    import pypdf  # imported here: only PDF files pay for it
+
+    limits = {f"{kind}_maximum_output_length": PDF_MAX_STREAM_BYTES for kind in ("zlib", "lzw", "array_based_stream")}
+    with pypdf.apply_configuration(**limits):  # a context variable: other threads keep their settings
+        return _extract_pdf(data, rel, max_text_chars, pypdf.PdfReader)
+
+
+def _extract_pdf(data: bytes, rel: str, max_text_chars: int, PdfReader: Any) -> tuple[str, str | None, list[list[int]]]:  # noqa: N803
 
     parts: list[tuple[int, str]] = []
     page_error = None
@@ -281,6 +299,12 @@ def _read_pdf(data: bytes, rel: str) -> tuple[str, str | None, list[list[int]]]:
             continue
         if page_text:
             parts.append((number, page_text))
+            extracted = sum(len(t) for _, t in parts)
+            if extracted > max_text_chars:
+                raise LoadError(
+                    rel, f"extracted text too large: over {max_text_chars} characters by page {number} "
+                    "(max_file_bytes also bounds the text a PDF expands to)"
+                )
     if not parts:
         raise LoadError(rel, f"cannot read PDF ({page_error})" if page_error else "no extractable text")
     starts, offset = [], 0
@@ -301,11 +325,15 @@ def _read_json(
                     records.append((number, "line", json.loads(line)))
                 except json.JSONDecodeError as e:
                     raise LoadError(rel, f"line {number}: invalid JSON ({e.msg} at column {e.colno})") from None
+                except RecursionError:
+                    raise LoadError(rel, f"line {number}: JSON nested too deeply") from None
     else:
         try:
             value = json.loads(text)
         except json.JSONDecodeError as e:
             raise LoadError(rel, f"invalid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+        except RecursionError:
+            raise LoadError(rel, "JSON nested too deeply") from None
         items = value if isinstance(value, list) else [value]
         records = [(number, "record", item) for number, item in enumerate(items, start=1)]
 
@@ -321,7 +349,7 @@ def _read_json(
         if not isinstance(body, str):
             raise LoadError(rel, f"{where}: text field {text_field!r} is {type(body).__name__}, not a string")
         has_id = id_field is not None and record.get(id_field) is not None
-        doc_id = f"{rel}#{record[id_field] if has_id else number}"
+        doc_id = _clean(f"{rel}#{record[id_field] if has_id else number}")
         if doc_id in ids:
             raise LoadError(rel, f"{where}: duplicate id {doc_id!r}")
         ids.add(doc_id)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .backend import ChunkRecord, Changes, FileEntry, LegStatistics
 from .dense import DenseIndex
-from .filters import Filters, filter_mask
+from .filters import Filters, compile_filters, filter_mask
 from .fusion import LegCandidates
 from .lexical import BM25Index, BM25Params, bm25_ideal_score
 from .errors import IndexCorruptError
@@ -204,6 +204,7 @@ class LocalBackend:
     def filter_mask(self, snap: Snapshot, filters: Filters | None) -> np.ndarray | None:
         if not filters:
             return None
+        compile_filters(filters)  # validate first: a bad filter must be a FilterError, not a TypeError here
         key = json.dumps(filters, sort_keys=True, default=str)
         mask = snap._masks.get(key)
         if mask is None:

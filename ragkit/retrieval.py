@@ -116,7 +116,7 @@ class HybridRetriever:
             raise ConfigError(f"unknown search mode {mode!r}; valid: {', '.join(MODES)}")
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}")
-        query = (query or "")[:MAX_QUERY_CHARS]
+        query = (query or "")[:MAX_QUERY_CHARS].encode("utf-8", "replace").decode("utf-8")  # lone surrogates
         if not query.strip():
             return []
         from .local import _StaleSnapshot

@@ -208,7 +208,10 @@ class Store:
             if name.endswith(".npy"):
                 import io
 
-                arrays[name[:-4]] = np.load(io.BytesIO(data), allow_pickle=False)
+                try:
+                    arrays[name[:-4]] = np.load(io.BytesIO(data), allow_pickle=False)
+                except ValueError as exc:  # e.g. an object array: refused, never unpickled
+                    raise IndexCorruptError(f"{file} is not a plain numeric array ({exc}); {hint}") from exc
             else:
                 blobs[name] = data
         return arrays, blobs

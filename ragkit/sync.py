@@ -50,6 +50,9 @@ def plan_sync(
     candidates: list[tuple[Path, str, int, int, FileEntry | None]] = []
     try:
         for path, rel in files:
+            if not _encodable(rel):
+                plan.failed.append(FailedFile(_printable(rel), "file name is not valid UTF-8; rename the file"))
+                continue
             seen.add(rel)
             try:
                 stat = path.stat()
@@ -109,3 +112,15 @@ def plan_sync(
         plan.remove_doc_ids.extend(entry.doc_ids)
         plan.remove_files.append(rel)
     return plan
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # os.fsdecode's surrogate escapes for bytes that are not UTF-8
+        return False
+    return True
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

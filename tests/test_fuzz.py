@@ -10,8 +10,7 @@ value or raises the one ragkit error its contract names, whatever it is given.
 * ``Index.search`` with random queries, modes, ``k`` and filter dicts gives a list of ranked Hits or
   a ConfigError (FilterError included).
 
-Inputs that still break a contract are pinned as strict ``xfail`` tests at the end (and in
-``test_hostile.py``), and kept out of the strategies so the properties test everything else.
+Inputs that once broke a contract have regression tests at the end (and in ``test_hostile.py``).
 """
 
 from __future__ import annotations
@@ -311,47 +310,27 @@ def test_search_with_an_exact_filter_returns_only_matching_chunks(small_index: A
 # ---------------------------------------------------------------------------------- known bugs, pinned
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "BUG: a filter dict with a non-string key ({1: 'x'} or {'page': {'gt': 1, 2: 3}}) raises TypeError from "
-    "json.dumps(filters, sort_keys=True) in local.py LocalBackend.filter_mask (the mask cache key), "
-    "before compile_filters can say FilterError."))
 def test_a_filter_with_a_non_string_key_is_a_filter_error(small_index: Any) -> None:
     with pytest.raises(FilterError):
         small_index.search("bees", mode="bm25", filters={1: "x", "source": "queen.md"})
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "BUG: Chunker with the model's token counter raises TypeError on text holding a lone surrogate "
-    "(tokenizers cannot encode it); this is how a JSON record with '\\ud800' aborts a whole sync "
-    "(see test_hostile.py). chunking.py/embedding.py token_counter should not see unencodable text."))
 def test_the_models_tokenizer_counts_text_with_a_lone_surrogate(model_counter: Any) -> None:
     chunker = Chunker(chunk_size=32, overlap=0, count_tokens=model_counter)
     assert chunker.split(Document("d", "bees \ud800 honey"))
 
 
-@pytest.mark.xfail(strict=True, raises=FilterError, reason=(
-    "BUG: parse_cli_filter('source~2024') returns {'glob': 2024}: filters.py parse_cli_filter converts the "
-    "value to int/float before looking at the operator, so compile_filters rejects the numeric glob and "
-    "`ragkit search --filter 'source~2024'` fails with 'glob needs a string pattern'."))
 def test_a_numeric_glob_from_the_command_line_stays_a_glob() -> None:
     key, value = parse_cli_filter("source~2024")
     compile_filters({key: value})
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: parse_cli_filter('page=3,7') returns {'in': ['3', '7']} (strings), while 'page=3' returns 3 (an "
-    "int): filters.py parse_cli_filter converts single values but not list items, so `--filter page=3,7` "
-    "silently matches nothing on a numeric field."))
 def test_a_command_line_list_of_numbers_matches_a_numeric_field(small_index: Any) -> None:
     filters = dict([parse_cli_filter("page=3,7")])
     hits = small_index.search("bees", k=10, mode="dense", filters=filters)
     assert {h.doc_id for h in hits} == {"data.jsonl#a", "data.jsonl#b"}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: Analyzer(language='arabic').tokenize('\u064b \u0640 \u0628\u0627\u0644') == ['', '', ...]: the "
-    "Snowball stemmer reduces a word of only diacritics or tatweel to '', and analysis.py tokenize_many "
-    "keeps empty terms (also for 'yiddish'); '' becomes a BM25 term shared by unrelated chunks."))
 def test_stemming_never_yields_an_empty_term() -> None:
     for language in ("arabic", "yiddish"):
         assert all(Analyzer(language=language).tokenize("\u064b \u0640 \u05bf \u0628\u0627\u0644"))

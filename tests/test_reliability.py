@@ -556,10 +556,6 @@ def test_a_pickled_npy_with_a_forged_checksum_is_still_never_unpickled(warm: War
     assert not marker.exists()  # ... and none of them unpickled the payload
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "BUG: a segment .npy holding a pickled object array whose manifest checksum was updated to match makes "
-    "search raise a bare ValueError ('Object arrays cannot be loaded when allow_pickle=False') instead of "
-    "IndexCorruptError: store.py Store.read_segment calls np.load outside any try. It is never unpickled."))
 def test_a_pickled_npy_with_a_forged_checksum_is_index_corruption(warm: Warm, tmp_path: Path) -> None:
     index_dir, _ = synced_copy(warm, tmp_path, seed=4)
     marker = tmp_path / "pwned"
