@@ -100,6 +100,9 @@ class Index:
         stopwords: bool | None = None,
         stemming: bool | None = None,
         dense_index: str | None = None,
+        bm25_k1: float | None = None,
+        bm25_b: float | None = None,
+        bm25_idf: str | None = None,
         create: bool = True,
         token: str | None = None,
         lock_timeout: float | None = 0.0,
@@ -109,6 +112,7 @@ class Index:
         options = {
             "model": model, "chunk_size": chunk_size, "chunk_overlap": chunk_overlap, "language": language,
             "stopwords": stopwords, "stemming": stemming, "dense_index": dense_index,
+            "bm25_k1": bm25_k1, "bm25_b": bm25_b, "bm25_idf": bm25_idf,
         }
         given = {k: v for k, v in options.items() if v is not None}
         if "dense_index" in given and given["dense_index"] not in DENSE_KINDS:
@@ -131,12 +135,19 @@ class Index:
         stored = self.backend.get_config()
         if stored is None:
             config = IndexConfig(**given)
-            config.analyzer  # validate the language before anything is written
+            config.analyzer  # validate the language and BM25 constants before anything is written
+            config.bm25
             self.config = replace(config, dimension=None)
             self.backend.set_config(self.config.to_dict())
         else:
             self.config = IndexConfig.from_dict(stored)
             self._check_compatible(given)
+            # BM25's constants apply at query time to stored term frequencies: they can change any time.
+            bm25 = {k: v for k, v in given.items() if k.startswith("bm25_") and v != getattr(self.config, k)}
+            if bm25:
+                self.config = replace(self.config, **bm25)
+                self.config.bm25  # validate before storing
+                self.backend.set_config(self.config.to_dict())
         self.backend.dense_kind = self.config.dense_index
         self.backend.bm25_params = self.config.bm25
 

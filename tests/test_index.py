@@ -605,3 +605,17 @@ def test_the_lock_is_per_open_file_so_it_also_excludes_writers_in_this_process(
     finally:
         release.set()
         holder.join(30)
+
+
+def test_bm25_constants_can_change_on_an_existing_index(fresh_copy: tuple[Path, Path]) -> None:
+    index_dir, _ = fresh_copy
+    with open_index(index_dir) as index:
+        before = index.search("varroa mites", k=3, mode="bm25")
+    with open_index(index_dir, bm25_idf="okapi", bm25_k1=0.9) as index:
+        assert (index.config.bm25_idf, index.config.bm25_k1) == ("okapi", 0.9)
+        changed = index.search("varroa mites", k=3, mode="bm25")
+    assert [h.bm25_score for h in changed] != [h.bm25_score for h in before]
+    with open_index(index_dir) as index:  # stored: a plain open keeps them
+        assert index.config.bm25_k1 == 0.9
+    with pytest.raises(ConfigError, match="idf"):
+        open_index(index_dir, bm25_idf="tfidf")
