@@ -307,22 +307,26 @@ class _HTTPChat:
 
     path = ""
     auth_hint = ""
+    default_base_url = ""
+    api_key_env: str | None = None  # environment variable read when api_key is not given
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | None = None,
         *,
         model: str,
-        api_key: str | None,
-        timeout: float,
-        max_retries: int,
-        backoff: float,
-        default_options: Mapping[str, Any] | None,
-        headers: Mapping[str, str] | None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        default_options: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         if httpx is None:  # pragma: no cover
             raise ImportError(_HTTPX_HINT)
-        self.base_url = _check_url(base_url)
+        if api_key is None and self.api_key_env:
+            api_key = os.environ.get(self.api_key_env)
+        self.base_url = _check_url(self.default_base_url if base_url is None else base_url)
         if not isinstance(model, str) or not model.strip():
             raise ConfigError(f"model must be a non-empty string, got {model!r}")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
@@ -615,29 +619,8 @@ class OpenAICompatible(_HTTPChat):
 
     path = "/chat/completions"
     auth_hint = "Check api_key= or the OPENAI_API_KEY environment variable."
-
-    def __init__(
-        self,
-        base_url: str = "https://api.openai.com/v1",
-        *,
-        model: str,
-        api_key: str | None = None,
-        timeout: float = 60.0,
-        max_retries: int = 3,
-        backoff: float = 0.5,
-        default_options: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(
-            base_url,
-            model=model,
-            api_key=api_key if api_key is not None else os.environ.get("OPENAI_API_KEY"),
-            timeout=timeout,
-            max_retries=max_retries,
-            backoff=backoff,
-            default_options=default_options,
-            headers=headers,
-        )
+    default_base_url = "https://api.openai.com/v1"
+    api_key_env = "OPENAI_API_KEY"
 
     def _body(self, messages: Any, options: dict[str, Any], *, stream: bool) -> dict[str, Any]:
         body = {"model": self.model, **_merged(self.default_options, options)}
@@ -687,28 +670,7 @@ class Ollama(_HTTPChat):
     _TOP_LEVEL: ClassVar[frozenset[str]] = frozenset({"format", "keep_alive", "tools", "think", "model"})
     _RENAMED: ClassVar[dict[str, str]] = {"max_tokens": "num_predict"}
 
-    def __init__(
-        self,
-        base_url: str = "http://localhost:11434",
-        *,
-        model: str,
-        api_key: str | None = None,
-        timeout: float = 60.0,
-        max_retries: int = 3,
-        backoff: float = 0.5,
-        default_options: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(
-            base_url,
-            model=model,
-            api_key=api_key,
-            timeout=timeout,
-            max_retries=max_retries,
-            backoff=backoff,
-            default_options=default_options,
-            headers=headers,
-        )
+    default_base_url = "http://localhost:11434"
 
     def _body(self, messages: Any, options: dict[str, Any], *, stream: bool) -> dict[str, Any]:
         merged = _merged(self.default_options, options)

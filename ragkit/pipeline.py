@@ -121,7 +121,21 @@ class AugmentedMessages(list):  # type: ignore[type-arg]
         self.prompt, self.hits, self.query = retrieved.prompt, retrieved.hits, retrieved.query
 
 
-class StreamedAnswer(Iterator[str]):
+class _StreamState:
+    """What both streamed answers keep: the pieces so far, the retrieval, the final answer."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self.retrieved: Retrieved | None = None
+        self.answer: Answer | None = None
+
+    @property
+    def text(self) -> str:
+        """The answer so far."""
+        return "".join(self._parts)
+
+
+class StreamedAnswer(_StreamState, Iterator[str]):
     """The pieces of an answer as they are generated; ``.answer`` is set once they run out.
 
     Nothing is retrieved or generated until the first piece is asked for.
@@ -134,14 +148,7 @@ class StreamedAnswer(Iterator[str]):
     def __init__(self, start: Callable[[], tuple[Retrieved, Iterator[str]]]) -> None:
         self._start = start
         self._pieces: Iterator[str] | None = None
-        self._parts: list[str] = []
-        self.retrieved: Retrieved | None = None
-        self.answer: Answer | None = None
-
-    @property
-    def text(self) -> str:
-        """The answer so far."""
-        return "".join(self._parts)
+        _StreamState.__init__(self)
 
     def __next__(self) -> str:
         if self.answer is not None:
@@ -163,19 +170,13 @@ class StreamedAnswer(Iterator[str]):
             close()
 
 
-class AsyncStreamedAnswer(AsyncIterator[str]):
+class AsyncStreamedAnswer(_StreamState, AsyncIterator[str]):
     """Async :class:`StreamedAnswer`: ``async for piece in rag.astream(q)``, then ``.answer``."""
 
     def __init__(self, start: Callable[[], Awaitable[tuple[Retrieved, AsyncIterator[str]]]]) -> None:
         self._start = start
         self._pieces: AsyncIterator[str] | None = None
-        self._parts: list[str] = []
-        self.retrieved: Retrieved | None = None
-        self.answer: Answer | None = None
-
-    @property
-    def text(self) -> str:
-        return "".join(self._parts)
+        _StreamState.__init__(self)
 
     async def __anext__(self) -> str:
         if self.answer is not None:
