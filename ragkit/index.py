@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from .local import LocalBackend
 from .progress import progress
 from .store import FORMAT_VERSION
 from .types import Chunk, Document, FailedFile, Hit, SyncReport
+
+if TYPE_CHECKING:
+    from .retrieval import HybridRetriever
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +154,7 @@ class Index:
         self.backend.dense_kind = self.config.dense_index
         self.backend.bm25_params = self.config.bm25
 
-    def _check_compatible(self, given: dict[str, Any]) -> None:  # noqa: D401
+    def _check_compatible(self, given: dict[str, Any]) -> None:
         model = given.get("model")
         if model is not None and model != self.config.model:
             raise ModelMismatchError(
@@ -454,7 +457,3 @@ def _dedupe_documents(items: list[tuple[Document, str]]) -> tuple[list[tuple[Doc
             seen.add(doc.id)
             kept.append((doc, origin))
     return kept, dupes
-
-
-if False:  # pragma: no cover - for type checkers only
-    from .retrieval import HybridRetriever
