@@ -150,24 +150,14 @@ class ExampleSet:
         for lineno, line in enumerate(_read(path).splitlines(), start=1):
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ExampleFormatError(
-                    f"{path}, line {lineno}: not valid JSON ({exc.msg}, column {exc.colno})"
-                ) from exc
+            record = _loads(line, path, lineno)
             examples.append(_example(record, str(path), f"line {lineno}"))
         return cls(examples, source=str(path), **kwargs)
 
     @classmethod
     def from_json(cls, path: str | Path, **kwargs: Any) -> ExampleSet:
         text = _read(path)
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ExampleFormatError(
-                f"{path}, line {exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})"
-            ) from exc
+        data = _loads(text, path)
         items = data.get("examples") if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise ExampleFormatError(
@@ -306,6 +296,15 @@ def _take_within(
             if len(picked) == k:
                 break
     return picked
+
+
+def _loads(text: str, path: str | Path, lineno: int | None = None) -> Any:
+    """JSON from ``text`` (one JSONL line when ``lineno`` is given); errors name the file and line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        line = lineno if lineno is not None else exc.lineno
+        raise ExampleFormatError(f"{path}, line {line}: not valid JSON ({exc.msg}, column {exc.colno})") from exc
 
 
 def _read(path: str | Path) -> str:

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from pdfutil import serialize_pdf
+
 Outcome = Literal["indexed", "failed", "either", "unlisted"]
 
 MAX_FILE_BYTES = 1_000_000
@@ -74,16 +76,7 @@ def _pdf(content: bytes, *, compress: bool) -> bytes:
         b"/Contents 5 0 R >>",
         b"<< /Length %d%s >>\nstream\n" % (len(stream), flate) + stream + b"\nendstream",
     ]
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return serialize_pdf(objects)
 
 
 def flate_bomb_pdf(path: Path, expanded_bytes: int = 100_000_000) -> Path:

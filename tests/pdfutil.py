@@ -25,6 +25,23 @@ def _content_stream(text: str) -> bytes:
     return b"\n".join(ops) + b"\n"
 
 
+def serialize_pdf(objects: list[bytes], *, info_id: int | None = None) -> bytes:
+    """Number ``objects`` from 1 (object 1 is the catalog) and write them with an exact xref table."""
+    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref_at = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    trailer = b"<< /Size %d /Root 1 0 R" % (len(objects) + 1)
+    if info_id is not None:
+        trailer += b" /Info %d 0 R" % info_id
+    out += b"trailer\n" + trailer + b" >>\nstartxref\n%d\n%%%%EOF\n" % xref_at
+    return bytes(out)
+
+
 def make_pdf(path: str | Path, pages: list[str], *, title: str | None = None) -> Path:
     """Write a PDF with one page per string in ``pages`` and return its path.
 
@@ -53,21 +70,7 @@ def make_pdf(path: str | Path, pages: list[str], *, title: str | None = None) ->
         objects.append(b"<< /Title (" + _escape(title) + b") >>")
         info_id = len(objects)
 
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref_at = len(out)
-    out += b"xref\n0 %d\n" % (len(objects) + 1)
-    out += b"0000000000 65535 f \n"
-    for offset in offsets:
-        out += b"%010d 00000 n \n" % offset
-    trailer = b"<< /Size %d /Root 1 0 R" % (len(objects) + 1)
-    if info_id is not None:
-        trailer += b" /Info %d 0 R" % info_id
-    out += b"trailer\n" + trailer + b" >>\nstartxref\n%d\n%%%%EOF\n" % xref_at
-
+    out = serialize_pdf(objects, info_id=info_id)
     path = Path(path)
-    path.write_bytes(bytes(out))
+    path.write_bytes(out)
     return path
