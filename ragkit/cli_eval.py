@@ -28,10 +28,15 @@ def register(sub: Any, name: str) -> None:
         p.add_argument("--per-query", type=Path, help="write each query's scores (JSONL) for error analysis")
         p.set_defaults(func=cmd_eval)
     else:
-        p.add_argument("--heldout-split", help="BEIR split to check the tuned settings on (default: none; "
-                       "with --queries, 30%% of the queries are held out)")
-        p.add_argument("--holdout", type=float, default=0.3, help="fraction held out with --queries (default 0.3)")
+        p.add_argument("--heldout-split", help="BEIR split to check the tuned settings on (default: hold out "
+                       "--holdout of the training queries)")
+        p.add_argument("--holdout", type=float, default=0.3,
+                       help="fraction of the queries held out to check the choice, without --heldout-split (default 0.3)")
         p.add_argument("--plot", type=Path, help="draw the metric against the fusion weight (needs matplotlib)")
+        p.add_argument("--adapter", action="store_true",
+                       help="also fit a query adapter to the training queries (see ragkit.adapter)")
+        p.add_argument("--adapter-rank", type=int, default=32, help="rank of the query adapter (default 32)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the adapter's validation split and start")
         p.add_argument("--dry-run", action="store_true", help="report, do not save")
         p.add_argument("--force", action="store_true", help="save even if held-out score is below the default")
         p.set_defaults(func=cmd_tune)
@@ -54,13 +59,13 @@ def _open(args: argparse.Namespace, split: str | None = None) -> tuple[Any, Any]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import DEFAULT_CONFIGS, DEFAULT_METRICS, _QueryCache, evaluate_index
+    from .evaluation import DEFAULT_CONFIGS, DEFAULT_METRICS, UNTUNED_SETTINGS, _QueryCache, evaluate_index
 
     index, dataset = _open(args)
     configs = dict(DEFAULT_CONFIGS)
-    if index.config.retrieval:
+    if index.config.retrieval or index.config.query_adapter:
         configs["hybrid"] = {"mode": "hybrid"}
-        configs["hybrid (untuned default)"] = {"mode": "hybrid", "method": "adaptive", "weight": 0.4, "depth": None}
+        configs["hybrid (untuned default)"] = {"mode": "hybrid", **UNTUNED_SETTINGS}
     for raw in args.config:
         try:
             extra = json.loads(raw)
@@ -95,11 +100,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
     heldout = None
     if args.beir and args.heldout_split:
         heldout = load_beir(args.beir, args.heldout_split, corpus=False)
-    elif args.queries:
+    else:  # the guard needs queries the choice was not made on
         train, heldout = split_queries(train, 1.0 - args.holdout, seed=0)
-    result = tune(index, train, heldout, metric=args.metric, show_progress=not args.quiet)
+    result = tune(index, train, heldout, metric=args.metric, adapter=args.adapter, adapter_rank=args.adapter_rank,
+                  seed=args.seed, show_progress=not args.quiet)
     best = dict(result.best)
     print(f"tuned on {len(train.queries)} queries ({train.name}); best {result.metric}: {_describe(best)}")
+    if result.adapter:
+        fit = result.adapter
+        print(f"query adapter: rank {args.adapter_rank}, {fit.steps} steps, loss on {fit.n_validation} "
+              f"document-disjoint validation queries {fit.validation_loss_before:.4f} -> {fit.validation_loss_after:.4f}")
     print(f"{'':<12}{'train':>10}{'held-out':>10}")
     fmt = lambda x: f"{x:>10.4f}" if x is not None else f"{'-':>10}"
     print(f"{'tuned':<12}{fmt(result.train_score)}{fmt(result.heldout_score)}")
@@ -112,6 +122,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                                          "default_train": result.default_train_score,
                                          "default_heldout": result.default_heldout_score,
                                          "accepted": result.accepted, "reason": result.reason,
+                                         "adapter_steps": result.adapter.steps if result.adapter else None,
                                          "trials": result.trials}, indent=1))
     if not result.accepted and not args.force:
         print(f"not saved: {result.reason}", file=sys.stderr)
@@ -120,6 +131,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print("dry run: not saved")
         return 0
     index.save_retrieval_settings(best)
+    index.save_query_adapter(result.adapter.adapter if result.adapter else None)
     print(f"saved to {args.index}: plain `search` now uses {_describe(best)}")
     return 0
 

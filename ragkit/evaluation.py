@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .adapter import AdapterFit, QueryAdapter, fit_query_adapter
 from .datasets import EvalDataset
 from .errors import ConfigError
 from .metrics import doc_ranking_from_hits, evaluate, per_query
@@ -26,6 +27,11 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_METRICS = ("ndcg@10", "recall@100", "mrr@10", "map")
 MIN_TUNING_QUERIES = 20  # below this, a weight chosen on the labels is mostly noise
+# What search does on an index nobody tuned; tuning trials override parts of it, never saved settings.
+UNTUNED_SETTINGS: dict[str, Any] = {
+    "method": "adaptive", "weight": None, "normalization": "minmax", "rrf_k": 60.0, "depth": None,
+    "query_adapter": False,
+}
 DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
     "bm25": {"mode": "bm25"},
     "dense": {"mode": "dense"},
@@ -50,6 +56,13 @@ class _QueryCache:
         ids = list(queries)
         vectors = index.embedder.encode([queries[q] for q in ids], show_progress=show_progress)
         self.vectors = dict(zip(ids, vectors))
+
+    def adapted(self, adapter: "QueryAdapter") -> "_QueryCache":
+        """The same queries with their vectors passed through ``adapter``."""
+        copy = object.__new__(_QueryCache)
+        ids = list(self.vectors)
+        copy.vectors = dict(zip(ids, adapter.apply(np.stack([self.vectors[q] for q in ids]))))
+        return copy
 
 
 def evaluate_index(
@@ -105,6 +118,7 @@ class TuningResult:
     trials: list[tuple[dict[str, Any], float]]
     accepted: bool
     reason: str
+    adapter: AdapterFit | None = None  # fitted on the training queries when tune(adapter=True)
 
 
 def tune(
@@ -115,37 +129,80 @@ def tune(
     metric: str = "ndcg@10",
     grid: Iterable[Mapping[str, Any]] | None = None,
     depths: Sequence[int] = (50, 100, 200),
+    adapter: bool = False,
+    adapter_rank: int = 32,
+    seed: int = 0,
     show_progress: bool = False,
 ) -> TuningResult:
     """Choose fusion settings on ``train``; check them on ``heldout`` against the untuned default.
 
-    The choice is accepted only if it is not worse than the default on the held-out queries, so
-    tuning can never silently make search worse. Raises ConfigError below MIN_TUNING_QUERIES.
+    With ``adapter=True`` a query adapter (:mod:`ragkit.adapter`) is first fitted to the training
+    queries, and every fusion setting is scored with it. The choice is accepted only if it is not
+    worse than the untuned default on the held-out queries, so tuning can never silently make search
+    worse. Raises ConfigError below MIN_TUNING_QUERIES.
     """
     if len(train.queries) < MIN_TUNING_QUERIES:
         raise ConfigError(
             f"tune needs at least {MIN_TUNING_QUERIES} labelled training queries, got {len(train.queries)}; "
             "with fewer, chosen weights fit noise. Keep the default (adaptive) fusion or label more queries."
         )
-    cache = _QueryCache(index, {**train.queries, **(heldout.queries if heldout else {})}, show_progress)
-    score = lambda ds, s: evaluate_index(index, ds, {"mode": "hybrid", **s}, metrics=[metric], cache=cache).scores[metric]
-    trials = [(dict(s), score(train, s)) for s in progress(list(grid or tuning_grid()), "tuning", show_progress)]
+    plain = _QueryCache(index, {**train.queries, **(heldout.queries if heldout else {})}, show_progress)
+    fit = fit_adapter(index, train, plain, rank=adapter_rank, seed=seed) if adapter else None
+    tuned = plain.adapted(fit.adapter) if fit else plain
+
+    def score(ds: EvalDataset, settings: Mapping[str, Any], cache: _QueryCache = tuned) -> float:
+        full = {"mode": "hybrid", **UNTUNED_SETTINGS, **settings}
+        return evaluate_index(index, ds, full, metrics=[metric], cache=cache).scores[metric]
+
+    settings = list(grid or tuning_grid())
+    trials = [(dict(s), score(train, s)) for s in progress(settings, "tuning", show_progress)]
     best, best_score = max(trials, key=lambda t: t[1])
     for depth in depths:  # candidate depth matters less; refine it for the winner only
         trial = {**best, "depth": depth}
         trials.append((trial, score(train, trial)))
         if trials[-1][1] > best_score:
             best, best_score = trials[-1]
-    default_train = score(train, {})
+    best = {**best, "query_adapter": fit is not None}
+    default_train = score(train, {}, plain)
     heldout_score = default_heldout = None
     accepted, reason = True, "best on the training queries"
     if heldout is not None and heldout.queries:
-        heldout_score, default_heldout = score(heldout, best), score(heldout, {})
+        heldout_score, default_heldout = score(heldout, best), score(heldout, {}, plain)
         if heldout_score < default_heldout:
             accepted = False
             reason = (f"tuned settings score {heldout_score:.4f} on held-out queries, below the default's "
                       f"{default_heldout:.4f}: keeping the default")
-    return TuningResult(best, best_score, heldout_score, default_train, default_heldout, metric, trials, accepted, reason)
+    return TuningResult(
+        best, best_score, heldout_score, default_train, default_heldout, metric, trials, accepted, reason, fit
+    )
+
+
+def fit_adapter(index: "Index", dataset: EvalDataset, cache: _QueryCache, *, rank: int = 32,
+                depth: int = 100, seed: int = 0) -> AdapterFit:
+    """Fit a query adapter to ``dataset``'s judged queries. Candidates are what either leg retrieves
+    for any of the queries (depth ``depth``): chunks of relevant documents among a query's own
+    candidates are its positives, and all the others are negatives."""
+    backend = index.backend
+    snap = backend.snapshot()
+    if snap is None or backend.is_empty(snap):
+        raise ConfigError(f"index {index.path} is empty: nothing to fit a query adapter to")
+    qids = [q for q in dataset.queries if any(g > 0 for g in dataset.qrels.get(q, {}).values())]
+    found = []
+    for q in progress(qids, "adapter candidates", False):
+        tokens = index.analyzer.tokenize(dataset.queries[q])
+        lexical = backend.lexical_candidates(snap, tokens, depth, None).ids
+        found.append(np.union1d(lexical, backend.dense_candidates(snap, cache.vectors[q], depth, None).ids))
+    ids = np.unique(np.concatenate(found)) if found else np.array([], dtype=np.int64)
+    records = backend.fetch(snap, ids.tolist())
+    by_source = dataset.qrels_key == "source"
+    keys = np.array([r.metadata.get("source") if by_source else r.doc_id for r in records], dtype=object)
+    relevant = [frozenset(d for d, g in dataset.qrels[q].items() if g > 0) for q in qids]
+    positives = []
+    for rel, cand in zip(relevant, found):
+        rows = np.searchsorted(ids, cand)
+        positives.append(rows[np.isin(keys[rows], list(rel))])
+    queries = np.stack([cache.vectors[q] for q in qids])
+    return fit_query_adapter(queries, positives, backend.vectors(snap, ids), relevant, rank=rank, seed=seed)
 
 
 def _describe(settings: Mapping[str, Any]) -> str:

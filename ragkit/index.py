@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
 
 import numpy as np
 
+from .adapter import QueryAdapter
 from .analysis import Analyzer
 from .backend import Changes, PreparedDocument
 from .chunking import Chunker
@@ -56,6 +57,7 @@ class IndexConfig:
     dense_index: str = "flat"
     format_version: int = FORMAT_VERSION
     retrieval: dict[str, Any] | None = None  # fusion settings saved by `ragkit tune`
+    query_adapter: dict[str, Any] | None = None  # saved by `ragkit tune --adapter` (see ragkit.adapter)
 
     @property
     def analyzer(self) -> Analyzer:
@@ -133,6 +135,7 @@ class Index:
         self.analyzer = self.config.analyzer
         self._chunker: Chunker | None = None
         self._query_vectors: dict[str, np.ndarray] = {}
+        self._adapter: tuple[dict[str, Any], QueryAdapter] | None = None
 
     def _configure(self, given: dict[str, Any]) -> None:
         stored = self.backend.get_config()
@@ -378,6 +381,25 @@ class Index:
         """
         return self.retriever(**settings).search(query, k, mode=mode, filters=filters, query_vector=query_vector)
 
+    @property
+    def query_adapter(self) -> QueryAdapter | None:
+        """The learned query adapter that search applies to query vectors, if tuning saved one."""
+        stored = self.config.query_adapter
+        if stored is None:
+            return None
+        if self._adapter is None or self._adapter[0] is not stored:
+            self._adapter = (stored, QueryAdapter.from_dict(stored))
+        return self._adapter[1]
+
+    def save_query_adapter(self, adapter: QueryAdapter | None) -> None:
+        """Store (or, with None, remove) the query adapter that plain ``search`` applies."""
+        if adapter is not None and self.config.dimension not in (None, adapter.dimension):
+            raise ConfigError(f"query adapter is {adapter.dimension}-d; index {self.path} holds "
+                              f"{self.config.dimension}-d vectors")
+        self.config = replace(self.config, query_adapter=None if adapter is None else adapter.to_dict())
+        with self.backend.writer_lock(self.lock_timeout):
+            self.backend.set_config(self.config.to_dict())
+
     def save_retrieval_settings(self, settings: dict[str, Any]) -> None:
         """Store fusion settings (as `ragkit tune` does) so plain ``search`` uses them from now on."""
         from .retrieval import HybridRetriever
@@ -394,7 +416,8 @@ class Index:
         return {
             "path": str(self.path), **counts, "model": self.config.model, "dimension": self.config.dimension,
             "dense_index": self.config.dense_index, "chunk_size": self.config.chunk_size,
-            "retrieval": self.config.retrieval or "default", "bytes_on_disk": self.backend.size_on_disk(),
+            "retrieval": self.config.retrieval or "default",
+            "query_adapter": f"rank {self.config.query_adapter['rank']}" if self.config.query_adapter else None, "bytes_on_disk": self.backend.size_on_disk(),
         }
 
     def documents(self) -> list[Document]:

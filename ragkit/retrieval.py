@@ -71,6 +71,7 @@ class HybridRetriever:
         group_by: str | None = None,
         reranker: str | None = None,
         rerank_depth: int = 50,
+        query_adapter: bool = True,
     ) -> None:
         if method not in FUSION_METHODS:
             raise ConfigError(f"unknown fusion method {method!r}; valid: {', '.join(FUSION_METHODS)}")
@@ -97,11 +98,12 @@ class HybridRetriever:
         self.group_by = group_by
         self.reranker = reranker
         self.rerank_depth = rerank_depth
+        self.query_adapter = query_adapter
 
     def settings(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict (what ``ragkit tune`` saves)."""
         keys = ("method", "weight", "normalization", "rrf_k", "depth", "mmr", "mmr_lambda", "group_by",
-                "reranker", "rerank_depth")
+                "reranker", "rerank_depth", "query_adapter")
         return {key: getattr(self, key) for key in keys}
 
     def search(
@@ -143,8 +145,7 @@ class HybridRetriever:
         if mode in ("hybrid", "bm25"):
             bm25 = backend.lexical_candidates(snap, tokens, depth, mask)
         if mode in ("hybrid", "dense"):
-            if vector is None:
-                vector = self.index.embed_query(query)
+            vector = self._query_vector(query, vector)
             dense = backend.dense_candidates(snap, vector, depth, mask)
         if mode == "bm25":
             ids, fused = bm25.ids, bm25.scores  # type: ignore[union-attr]
@@ -155,7 +156,7 @@ class HybridRetriever:
         ids, fused = ids[:pool], fused[:pool]
         if self.mmr and len(ids) > 1:
             if vector is None:
-                vector = self.index.embed_query(query)
+                vector = self._query_vector(query, None)
             ids, fused = self._diversify(snap, vector, ids, fused, pool)
         hits = self._hits(snap, ids, fused, bm25, dense)
         if self.reranker:
@@ -165,6 +166,12 @@ class HybridRetriever:
         elif self.group_by == "neighbors":
             hits = _merge_neighbors(hits)
         return [_with_rank(h, i + 1) for i, h in enumerate(hits[:k])]
+
+    def _query_vector(self, query: str, given: np.ndarray | None) -> np.ndarray:
+        """The query's vector (embedded unless given), through the index's query adapter if it has one."""
+        vector = self.index.embed_query(query) if given is None else given
+        adapter = self.index.query_adapter if self.query_adapter else None
+        return vector if adapter is None else adapter.apply(vector)
 
     def _fuse(
         self, snap: "Snapshot", tokens: list[str], vector: np.ndarray, bm25: LegCandidates,

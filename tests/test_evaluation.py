@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ragkit.datasets import EvalDataset
@@ -123,3 +124,77 @@ def test_cli_eval_on_a_beir_folder(tmp_path: Path) -> None:
     results = json.loads(out.read_text())
     assert {r["name"] for r in results} >= {"bm25", "dense", "hybrid"}
     assert len(per_query.read_text().splitlines()) == len(results) * len(data.queries)
+
+
+def doubled(data: EvalDataset, name: str = "train") -> EvalDataset:
+    """``data`` twice over (the copies reworded), to reach the tuning minimum with few topics."""
+    queries = {**data.queries, **{k + "b": f"tell me {v}" for k, v in data.queries.items()}}
+    qrels = {**data.qrels, **{k + "b": v for k, v in data.qrels.items()}}
+    return EvalDataset(None, queries, qrels, name)
+
+
+def test_tune_with_an_adapter_scores_every_trial_through_it_and_keeps_the_guard(topic_index) -> None:  # type: ignore[no-untyped-def]
+    data = dataset()
+    result = tune(topic_index, doubled(data), data, grid=tuning_grid()[:3], depths=(50,), adapter=True, adapter_rank=4)
+    assert result.adapter is not None and result.adapter.n_validation > 0
+    assert result.best["query_adapter"] is True
+    assert result.accepted == (result.heldout_score >= result.default_heldout_score)
+    # The default is scored without any adapter: it matches a plain untuned evaluation.
+    plain = evaluate_index(topic_index, data, {"mode": "hybrid", "query_adapter": False}, metrics=["ndcg@10"])
+    assert result.default_heldout_score == pytest.approx(plain.scores["ndcg@10"])
+
+
+def test_a_saved_query_adapter_is_applied_by_plain_search_after_reopening(topic_index) -> None:  # type: ignore[no-untyped-def]
+    from ragkit import Index
+    from ragkit.adapter import QueryAdapter
+
+    rng = np.random.default_rng(0)
+    dim = topic_index.embedder.dimension
+    adapter = QueryAdapter(rng.normal(size=(dim, 8)).astype(np.float32), rng.normal(size=(8, dim)).astype(np.float32))
+    query = "how do I deal with mites"
+    topic_index.save_query_adapter(adapter)
+    try:
+        reopened = Index(topic_index.path, show_progress=False)
+        assert reopened.query_adapter is not None
+        adapted = adapter.apply(reopened.embed_query(query))
+        hits = reopened.search(query, mode="dense")
+        by_hand = reopened.search(query, mode="dense", query_vector=reopened.embed_query(query))
+        expected = reopened.search(query, mode="dense", query_vector=adapted, query_adapter=False)
+        assert [h.dense_score for h in hits] == pytest.approx([h.dense_score for h in expected])
+        assert [h.dense_score for h in by_hand] == pytest.approx([h.dense_score for h in expected])
+        unadapted = reopened.search(query, mode="dense", query_adapter=False)
+        assert [h.dense_score for h in unadapted] != pytest.approx([h.dense_score for h in hits])
+        reopened.close()
+    finally:
+        topic_index.save_query_adapter(None)
+    assert Index(topic_index.path, show_progress=False).query_adapter is None
+
+
+def test_cli_tune_with_an_adapter_saves_it_and_eval_reports_tuned_and_untuned(tmp_path: Path, topic_index) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    index_dir = tmp_path / "kb.ragkit"
+    shutil.copytree(topic_index.path, index_dir)
+    labelled = tmp_path / "labelled.jsonl"
+    data = doubled(dataset())
+    with open(labelled, "w") as fh:
+        for qid, q in data.queries.items():
+            fh.write(json.dumps({"question": q, "relevant_doc_ids": list(data.qrels[qid])}) + "\n")
+    out = tmp_path / "tune.json"
+    cli = [sys.executable, "-m", "ragkit.cli"]
+    proc = subprocess.run(cli + ["tune", "--index", str(index_dir), "--queries", str(labelled), "--adapter",
+                                 "--adapter-rank", "4", "--json", str(out), "--force", "-q"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "query adapter: rank 4" in proc.stdout and "document-disjoint" in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["best"]["query_adapter"] is True and report["heldout"] is not None
+    from ragkit import Index
+
+    with Index(index_dir, show_progress=False) as saved:
+        assert saved.query_adapter is not None and saved.query_adapter.down.shape[1] == 4
+        assert saved.retriever().query_adapter is True
+    proc = subprocess.run(cli + ["eval", "--index", str(index_dir), "--queries", str(labelled), "-q"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "hybrid (untuned default)" in proc.stdout
