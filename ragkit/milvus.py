@@ -31,10 +31,33 @@ changed files are marked dirty (size -1, so the next sync re-reads them) and lis
 and new document ids, and added documents get a pending row (empty hash: ``add()`` re-adds it);
 (2) the chunks of removed and re-added documents are deleted (by document id, so re-running is
 idempotent) and the new chunks inserted; (3) statistics deltas; (4) document rows; (5) the final
-manifest; (6) a new generation token. A process killed anywhere leaves an index that opens and
-answers (a search may see part of the batch) and that one re-sync makes exact. The statistics of a
-batch killed between (2) and (3) drift; on Milvus Lite the next write sees the unfinished-write
-marker and recomputes them from the chunks; on a server run :meth:`MilvusBackend.rebuild_statistics`.
+manifest; (6) a new generation token. On a server, a process killed anywhere leaves an index that
+opens and answers (a search may see part of the batch) and that one re-sync makes exact; the
+statistics of a batch killed between (2) and (3) drift until :meth:`MilvusBackend.rebuild_statistics`.
+
+**Milvus Lite: a killed write is rolled back.** Milvus Lite (3.x) runs inside the process that opens
+the ``.db`` folder (a gRPC server on threads, no server subprocess; its ``flock`` on ``kb.db/LOCK``
+goes with that process), so a killed writer leaves no server behind, only files. A collection's
+state there is its ``manifest.json`` (an atomic rename), the immutable Parquet files it lists and a
+write-ahead log of what came after. Before a batch, ``apply`` takes a Milvus Lite snapshot of each of
+the index's collections (``ragkit-rollback-<id>``: a copy of the manifest, and a pin that keeps the
+files it lists from being deleted; it flushes the log first), then writes a marker file
+``kb.db/ragkit-rollback.NAME.json`` naming them; removing the marker after the batch is the commit
+(the snapshots are dropped after it). Opening a ``.db`` that no process holds and that has a marker
+(a writer was killed) puts each snapshot's manifest back, clears the logs, removes collections the
+batch created, then drops the marker and ragkit's snapshots; Milvus Lite then deletes the files no
+manifest lists. So a sync killed at any moment leaves the index exactly as before it or, once
+committed, after it, like the local backend; each step repeats safely if the restore is killed too.
+A batch that fails with an exception (not a kill) is committed as far as it got, as on a server.
+The unfinished-write marker in ``NAME_meta`` is kept as the fallback where the snapshot API is
+missing (then a killed batch is repaired as on a server, its statistics recomputed by the next write).
+
+One more Milvus Lite file is not crash-safe: the per-segment index files (``*.idx`` vectors,
+``*.sidx`` scalar indexes), written in place by a background thread after a flush (also after a
+commit) and loaded as they are, so a kill in the middle of one left an index that never opened
+again ("File is too small", "Not an Arrow file"). When loading a collection fails, ragkit checks
+its index files (the ``.npy`` length its header implies, the Arrow footer, a faiss read), removes
+the incomplete ones with a warning in the log, and loads again: Milvus Lite rebuilds them.
 
 **Concurrency.** Milvus Lite lets one process open a ``.db`` at a time (``ragkit index --shard``
 workers run one after the other); the writer lock is a file next to it. A server has no lock:
@@ -48,8 +71,10 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import secrets
+import shutil
 import threading
 import uuid
 from collections import Counter, OrderedDict
@@ -183,7 +208,7 @@ class MilvusBackend:
             existing = set(self._client.list_collections())
         for name in existing:
             if name == self.name or name.startswith(self.name + "_"):
-                self._client.load_collection(name)
+                self._load_collection(name)
         self._has = existing
         self._snapshot: MilvusSnapshot | None = None
         self._snapshot_lock = threading.Lock()
@@ -223,6 +248,23 @@ class MilvusBackend:
             client.close()
             if self.lite_path is not None:
                 _release_lite(self.lite_path)
+
+    def _load_collection(self, name: str) -> None:
+        """Load a collection for search; on Milvus Lite, first repair index files a killed process left half-written."""
+        try:
+            self._client.load_collection(name)
+        except Exception as exc:
+            if self.lite_path is None:
+                raise
+            broken = _broken_lite_index_files(self.lite_path / "collections" / name)
+            if not broken:
+                raise
+            logger.warning("%s: Milvus Lite could not load collection %s (%s): removing %d index file(s) a killed "
+                           "process left half-written (%s); Milvus Lite rebuilds them from the data", self.lite_path,
+                           name, exc, len(broken), ", ".join(p.name for p in broken))
+            for path in broken:
+                path.unlink(missing_ok=True)
+            self._client.load_collection(name)
 
     # -- schema ---------------------------------------------------------------------------------
     def _coll(self, suffix: str = "") -> str:
@@ -367,9 +409,60 @@ class MilvusBackend:
 
     # -- writes ----------------------------------------------------------------------------------
     def apply(self, changes: Changes) -> None:
-        """Write one batch in the repairable order of the module docstring (Milvus has no transactions)."""
+        """Write one batch: on Milvus Lite all or nothing (a rollback point), on a server in the repairable order
+        of the module docstring (Milvus has no transactions)."""
         if changes.empty:
             return
+        rollback = self._begin_lite_write()
+        try:
+            self._apply(changes)
+        finally:
+            if rollback is not None:  # also after an exception: the batch stays as far as it got, as on a server
+                self._end_lite_write(rollback)
+
+    def _begin_lite_write(self) -> str | None:
+        """Milvus Lite: pin each collection's state in a Milvus Lite snapshot, then leave a marker naming them.
+
+        A process killed before :meth:`_end_lite_write` removes the marker leaves the marker behind; the
+        next open restores the snapshots' manifests (:func:`_roll_back_lite`). Returns the snapshot name.
+        """
+        if self.lite_path is None:
+            return None
+        lite = _lite_engine(self.lite_path)
+        if lite is None:
+            if not _NO_SNAPSHOTS:
+                _NO_SNAPSHOTS.append(True)
+                logger.warning("%s: this milvus-lite has no snapshot API ragkit knows; a write killed half-way "
+                               "leaves part of its batch (one re-sync repairs)", self.lite_path)
+            return None
+        name = f"{_ROLLBACK}-{uuid.uuid4().hex}"
+        self._has = set(self._client.list_collections())  # a collection left out would be removed by a rollback
+        collections = sorted(c for c in self._has if c in self._own_collections())
+        for collection in collections:
+            lite.create_snapshot(collection, name, "ragkit: the state before a write, restored if it is killed")
+        _write_json_atomic(_marker_path(self.lite_path, self.name),
+                           {"snapshot": name, "prefix": self.name, "collections": collections})
+        return name
+
+    def _end_lite_write(self, name: str) -> None:
+        """The commit point: the marker goes; then the snapshots (a kill in between leaves them to the next open)."""
+        assert self.lite_path is not None
+        _marker_path(self.lite_path, self.name).unlink(missing_ok=True)
+        _fsync_dir(self.lite_path)
+        lite = _lite_engine(self.lite_path)
+        for collection in sorted(c for c in self._has if c in self._own_collections()):
+            if lite is not None and (self.lite_path / "collections" / collection / "snapshots" / "metadata" /
+                                     f"{name}.json").exists():
+                try:
+                    lite.drop_snapshot(collection, name)
+                except Exception as exc:  # noqa: BLE001 - harmless: the next open drops it
+                    logger.warning("%s: could not drop snapshot %s of %s (the next open will): %s",
+                                   self.lite_path, name, collection, exc)
+
+    def _own_collections(self) -> set[str]:
+        return {self._coll(suffix) for suffix in _SUFFIXES}
+
+    def _apply(self, changes: Changes) -> None:
         exclusive = self._exclusive
         if exclusive:
             if self._meta("writing"):
@@ -561,7 +654,7 @@ class MilvusBackend:
                 self._has = set(self._client.list_collections())
                 if self._coll() not in self._has:
                     return None
-                self._client.load_collection(self._coll())
+                self._load_collection(self._coll())
             deltas = bool(self._meta("stats_deltas"))
             totals = self._stat_sums([N_CHUNKS, N_TOKENS], deltas)
             fields: dict[str, set[str]] = {}
@@ -869,6 +962,147 @@ def _condition(name: str, op: str, value: Any, kinds: set[str]) -> tuple[str | N
     return f"{ref} like {_lit(pattern)}", "%" not in value and "_" not in value
 
 
+# -- Milvus Lite: index files, and one server per file per process ----------------------------------
+
+
+def _broken_lite_index_files(collection_dir: Path) -> list[Path]:
+    """The index sidecars of a Milvus Lite collection that a killed write left incomplete.
+
+    Milvus Lite writes each segment's index (``.idx``: a ``.npy`` array or a faiss index; ``.sidx``: an
+    Arrow IPC file) straight to its final name, then loads any file of that name as it is. The data
+    they index lives in Parquet files that are crash-safe, so a broken sidecar is removed and rebuilt.
+    """
+    broken = []
+    for path in sorted(collection_dir.glob("partitions/*/indexes/*")):
+        if path.suffix in (".idx", ".sidx") and path.is_file() and not _index_file_complete(path):
+            broken.append(path)
+    return broken
+
+
+def _index_file_complete(path: Path) -> bool:
+    """Whether a Milvus Lite index file was written to the end (its format's own length or footer)."""
+    try:
+        if path.suffix == ".sidx":
+            import pyarrow.ipc
+
+            with pyarrow.ipc.open_file(str(path)) as reader:  # the footer is written last
+                return reader.num_record_batches >= 0
+        with open(path, "rb") as fh:
+            numpy_file = fh.read(6) == b"\x93NUMPY"
+        if numpy_file:  # mapping checks the file holds the whole array its header describes
+            return np.load(path, mmap_mode="r", allow_pickle=False).size >= 0
+        import faiss
+
+        faiss.read_index(str(path))
+        return True
+    except ImportError:
+        return True  # a format this process cannot read: leave it to Milvus Lite
+    except Exception:  # noqa: BLE001 - any reader error means the file is not whole
+        return False
+
+
+# -- Milvus Lite: a killed write is rolled back ----------------------------------------------------
+_ROLLBACK = "ragkit-rollback"  # the name of ragkit's snapshots, and of its marker files in the .db folder
+_SUFFIXES = ("", "docs", "files", "stats", "cache", "meta")
+_NO_SNAPSHOTS: list[bool] = []  # warned once that this milvus-lite has no snapshot API
+
+
+def _marker_path(lite_path: Path, prefix: str) -> Path:
+    return lite_path / f"{_ROLLBACK}.{prefix}.json"
+
+
+def _lite_engine(lite_path: Path) -> Any:
+    """This process's Milvus Lite engine (``milvus_lite.db.MilvusLite``) for the file, or None.
+
+    pymilvus talks to Milvus Lite over gRPC, which has no snapshot calls; the engine that the in-process
+    server wraps has them (``create_snapshot``, ``drop_snapshot``).
+    """
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+    except ImportError:
+        return None
+    entry = getattr(server_manager_instance, "_servers", {}).get(os.path.abspath(lite_path))
+    engine = entry[1] if isinstance(entry, tuple) and len(entry) >= 2 else None
+    return engine if all(hasattr(engine, m) for m in ("create_snapshot", "drop_snapshot")) else None
+
+
+def _roll_back_lite(lite_path: Path) -> None:
+    """Undo the write a killed process left unfinished, then drop ragkit's snapshots. Needs the file closed.
+
+    Milvus Lite's state of a collection is its ``manifest.json`` (the immutable Parquet files it lists)
+    plus a write-ahead log of what came after. A snapshot keeps a copy of the manifest and keeps the
+    files it lists from being deleted; putting that copy back and clearing the log returns the collection
+    to the snapshot, and Milvus Lite removes the files nothing lists any more when it opens it. Each
+    step can be repeated, so a kill during this function is repaired by the next open.
+    """
+    collections = lite_path / "collections"
+    for marker in sorted(lite_path.glob(f"{_ROLLBACK}.*.json")):
+        try:
+            info = json.loads(marker.read_text(encoding="utf-8"))
+            name, prefix, kept = info["snapshot"], info["prefix"], set(info["collections"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("%s: ignoring unreadable write marker %s: %s", lite_path, marker.name, exc)
+            marker.unlink(missing_ok=True)
+            continue
+        logger.warning("%s: a write to collection %s was killed before it finished; restoring the index as it was "
+                       "before that write", lite_path, prefix)
+        for suffix in _SUFFIXES:
+            collection = f"{prefix}_{suffix}" if suffix else prefix
+            folder = collections / collection
+            if not folder.is_dir():
+                continue
+            if collection not in kept:  # created by the killed write
+                shutil.rmtree(folder)
+                continue
+            saved = folder / "snapshots" / "manifests" / name / "manifest.json"
+            if not saved.is_file():
+                logger.warning("%s: snapshot %s of %s is missing; leaving that collection as it is",
+                               lite_path, name, collection)
+                continue
+            tmp = folder / "manifest.json.ragkit-tmp"
+            shutil.copyfile(saved, tmp)
+            _fsync_file(tmp)
+            os.replace(tmp, folder / "manifest.json")
+            for log in (folder / "wal").glob("*"):
+                log.unlink()
+            _fsync_dir(folder)
+        marker.unlink()
+        _fsync_dir(lite_path)
+    for tmp in lite_path.glob(f"{_ROLLBACK}.*.json.tmp"):  # a marker that was never written
+        tmp.unlink()
+    for folder in collections.glob("*") if collections.is_dir() else ():
+        snapshots = folder / "snapshots"
+        for meta in snapshots.glob(f"metadata/{_ROLLBACK}-*.json"):
+            meta.unlink()  # released: files only they kept are removed when Milvus Lite opens the collection
+        for saved in snapshots.glob(f"manifests/{_ROLLBACK}-*"):
+            shutil.rmtree(saved)
+
+
+def _write_json_atomic(path: Path, value: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(value, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        _fsync_file(path)
+    except OSError:  # not every file system syncs a directory
+        pass
+
+
 # -- Milvus Lite: one server per file per process -------------------------------------------------
 _LITE_USERS: dict[str, int] = {}
 _LITE_LOCK = threading.Lock()
@@ -886,7 +1120,7 @@ def _connect(pymilvus: Any, uri: str, token: str | None, db_name: str | None, li
         if not _LITE_USERS.get(uri) and (lite_path / "LOCK").exists():
             with file_lock(lite_path / "LOCK", 0.0, f"{lite_path} is open in another process (Milvus Lite allows "
                             "one process per file: run --shard workers one after the other)", append=False):
-                pass  # raises IndexLockedError while another process has the file open
+                _roll_back_lite(lite_path)  # no process has the file open: undo a write that was killed
         client = pymilvus.MilvusClient(uri=uri)
         _LITE_USERS[uri] = _LITE_USERS.get(uri, 0) + 1
     return client

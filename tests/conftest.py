@@ -1,9 +1,14 @@
-"""Shared fixtures: one real index over ``samples/docs``, built once per session, and cheap copies of it.
+"""Shared fixtures: one real index over ``samples/docs`` per backend, built once per session, and cheap copies.
 
-Embedding the sample folder (~250 chunks) costs 10-25 s on a small machine, so it happens once
-(:func:`built_samples`). Tests that only search use that index directly and must not change it;
-tests that change files or the index take :func:`fresh_copy`, a private copy of both the built
-index directory and the docs folder (a file copy, no re-embedding).
+Embedding the sample folder (~250 chunks) costs 10-25 s on a small machine, so it happens once per
+backend (:func:`samples_build` for the local backend, :func:`milvus_samples_build` for Milvus Lite).
+Tests that only search use that index directly and must not change it; tests that change files or
+the index take a private copy of both the built index and the docs folder (a file copy, no
+re-embedding): :func:`fresh_copy` (local) or :func:`backend_copy`.
+
+Backend-agnostic tests take the :func:`backend` fixture (``local`` and ``milvus-lite``) and the
+fixtures built on it: :func:`backend_build`, :func:`backend_samples`, :func:`backend_copy`,
+:func:`new_index`; :func:`index_problems` and :func:`location_problems` are ``check_index`` for either.
 """
 
 from __future__ import annotations
@@ -32,29 +37,73 @@ def open_index(path: str | os.PathLike[str], **options: Any):  # type: ignore[no
     return Index(path, show_progress=False, **options)
 
 
+BACKENDS = ("local", "milvus-lite")
+LITE = "milvus-lite://"
+Location = Any  # what ``ragkit.Index`` opens: a local index directory (Path) or a ``milvus-lite://`` URI (str)
+
+
+def have_milvus() -> bool:
+    try:
+        import milvus_lite  # noqa: F401
+        import pymilvus  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def index_location(backend: str, folder: Path, name: str = "index") -> Location:
+    """Where a new index named ``name`` in ``folder`` lives: a directory, or a Milvus Lite URI."""
+    return folder / f"{name}.ragkit" if backend == "local" else f"{LITE}{folder / name}.db"
+
+
+def index_storage(location: Location) -> Path:
+    """The folder that holds an index's files (the ``.ragkit`` directory or the Milvus Lite ``.db``)."""
+    return Path(str(location).removeprefix(LITE))
+
+
 @dataclass(frozen=True)
 class SamplesBuild:
     """The session's sample index, and how its first (embedding) sync went."""
 
-    index_dir: Path
+    index_dir: Path  # the index's files: the .ragkit directory or the Milvus Lite .db folder
     docs_dir: Path
     report: SyncReport
     seconds: float  # wall time of the first sync, measured with time.perf_counter
+    backend: str = "local"
+
+    @property
+    def location(self) -> Location:
+        """What ``Index()`` opens: the directory, or the ``milvus-lite://`` URI."""
+        return self.index_dir if self.backend == "local" else f"{LITE}{self.index_dir}"
 
 
-@pytest.fixture(scope="session")
-def samples_build(tmp_path_factory: pytest.TempPathFactory) -> SamplesBuild:
-    base = tmp_path_factory.mktemp("samples")
+def _build_samples(base: Path, backend: str) -> SamplesBuild:
     docs_dir = base / "docs"
     shutil.copytree(SAMPLES, docs_dir)  # copy2: mtimes kept, so copies of this folder stay "unchanged"
-    index_dir = base / "index.ragkit"
+    location = index_location(backend, base)
     started = time.perf_counter()
-    with open_index(index_dir) as index:
+    with open_index(location) as index:
         report = index.sync(docs_dir)
     seconds = time.perf_counter() - started
     assert not report.failed, report.failed
     assert len(report.added) == sum(1 for p in SAMPLES.rglob("*") if p.is_file())
-    return SamplesBuild(index_dir, docs_dir, report, seconds)
+    return SamplesBuild(index_storage(location), docs_dir, report, seconds, backend)
+
+
+@pytest.fixture(scope="session")
+def samples_build(tmp_path_factory: pytest.TempPathFactory) -> SamplesBuild:
+    """The local sample index."""
+    return _build_samples(tmp_path_factory.mktemp("samples"), "local")
+
+
+@pytest.fixture(scope="session")
+def milvus_samples_build(tmp_path_factory: pytest.TempPathFactory) -> SamplesBuild:
+    """The sample index in Milvus Lite, and a pristine copy of it (``template.db``) that copies are made from."""
+    if not have_milvus():
+        pytest.skip('Milvus Lite tests need pymilvus and milvus-lite: pip install "ragkit[milvus]"')
+    build = _build_samples(tmp_path_factory.mktemp("milvus-samples"), "milvus-lite")
+    shutil.copytree(build.index_dir, build.index_dir.with_name("template.db"))  # never opened: safe to copy
+    return build
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +120,9 @@ def rebase_index(index_dir: Path, old_root: Path, new_root: Path) -> None:
     report every file as belonging to another folder. Rewriting the stored root is what moving an
     index together with its folder amounts to; nothing else in the index changes.
     """
+    if index_dir.suffix == ".db":
+        _rebase_milvus(index_dir, str(old_root.resolve()), str(new_root.resolve()))
+        return
     db = sqlite3.connect(index_dir / "ragkit.sqlite")
     try:
         with db:
@@ -79,6 +131,36 @@ def rebase_index(index_dir: Path, old_root: Path, new_root: Path) -> None:
                 db.execute(sql, (str(new_root.resolve()), str(old_root.resolve())))
     finally:
         db.close()
+
+
+def _rebase_milvus(db: Path, old: str, new: str) -> None:
+    """``rebase_index`` for Milvus Lite: manifest rows are keyed by (root, path), so they are re-keyed."""
+    from ragkit.backend import FileEntry
+    from ragkit.milvus import MilvusBackend, _lit
+
+    backend = MilvusBackend.from_uri(f"{LITE}{db}", create=False)
+    try:
+        rows = list(backend._scan("files", f"root == {_lit(old)}", ["path", "size", "mtime_ns", "sha256", "doc_ids"]))
+        entries = [FileEntry(r["path"], r["size"], r["mtime_ns"], r["sha256"], tuple(r["doc_ids"])) for r in rows]
+        backend._upsert("files", backend._file_rows(new, entries))
+        backend._client.delete(backend._coll("files"), ids=[r["pk"] for r in rows])
+        docs = list(backend._scan("docs", f"root == {_lit(old)}", ["doc_id", "part", "text", "metadata", "text_hash"]))
+        backend._upsert("docs", [backend._doc_row(d["doc_id"], d["part"], d["text"], d["metadata"], d["text_hash"], new)
+                                 for d in docs])
+        for suffix in ("files", "docs"):
+            backend._client.flush(backend._coll(suffix))
+    finally:
+        backend.close()
+
+
+def copy_index(build: SamplesBuild, folder: Path) -> tuple[Location, Path]:
+    """``(location, docs_dir)``: a private copy of a built index and its folder inside ``folder``."""
+    source = build.index_dir if build.backend == "local" else build.index_dir.with_name("template.db")
+    location = index_location(build.backend, folder)
+    shutil.copytree(source, index_storage(location))
+    shutil.copytree(build.docs_dir, folder / "docs")
+    rebase_index(index_storage(location), build.docs_dir, folder / "docs")
+    return location, folder / "docs"
 
 
 @pytest.fixture
@@ -90,3 +172,101 @@ def fresh_copy(built_samples: tuple[Path, Path], tmp_path: Path) -> tuple[Path, 
     shutil.copytree(docs_src, docs_dir)
     rebase_index(index_dir, docs_src, docs_dir)
     return index_dir, docs_dir
+
+
+# --------------------------------------------------------------------------- either backend
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Runs a test once per storage backend: ``local`` and ``milvus-lite``."""
+    if request.param == "milvus-lite" and not have_milvus():
+        pytest.skip('Milvus Lite tests need pymilvus and milvus-lite: pip install "ragkit[milvus]"')
+    return request.param
+
+
+@pytest.fixture
+def backend_build(backend: str, request: pytest.FixtureRequest) -> SamplesBuild:
+    """The session's sample index on ``backend`` (built once per session per backend)."""
+    return request.getfixturevalue("samples_build" if backend == "local" else "milvus_samples_build")
+
+
+@pytest.fixture
+def backend_samples(backend_build: SamplesBuild) -> tuple[Location, Path]:
+    """``(location, docs_dir)`` of the session's sample index on ``backend``. Read-only."""
+    return backend_build.location, backend_build.docs_dir
+
+
+@pytest.fixture
+def backend_copy(backend_build: SamplesBuild, tmp_path: Path) -> tuple[Location, Path]:
+    """``(location, docs_dir)``: a private copy of the sample index on ``backend`` and its folder."""
+    return copy_index(backend_build, tmp_path)
+
+
+@pytest.fixture
+def new_index(backend: str, tmp_path: Path) -> Location:
+    """The location of a new, empty index on ``backend`` in ``tmp_path``."""
+    return index_location(backend, tmp_path)
+
+
+def index_problems(index: Any) -> list[str]:
+    """``ragkit.check.check_index`` for either backend: every inconsistency between the index's parts."""
+    from ragkit.check import check_index
+    from ragkit.milvus import MilvusBackend
+
+    if not isinstance(index.backend, MilvusBackend):
+        return check_index(index.path)
+    return milvus_problems(index.backend)
+
+
+def location_problems(location: Location) -> list[str]:
+    """``check_index`` for either backend, given where the index is. A Milvus Lite index is opened for it
+    (as a restart would: that restores a write a killed process left unfinished)."""
+    from ragkit.check import check_index
+
+    if not str(location).startswith(LITE):
+        return check_index(location)
+    from ragkit.milvus import MilvusBackend
+
+    backend = MilvusBackend.from_uri(str(location), create=False)
+    try:
+        return milvus_problems(backend)
+    finally:
+        backend.close()
+
+
+def milvus_problems(backend: Any) -> list[str]:
+    """What ``check_index`` checks, for Milvus: BM25 statistics equal the chunks' own counts, every chunk
+    belongs to a finished document, every manifest file's documents exist, and no write is unfinished
+    (no pending document row, dirty manifest entry or writing marker)."""
+    from collections import Counter
+
+    from ragkit.milvus import EMPTY_TERM, N_CHUNKS, N_TOKENS
+
+    problems = []
+    counts: Counter[int] = Counter()
+    chunk_docs = set()
+    for row in backend._scan("", "pk >= 0", ["sparse", "dl", "doc_id"]):
+        counts.update(t for t in row["sparse"] if t != EMPTY_TERM)
+        counts[N_CHUNKS] += 1
+        counts[N_TOKENS] += row["dl"]
+        chunk_docs.add(row["doc_id"])
+    stored = {t: n for t, n in backend._stat_sums(list(counts)).items() if n}
+    if stored != +counts:
+        wrong = sorted(t for t in set(stored) | set(counts) if stored.get(t, 0) != counts[t])
+        problems.append(f"BM25 statistics differ from the chunks for {len(wrong)} terms (e.g. {wrong[:3]})")
+    docs = {r["doc_id"]: r["text_hash"] for r in backend._scan("docs", "part == 0", ["doc_id", "text_hash"])}
+    pending = sorted(d for d, h in docs.items() if not h)
+    if pending:
+        problems.append(f"unfinished documents {pending[:3]}")
+    if chunk_docs - set(docs):
+        problems.append(f"chunks of missing documents {sorted(chunk_docs - set(docs))[:3]}")
+    for row in backend._scan("files", "pk >= 0", ["path", "size", "doc_ids"]):
+        if row["size"] < 0:
+            problems.append(f"manifest file {row['path']} is marked dirty by an unfinished write")
+        missing = [d for d in row["doc_ids"] if d not in docs]
+        if missing:
+            problems.append(f"manifest file {row['path']} lists missing documents {missing[:3]}")
+    if backend._meta("writing"):
+        problems.append("the writing marker of an unfinished write is set")
+    return problems

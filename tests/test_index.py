@@ -1,8 +1,12 @@
 """Tests for ragkit.Index: syncing folders, add/delete, search results, filters and the index on disk.
 
 These are the acceptance checks of the Indexer issue, run on real parts: the real embedding
-model, SQLite, faiss and files. The sample index is built once per session (see conftest.py);
-tests that change anything work on ``fresh_copy``.
+model, SQLite, faiss and files. The sample index is built once per session per backend (see
+conftest.py); tests that change anything work on a copy (``backend_copy``, ``fresh_copy``).
+
+Tests that take the ``backend`` fixture (directly or through ``backend_build``, ``backend_samples``,
+``backend_copy`` or ``new_index``) run unchanged on both backends: the local one and Milvus Lite.
+Tests of the local index's own files (segments, SQLite, pickles, its lock) run on the local one.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SamplesBuild, open_index
+from conftest import Location, SamplesBuild, index_problems, index_storage, open_index
 from pdfutil import make_pdf
 
 from ragkit.check import check_index
@@ -80,14 +84,14 @@ def chunk_count(index, doc_id: str) -> int:  # type: ignore[no-untyped-def]
 # --------------------------------------------------------------------- sync: unchanged, edit, rename, delete
 
 
-def test_second_sync_of_an_unchanged_folder_is_a_fast_no_op(samples_build: SamplesBuild) -> None:
-    build = samples_build
+def test_second_sync_of_an_unchanged_folder_is_a_fast_no_op(backend_build: SamplesBuild) -> None:
+    build = backend_build
     files = folder_files(build.docs_dir)
     assert sorted(build.report.added) == files
     assert build.report.chunks_embedded == build.report.chunks_total > len(files)
     on_disk = tree_hashes(build.index_dir, sqlite_aux=False)
 
-    with open_index(build.index_dir) as index:
+    with open_index(build.location) as index:
         started = time.perf_counter()
         report = index.sync(build.docs_dir)
         seconds = time.perf_counter() - started
@@ -101,8 +105,8 @@ def test_second_sync_of_an_unchanged_folder_is_a_fast_no_op(samples_build: Sampl
     assert tree_hashes(build.index_dir, sqlite_aux=False) == on_disk  # a no-op sync writes nothing
 
 
-def test_editing_one_file_re_embeds_only_its_changed_chunks(fresh_copy: tuple[Path, Path]) -> None:
-    index_dir, docs = fresh_copy
+def test_editing_one_file_re_embeds_only_its_changed_chunks(backend_copy: tuple[Location, Path]) -> None:
+    index_dir, docs = backend_copy
     rel = "health/small-hive-beetle.md"
     phrase = "quokka lantern protocol"
     paragraph = (
@@ -133,8 +137,8 @@ def test_editing_one_file_re_embeds_only_its_changed_chunks(fresh_copy: tuple[Pa
         assert again.updated == () and again.chunks_embedded == 0
 
 
-def test_renaming_a_file_moves_it_without_embedding(fresh_copy: tuple[Path, Path]) -> None:
-    index_dir, docs = fresh_copy
+def test_renaming_a_file_moves_it_without_embedding(backend_copy: tuple[Location, Path]) -> None:
+    index_dir, docs = backend_copy
     old, new = "health/wax-moth.md", "archive/old-wax-moth-notes.md"
     (docs / "archive").mkdir()
     os.rename(docs / old, docs / new)
@@ -151,13 +155,13 @@ def test_renaming_a_file_moves_it_without_embedding(fresh_copy: tuple[Path, Path
         assert old not in sources(hits)
         ids = {d.id for d in index.documents()}
         assert new in ids and old not in ids
-        assert check_index(index_dir) == []
+        assert index_problems(index) == []
 
 
 def test_renaming_a_text_file_without_heading_moves_it_without_embedding(
-    fresh_copy: tuple[Path, Path],
+    backend_copy: tuple[Location, Path],
 ) -> None:
-    index_dir, docs = fresh_copy
+    index_dir, docs = backend_copy
     old, new = "health/nosema.txt", "health/nosema-notes.txt"
     os.rename(docs / old, docs / new)
     with open_index(index_dir) as index:
@@ -174,8 +178,8 @@ _REMOVAL_ONLY_BUG = (
 )
 
 
-def test_deleting_a_file_removes_it_from_search(fresh_copy: tuple[Path, Path]) -> None:
-    index_dir, docs = fresh_copy
+def test_deleting_a_file_removes_it_from_search(backend_copy: tuple[Location, Path]) -> None:
+    index_dir, docs = backend_copy
     with open_index(index_dir) as index:
         assert AFB in sources(index.search(AFB_PHRASE, k=10, mode="bm25"))  # found while the file exists
         (docs / AFB).unlink()
@@ -186,13 +190,13 @@ def test_deleting_a_file_removes_it_from_search(fresh_copy: tuple[Path, Path]) -
         assert AFB not in sources(index.search(AFB_PHRASE, k=10, mode="bm25"))
         assert AFB not in {d.id for d in index.documents()}
         assert index.info()["documents"] == len(folder_files(docs))
-        assert check_index(index_dir) == []
+        assert index_problems(index) == []
 
 
 # --------------------------------------------------------------------------- files that fail to load
 
 
-def test_problem_files_are_reported_and_the_good_ones_indexed(tmp_path: Path) -> None:
+def test_problem_files_are_reported_and_the_good_ones_indexed(tmp_path: Path, new_index: Location) -> None:
     docs = tmp_path / "docs"
     write(docs / "binary.txt", b"header\x00\x01\x02 binary payload")
     write(docs / "empty.md", b"")
@@ -202,7 +206,7 @@ def test_problem_files_are_reported_and_the_good_ones_indexed(tmp_path: Path) ->
     write(docs / "good.md", "# Propolis\n\nBees collect propolis, a resin glue, from tree buds.\n")
     write(docs / "notes/good.txt", "The nuc box arrived with five frames of brood and a marked blue queen.\n")
 
-    with open_index(tmp_path / "index.ragkit") as index:
+    with open_index(new_index) as index:
         report = index.sync(docs)
         reasons = {f.path: f.reason for f in report.failed}
         assert set(reasons) == {"binary.txt", "empty.md", "latin1.txt", "broken.pdf"}
@@ -221,8 +225,8 @@ def test_problem_files_are_reported_and_the_good_ones_indexed(tmp_path: Path) ->
         assert again.chunks_embedded == 0
 
 
-def test_a_file_that_turns_unreadable_keeps_its_indexed_version(fresh_copy: tuple[Path, Path]) -> None:
-    index_dir, docs = fresh_copy
+def test_a_file_that_turns_unreadable_keeps_its_indexed_version(backend_copy: tuple[Location, Path]) -> None:
+    index_dir, docs = backend_copy
     pdf_rel = "seasons/inspection-checklist.pdf"
     with open_index(index_dir) as index:
         old_texts = {d.id: d.text for d in index.documents() if d.id in (AFB, pdf_rel)}
@@ -244,14 +248,14 @@ def test_a_file_that_turns_unreadable_keeps_its_indexed_version(fresh_copy: tupl
 
         again = index.sync(docs)  # the manifest still describes the old version, so it is tried again
         assert {f.path for f in again.failed} == {AFB, pdf_rel}
-        assert check_index(index_dir) == []
+        assert index_problems(index) == []
 
 
-def test_a_second_folder_with_the_same_file_names_is_reported_every_time(tmp_path: Path) -> None:
+def test_a_second_folder_with_the_same_file_names_is_reported_every_time(tmp_path: Path, new_index: Location) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     write(first / "hives.md", "# Hives\n\nThe long hive holds thirty frames in one horizontal box.\n")
     write(second / "hives.md", "# Hives\n\nThe warre hive stacks small boxes underneath the colony.\n")
-    with open_index(tmp_path / "index.ragkit") as index:
+    with open_index(new_index) as index:
         assert index.sync(first).added == ("hives.md",)
         report = index.sync(second)
         assert [f.path for f in report.failed] == ["hives.md"]
@@ -265,9 +269,9 @@ def test_a_second_folder_with_the_same_file_names_is_reported_every_time(tmp_pat
 # --------------------------------------------------------------------------- opening with other settings
 
 
-def test_opening_with_another_model_fails_and_changes_nothing(fresh_copy: tuple[Path, Path]) -> None:
-    index_dir, _ = fresh_copy
-    before = tree_hashes(index_dir)
+def test_opening_with_another_model_fails_and_changes_nothing(backend_copy: tuple[Location, Path]) -> None:
+    index_dir, _ = backend_copy
+    before = tree_hashes(index_storage(index_dir))
     with pytest.raises(ModelMismatchError, match="all-MiniLM-L6-v2") as info:
         open_index(index_dir, model="sentence-transformers/paraphrase-MiniLM-L3-v2")
     assert "paraphrase-MiniLM-L3-v2" in str(info.value)
@@ -275,7 +279,7 @@ def test_opening_with_another_model_fails_and_changes_nothing(fresh_copy: tuple[
         open_index(index_dir, chunk_size=128)
     del info
     gc.collect()  # see the xfail test below: a rejected open leaves its connection to the collector
-    assert tree_hashes(index_dir) == before
+    assert tree_hashes(index_storage(index_dir)) == before
     with open_index(index_dir, model="sentence-transformers/all-MiniLM-L6-v2") as index:  # same model: fine
         assert index.info()["model"] == "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -302,8 +306,8 @@ NOTE1 = Document("note-1", "The hive scale gained three kilos in the clover flow
 NOTE2 = Document("note-2", "A swarm settled in the plum tree behind the shed on Sunday.", {"author": "ben"})
 
 
-def test_add_in_memory_documents(tmp_path: Path) -> None:
-    with open_index(tmp_path / "index.ragkit") as index:
+def test_add_in_memory_documents(new_index: Location) -> None:
+    with open_index(new_index) as index:
         report = index.add([NOTE1, NOTE2])
         assert report.added == ("note-1", "note-2")
         assert report.chunks_embedded == 2 and report.chunks_total == 2
@@ -327,23 +331,23 @@ def test_add_in_memory_documents(tmp_path: Path) -> None:
             index.add([NOTE2, NOTE2])
         assert index.delete(["no-such-id", "nor-this"]) == 0
         assert len(index) == 2
-        assert check_index(tmp_path / "index.ragkit") == []
+        assert index_problems(index) == []
 
 
-def test_delete_in_memory_documents(tmp_path: Path) -> None:
-    with open_index(tmp_path / "index.ragkit") as index:
+def test_delete_in_memory_documents(new_index: Location) -> None:
+    with open_index(new_index) as index:
         index.add([NOTE1, NOTE2])
         assert index.delete(["note-2", "no-such-id"]) == 1
         assert index.delete(["no-such-id", "note-2"]) == 0
         assert [d.id for d in index.documents()] == ["note-1"]
         assert index.search("swarm plum tree", k=5, mode="bm25") == []
         assert len(index) == 1
-        assert check_index(tmp_path / "index.ragkit") == []
+        assert index_problems(index) == []
 
 
-def test_add_refuses_ids_of_synced_files(tmp_path: Path) -> None:
+def test_add_refuses_ids_of_synced_files(tmp_path: Path, new_index: Location) -> None:
     write(tmp_path / "docs" / "queen.md", "# Queens\n\nA queen lays two thousand eggs a day in spring.\n")
-    with open_index(tmp_path / "index.ragkit") as index:
+    with open_index(new_index) as index:
         index.sync(tmp_path / "docs")
         with pytest.raises(ConfigError, match="synced files"):
             index.add([Document("queen.md", "replacement text")])
@@ -353,8 +357,8 @@ def test_add_refuses_ids_of_synced_files(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- search results
 
 
-def test_hits_carry_their_chunk_and_each_legs_evidence(built_samples: tuple[Path, Path]) -> None:
-    index_dir, _ = built_samples
+def test_hits_carry_their_chunk_and_each_legs_evidence(backend_samples: tuple[Location, Path]) -> None:
+    index_dir, _ = backend_samples
     query = "when do bees swarm and how do I prevent it?"
     with open_index(index_dir) as index:
         texts = {d.id: d.text for d in index.documents()}
@@ -399,8 +403,8 @@ def test_hits_carry_their_chunk_and_each_legs_evidence(built_samples: tuple[Path
 
 
 @pytest.mark.parametrize("mode", ["bm25", "dense", "hybrid"])
-def test_filter_applies_before_the_top_k_cut(built_samples: tuple[Path, Path], mode: str) -> None:
-    index_dir, _ = built_samples
+def test_filter_applies_before_the_top_k_cut(backend_samples: tuple[Location, Path], mode: str) -> None:
+    index_dir, _ = backend_samples
     query, k = "varroa mites treatment", 5
     filters = {"source": {"glob": "basics/*"}}
     with open_index(index_dir) as index:
@@ -408,9 +412,12 @@ def test_filter_applies_before_the_top_k_cut(built_samples: tuple[Path, Path], m
         # precondition: filtering after the top-k cut would leave nothing
         assert not any(s.startswith("basics/") for s in sources(unfiltered))
         hits = index.search(query, k=k, mode=mode, filters=filters)
+        # each leg filters before its own depth cut too
+        shallow = index.search(query, k=k, mode=mode, filters=filters, depth=k)
     assert len(hits) == k
     assert all(h.source.startswith("basics/") for h in hits), sources(hits)
     assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
+    assert len(shallow) == k and all(h.source.startswith("basics/") for h in shallow), sources(shallow)
 
 
 @pytest.mark.parametrize(
@@ -432,9 +439,9 @@ def test_filter_applies_before_the_top_k_cut(built_samples: tuple[Path, Path], m
     ids=["in", "nin", "gte", "range", "glob", "eq", "ne", "list-field", "and"],
 )
 def test_filter_operators_select_exactly_the_matching_chunks(  # type: ignore[no-untyped-def]
-    built_samples: tuple[Path, Path], filters, expected
+    backend_samples: tuple[Location, Path], filters, expected
 ) -> None:
-    index_dir, _ = built_samples
+    index_dir, _ = backend_samples
     with open_index(index_dir) as index:
         everything = index.search("bees", k=10_000, mode="dense")  # the dense leg ranks every chunk
         assert len(everything) == len(index)
@@ -446,8 +453,8 @@ def test_filter_operators_select_exactly_the_matching_chunks(  # type: ignore[no
             assert hit.chunk_id in want
 
 
-def test_bad_filters_raise_filter_error(built_samples: tuple[Path, Path]) -> None:
-    index_dir, _ = built_samples
+def test_bad_filters_raise_filter_error(backend_samples: tuple[Location, Path]) -> None:
+    index_dir, _ = backend_samples
     with open_index(index_dir) as index:
         with pytest.raises(FilterError, match="colour"):
             index.search("varroa", filters={"colour": "red"})
@@ -455,6 +462,7 @@ def test_bad_filters_raise_filter_error(built_samples: tuple[Path, Path]) -> Non
             index.search("varroa", filters={"source": {"like": "health/%"}})
         with pytest.raises(FilterError, match="list"):
             index.search("varroa", mode="bm25", filters={"type": {"in": "pdf"}})
+        assert index.search("varroa", filters={"source": {"in": []}}) == []  # valid, matches nothing
 
 
 # ------------------------------------------------------------------------ on disk: formats, corruption, lock
@@ -607,8 +615,8 @@ def test_the_lock_is_per_open_file_so_it_also_excludes_writers_in_this_process(
         holder.join(30)
 
 
-def test_bm25_constants_can_change_on_an_existing_index(fresh_copy: tuple[Path, Path]) -> None:
-    index_dir, _ = fresh_copy
+def test_bm25_constants_can_change_on_an_existing_index(backend_copy: tuple[Location, Path]) -> None:
+    index_dir, _ = backend_copy
     with open_index(index_dir) as index:
         before = index.search("varroa mites", k=3, mode="bm25")
     with open_index(index_dir, bm25_idf="okapi", bm25_k1=0.9) as index:

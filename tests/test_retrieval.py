@@ -1,22 +1,27 @@
-"""HybridRetriever options on the real sample index: MMR, grouping, reranking, settings, evidence."""
+"""HybridRetriever options on the real sample index: MMR, grouping, reranking, settings, evidence.
+
+Every test runs on both backends (the local index and Milvus Lite): retrieval is backend-agnostic.
+"""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BACKENDS, have_milvus, open_index
 
-from conftest import open_index
 from ragkit.errors import ConfigError, ModelNotAvailableError
 
 QUERY = "how do I monitor and treat varroa mites"
 
 
-@pytest.fixture(scope="module")
-def index(built_samples: tuple[Path, Path]):  # type: ignore[no-untyped-def]
-    with open_index(built_samples[0]) as idx:
+@pytest.fixture(scope="module", params=BACKENDS)
+def index(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    if request.param == "milvus-lite" and not have_milvus():
+        pytest.skip('Milvus Lite tests need pymilvus and milvus-lite: pip install "ragkit[milvus]"')
+    build = request.getfixturevalue("samples_build" if request.param == "local" else "milvus_samples_build")
+    with open_index(build.location) as idx:
         yield idx
 
 
