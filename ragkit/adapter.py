@@ -8,8 +8,9 @@ all-zero adapter is the untuned model, which is where training starts.
 Why training stops on *document-disjoint* questions: from a few hundred labelled questions a linear
 map learns two things, how your users phrase questions (which carries over to new documents) and
 which documents they tend to ask about (which does not). :func:`fit_query_adapter` holds out
-questions whose relevant documents no training question shares and stops when the loss on those
-stops falling, so the stopping point is chosen for documents the adapter never saw. The contrastive
+questions whose relevant documents no training question shares, on several such splits, and
+trains for the number of steps where their mean loss is lowest, so the stopping point is chosen
+for documents the adapter never saw. The contrastive
 loss itself is the usual InfoNCE over the candidate chunks, computed with torch (installed with
 sentence-transformers) for its gradients.
 
@@ -108,7 +109,8 @@ def fit_query_adapter(
     rank: int = 32,
     temperature: float = 0.05,
     learning_rate: float = 3e-3,
-    max_steps: int = 150,
+    max_steps: int = 100,
+    folds: int = 5,
     validation_share: float = 0.2,
     seed: int = 0,
 ) -> AdapterFit:
@@ -118,6 +120,10 @@ def fit_query_adapter(
     that belong to its relevant documents, and ``relevant[i]`` those documents' ids (used only to
     split off document-disjoint validation questions). ``chunk_vectors`` should hold every chunk
     either leg retrieves for any question: they are the negatives.
+
+    The number of steps is chosen on ``folds`` document-disjoint splits (the step where the mean
+    validation loss is lowest; 0, the identity, if no step lowers it), then the adapter is trained
+    for that many steps on all the questions. One split's minimum is noisy; the mean of several is not.
     """
     import torch
 
@@ -126,49 +132,89 @@ def fit_query_adapter(
         raise ConfigError("query_vectors, positives and relevant must have one entry per question")
     if rank < 1:
         raise ConfigError(f"adapter rank must be >= 1, got {rank}")
+    if folds < 1:
+        raise ConfigError(f"folds must be >= 1, got {folds}")
     usable = [i for i in range(n) if len(positives[i])]
-    train_i, val_i = document_disjoint_split([relevant[i] for i in usable], validation_share, seed)
-    train_i, val_i = [usable[i] for i in train_i], [usable[i] for i in val_i]
-    if not train_i or not val_i:
+    splits = []
+    for fold in range(folds):
+        train_i, val_i = document_disjoint_split([relevant[i] for i in usable], validation_share, seed + fold)
+        if train_i and val_i:
+            splits.append(([usable[i] for i in train_i], [usable[i] for i in val_i]))
+    if not splits:
         raise ConfigError("too few labelled questions whose relevant chunks were retrieved to fit an adapter")
 
-    torch.manual_seed(seed)
     chunks = torch.from_numpy(np.ascontiguousarray(chunk_vectors, dtype=np.float32))
     queries = torch.from_numpy(np.ascontiguousarray(query_vectors, dtype=np.float32))
     mask = torch.zeros((n, len(chunks)), dtype=torch.bool)
     for i in usable:
         mask[i, torch.from_numpy(np.asarray(positives[i], dtype=np.int64))] = True
-    dim = chunks.shape[1]
-    generator = torch.Generator().manual_seed(seed)
-    # `down` starts small and random, `up` at zero: the adapter starts as the identity but can move.
-    down = (torch.randn(dim, rank, generator=generator) * 0.01).requires_grad_()
-    up = torch.zeros(rank, dim, requires_grad=True)
-    optimizer = torch.optim.Adam([down, up], lr=learning_rate)
-    train_t, val_t = torch.tensor(train_i), torch.tensor(val_i)
+    train = _Trainer(queries, mask, chunks, rank, temperature, learning_rate, seed)
 
-    def loss(rows: torch.Tensor) -> torch.Tensor:
-        q = queries[rows]
-        scores = torch.nn.functional.normalize(q + (q @ down) @ up, dim=1) @ chunks.T / temperature
-        answered = torch.logsumexp(scores.masked_fill(~mask[rows], float("-inf")), dim=1)
+    curves = np.array([train.run(rows, max_steps, validation=val) for rows, val in splits])
+    mean = curves.mean(axis=0)  # mean[s]: validation loss after s steps (mean[0]: the identity)
+    steps = int(np.argmin(mean))
+    down, up = train.fit(usable, steps)
+    logger.info("query adapter: %d steps chosen on %d document-disjoint splits (validation loss %.4f -> %.4f), "
+                "trained on %d questions", steps, len(splits), mean[0], mean[steps], len(usable))
+    n_validation = round(float(np.mean([len(val) for _, val in splits])))
+    return AdapterFit(QueryAdapter(down, up), steps, float(mean[0]), float(mean[steps]), len(usable), n_validation)
+
+
+class _Trainer:
+    """Adam on the InfoNCE loss of ``normalize(q + (q @ down) @ up)`` against the chunk vectors."""
+
+    def __init__(self, queries: Any, mask: Any, chunks: Any, rank: int, temperature: float,
+                 learning_rate: float, seed: int) -> None:
+        self.queries, self.mask, self.chunks = queries, mask, chunks
+        self.rank, self.temperature, self.learning_rate, self.seed = rank, temperature, learning_rate, seed
+
+    def _loss(self, down: Any, up: Any, rows: Any) -> Any:
+        import torch
+
+        q = self.queries[rows]
+        scores = torch.nn.functional.normalize(q + (q @ down) @ up, dim=1) @ self.chunks.T / self.temperature
+        answered = torch.logsumexp(scores.masked_fill(~self.mask[rows], float("-inf")), dim=1)
         return (torch.logsumexp(scores, dim=1) - answered).mean()
 
-    with torch.no_grad():
-        before = best = float(loss(val_t))
-    best_state, best_step = (down.detach().clone(), up.detach().clone()), 0
-    for step in range(1, max_steps + 1):
-        optimizer.zero_grad()
-        loss(train_t).backward()
-        optimizer.step()
+    def _start(self) -> tuple[Any, Any, Any]:
+        import torch
+
+        dim = self.chunks.shape[1]
+        generator = torch.Generator().manual_seed(self.seed)
+        # `down` starts small and random, `up` at zero: the adapter starts as the identity but can move.
+        down = (torch.randn(dim, self.rank, generator=generator) * 0.01).requires_grad_()
+        up = torch.zeros(self.rank, dim, requires_grad=True)
+        return down, up, torch.optim.Adam([down, up], lr=self.learning_rate)
+
+    def run(self, rows: list[int], steps: int, *, validation: list[int]) -> list[float]:
+        """Train on ``rows`` for ``steps`` steps; the validation loss before and after each step."""
+        import torch
+
+        down, up, optimizer = self._start()
+        train_t, val_t = torch.tensor(rows), torch.tensor(validation)
         with torch.no_grad():
-            current = float(loss(val_t))
-        if current < best:
-            best, best_state, best_step = current, (down.detach().clone(), up.detach().clone()), step
-    if best_step == 0:  # no step helped the held-out questions: the identity
-        best_state = (torch.zeros(dim, rank), torch.zeros(rank, dim))
-    logger.info("query adapter: %d steps, validation loss %.4f -> %.4f (%d train, %d validation questions)",
-                best_step, before, best, len(train_i), len(val_i))
-    adapter = QueryAdapter(best_state[0].numpy().astype(np.float32), best_state[1].numpy().astype(np.float32))
-    return AdapterFit(adapter, best_step, before, best, len(train_i), len(val_i))
+            curve = [float(self._loss(down, up, val_t))]
+        for _ in range(steps):
+            optimizer.zero_grad()
+            self._loss(down, up, train_t).backward()
+            optimizer.step()
+            with torch.no_grad():
+                curve.append(float(self._loss(down, up, val_t)))
+        return curve
+
+    def fit(self, rows: list[int], steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """``down`` and ``up`` after ``steps`` steps on ``rows`` (zeros, the identity, for 0 steps)."""
+        import torch
+
+        down, up, optimizer = self._start()
+        if steps == 0:
+            return (np.zeros(tuple(down.shape), np.float32), np.zeros(tuple(up.shape), np.float32))
+        train_t = torch.tensor(rows)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            self._loss(down, up, train_t).backward()
+            optimizer.step()
+        return down.detach().numpy().astype(np.float32), up.detach().numpy().astype(np.float32)
 
 
 def _b64(array: np.ndarray) -> str:

@@ -46,9 +46,9 @@ def synthetic(n_docs: int = 300, n_queries: int = 400, dim: int = 32, seed: int 
     that undoes the distortion helps questions about any document, seen in training or not."""
     rng = np.random.default_rng(seed)
     docs = unit(rng.normal(size=(n_docs, dim)))
-    distortion = np.eye(dim) + 0.9 * rng.normal(size=(dim, dim)) / np.sqrt(dim)
+    distortion = np.eye(dim) + 1.6 * rng.normal(size=(dim, dim)) / np.sqrt(dim)
     answer = rng.integers(0, n_docs, size=n_queries)
-    queries = unit(docs[answer] @ distortion + 0.15 * rng.normal(size=(n_queries, dim)))
+    queries = unit(docs[answer] @ distortion + 0.2 * rng.normal(size=(n_queries, dim)))
     return docs, queries, answer
 
 
@@ -68,7 +68,7 @@ def test_fitting_learns_a_map_that_also_helps_questions_about_unseen_documents()
     assert len(fresh) >= 10
     before = accuracy(queries[fresh], docs, answer[fresh])
     after = accuracy(fit.adapter.apply(queries[fresh]), docs, answer[fresh])
-    assert after > before + 0.05, (before, after)
+    assert after > before + 0.2, (before, after)
 
 
 def test_when_no_step_helps_the_held_out_questions_the_adapter_is_the_identity() -> None:
@@ -82,7 +82,7 @@ def test_when_no_step_helps_the_held_out_questions_the_adapter_is_the_identity()
     _, validation = document_disjoint_split(relevant, 0.2, seed=0)
     labels = [np.array([a]) if i in validation else np.array([(a + 1 + rng.integers(0, 298)) % 300])
               for i, a in enumerate(answer)]
-    fit = fit_query_adapter(docs[answer], labels, docs, relevant, rank=8, max_steps=40)
+    fit = fit_query_adapter(docs[answer], labels, docs, relevant, rank=8, max_steps=40, folds=1)
     assert fit.steps == 0
     assert fit.validation_loss_after == fit.validation_loss_before
     assert np.allclose(fit.adapter.apply(docs[answer]), docs[answer], atol=1e-6)
