@@ -72,7 +72,10 @@ def _greedy(rel: np.ndarray, similarity: np.ndarray, k: int, lambda_: float) -> 
         penalty = np.where(np.isfinite(redundancy), redundancy, 0.0)
         gain = lambda_ * rel - (1.0 - lambda_) * penalty
         gain = np.where(available, gain, -np.inf)
-        best = int(np.argmax(gain))  # argmax returns the first maximum: lowest index wins ties
+        # Ties go to the more relevant candidate, then the lowest index. (A tiny lambda_ can round
+        # every lambda_ * rel to 0, and the first pick must still be the most relevant.)
+        tied = np.flatnonzero(gain == gain.max())
+        best = int(tied[np.argmax(rel[tied])])
         selected.append(best)
         available[best] = False
         redundancy = np.maximum(redundancy, similarity[:, best])

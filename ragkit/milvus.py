@@ -92,7 +92,7 @@ from .filters import Filters, compile_filters
 from .fusion import LegCandidates
 from .lexical import BM25Params
 from .local import _StaleSnapshot
-from .store import file_lock
+from .store import file_lock, fsync_path
 
 logger = logging.getLogger(__name__)
 
@@ -1061,7 +1061,7 @@ def _roll_back_lite(lite_path: Path) -> None:
                 continue
             tmp = folder / "manifest.json.ragkit-tmp"
             shutil.copyfile(saved, tmp)
-            _fsync_file(tmp)
+            fsync_path(tmp)
             os.replace(tmp, folder / "manifest.json")
             for log in (folder / "wal").glob("*"):
                 log.unlink()
@@ -1088,17 +1088,9 @@ def _write_json_atomic(path: Path, value: Any) -> None:
     _fsync_dir(path.parent)
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_dir(path: Path) -> None:
     try:
-        _fsync_file(path)
+        fsync_path(path)
     except OSError:  # not every file system syncs a directory
         pass
 

@@ -167,15 +167,15 @@ class Store:
             (tmp / name).write_bytes(data)
         for file in sorted(tmp.iterdir()):
             files[file.name] = {"sha256": file_sha256(file), "bytes": file.stat().st_size}
-            _fsync(file)
+            fsync_path(file)
         manifest = {"format_version": FORMAT_VERSION, "version": version, "files": files}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        _fsync(tmp / "manifest.json")
-        _fsync(tmp)
+        fsync_path(tmp / "manifest.json")
+        fsync_path(tmp)
         if final.exists():  # left by a crashed write that never committed
             shutil.rmtree(final)
         os.rename(tmp, final)
-        _fsync(final.parent)
+        fsync_path(final.parent)
 
     def read_segment(self, version: int, verify: bool = True) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
         """Load a segment, checking every file against the manifest's size and sha256."""
@@ -267,7 +267,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (so a rename in it is durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

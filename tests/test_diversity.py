@@ -85,3 +85,9 @@ def test_mmr_properties(data: st.DataObject, n: int, k: int, lambda_: float) -> 
     assert all(0 <= i < n for i in picked)
     if picked and lambda_ > 0:  # the first pick has no redundancy, so it is the most relevant
         assert relevance[picked[0]] == relevance.max()
+
+
+def test_a_vanishing_lambda_still_picks_the_most_relevant_first() -> None:
+    # 5e-324 * 0.5 rounds to 0.0: every gain ties, and the tie must go to relevance (found by hypothesis).
+    picked = maximal_marginal_relevance(np.ones(3), np.zeros((2, 3)), np.array([0.0, 0.5]), 1, 5e-324)
+    assert picked == [1]
