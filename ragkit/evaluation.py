@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
@@ -59,10 +60,10 @@ class _QueryCache:
 
     def adapted(self, adapter: "QueryAdapter") -> "_QueryCache":
         """The same queries with their vectors passed through ``adapter``."""
-        copy = object.__new__(_QueryCache)
         ids = list(self.vectors)
-        copy.vectors = dict(zip(ids, adapter.apply(np.stack([self.vectors[q] for q in ids]))))
-        return copy
+        adapted = copy.copy(self)
+        adapted.vectors = dict(zip(ids, adapter.apply(np.stack([self.vectors[q] for q in ids]))))
+        return adapted
 
 
 def evaluate_index(
@@ -147,7 +148,7 @@ def tune(
             "with fewer, chosen weights fit noise. Keep the default (adaptive) fusion or label more queries."
         )
     plain = _QueryCache(index, {**train.queries, **(heldout.queries if heldout else {})}, show_progress)
-    fit = fit_adapter(index, train, plain, rank=adapter_rank, seed=seed) if adapter else None
+    fit = fit_adapter(index, train, plain, rank=adapter_rank, seed=seed, show_progress=show_progress) if adapter else None
     tuned = plain.adapted(fit.adapter) if fit else plain
 
     def score(ds: EvalDataset, settings: Mapping[str, Any], cache: _QueryCache = tuned) -> float:
@@ -178,7 +179,7 @@ def tune(
 
 
 def fit_adapter(index: "Index", dataset: EvalDataset, cache: _QueryCache, *, rank: int = 32,
-                depth: int = 100, seed: int = 0) -> AdapterFit:
+                depth: int = 100, seed: int = 0, show_progress: bool = False) -> AdapterFit:
     """Fit a query adapter to ``dataset``'s judged queries. Candidates are what either leg retrieves
     for any of the queries (depth ``depth``): chunks of relevant documents among a query's own
     candidates are its positives, and all the others are negatives."""
@@ -188,7 +189,7 @@ def fit_adapter(index: "Index", dataset: EvalDataset, cache: _QueryCache, *, ran
         raise ConfigError(f"index {index.path} is empty: nothing to fit a query adapter to")
     qids = [q for q in dataset.queries if any(g > 0 for g in dataset.qrels.get(q, {}).values())]
     found = []
-    for q in progress(qids, "adapter candidates", False):
+    for q in progress(qids, "adapter candidates", show_progress):
         tokens = index.analyzer.tokenize(dataset.queries[q])
         lexical = backend.lexical_candidates(snap, tokens, depth, None).ids
         found.append(np.union1d(lexical, backend.dense_candidates(snap, cache.vectors[q], depth, None).ids))
