@@ -1,7 +1,9 @@
-"""SciFact tuning benchmark: what `ragkit tune` (fusion settings, and with --adapter a learned query
-adapter) gains on the test queries when it is fitted on the train queries only.
+"""SciFact tuning benchmark: what `ragkit tune` (fusion settings; with --adapter a learned query
+adapter; with --associate the training questions as evidence) gains on the test queries when it is
+fitted on the train queries only.
 
-    python benchmarks/scifact_tune.py [--data ../shared/data/scifact] [--index /tmp/scifact.ragkit] [--seeds 0 1 2]
+    python benchmarks/scifact_tune.py [--data ../shared/data/scifact] [--index /tmp/scifact.ragkit] \
+        [--runs fusion associate adapter adapter+associate] [--seeds 0 1 2]
 
 Each row is one `tune` run on the train split; its choice is then scored on the test split (the test
 queries decide nothing). Because SciFact's train and test claims were written from the same abstracts,
@@ -40,7 +42,9 @@ def main() -> None:
     ap.add_argument("--index", type=Path, default=Path("/tmp/scifact.ragkit"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--rank", type=int, default=32)
-    ap.add_argument("--skip-fusion-only", action="store_true", help="only the --adapter runs")
+    ap.add_argument("--runs", nargs="+", default=["fusion", "associate", "adapter", "adapter+associate"],
+                    choices=["fusion", "associate", "adapter", "adapter+associate"],
+                    help="which tune runs; the adapter runs repeat for each seed")
     args = ap.parse_args()
 
     index, _ = build(args.index, args.data)
@@ -58,16 +62,21 @@ def main() -> None:
     d_seen, d_unseen = split_means(default)
     rows = [["untuned default", "adaptive w=0.4", "-", f"{np.mean(list(default.values())):.4f}", "-",
              f"{d_seen:.4f}", f"{d_unseen:.4f}"]]
-    runs = [] if args.skip_fusion_only else [("fusion only", False, 0)]
-    runs += [(f"--adapter --seed {s}", True, s) for s in args.seeds]
-    for label, adapter, seed in runs:
+    runs = [("fusion only", False, False, 0)] if "fusion" in args.runs else []
+    runs += [("--associate", False, True, 0)] if "associate" in args.runs else []
+    for name, associate in (("adapter", False), ("adapter+associate", True)):
+        if name in args.runs:
+            flags = "--adapter --associate" if associate else "--adapter"
+            runs += [(f"{flags} --seed {s}", True, associate, s) for s in args.seeds]
+    for label, adapter, associate, seed in runs:
         started = time.perf_counter()
-        result = tune(index, train, test, adapter=adapter, adapter_rank=args.rank, seed=seed)
+        result = tune(index, train, test, adapter=adapter, adapter_rank=args.rank, associate=associate, seed=seed)
         seconds = time.perf_counter() - started
-        cache = plain.adapted(result.adapter.adapter) if result.adapter else plain
-        tuned = per_query(index, test, {**result.best, "query_adapter": False}, cache)
+        learned = {"query_adapter": result.adapter.adapter if result.adapter else False,
+                   "associations": result.associations or False}
+        tuned = per_query(index, test, {**result.best, **learned}, plain)
         t_seen, t_unseen = split_means(tuned)
-        chosen = ", ".join(f"{k}={v}" for k, v in result.best.items() if k != "query_adapter")
+        chosen = ", ".join(f"{k}={v}" for k, v in result.best.items() if k not in ("query_adapter", "associations"))
         steps = f"{result.adapter.steps}" if result.adapter else "-"
         rows.append([label, chosen, f"{result.train_score:.4f}", f"{result.heldout_score:.4f}", steps,
                      f"{t_seen:.4f}", f"{t_unseen:.4f}"])

@@ -59,14 +59,14 @@ class QueryAdapter:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (float32 bytes in base64: exact, and a third of the size of a float list)."""
         return {"dimension": self.dimension, "rank": int(self.down.shape[1]),
-                "down": _b64(self.down), "up": _b64(self.up)}
+                "down": pack_float32(self.down), "up": pack_float32(self.up)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "QueryAdapter":
         try:
             d, r = int(data["dimension"]), int(data["rank"])
-            down = _from_b64(data["down"]).reshape(d, r)
-            up = _from_b64(data["up"]).reshape(r, d)
+            down = unpack_float32(data["down"]).reshape(d, r)
+            up = unpack_float32(data["up"]).reshape(r, d)
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
                 f"stored query adapter is malformed ({exc}); run `ragkit tune --adapter` again"
@@ -217,9 +217,11 @@ class _Trainer:
         return down.detach().numpy().astype(np.float32), up.detach().numpy().astype(np.float32)
 
 
-def _b64(array: np.ndarray) -> str:
+def pack_float32(array: np.ndarray) -> str:
+    """Float32 bytes in base64, for arrays stored in JSON config: exact, a third of a float list's size."""
     return base64.b64encode(np.ascontiguousarray(array, dtype="<f4").tobytes()).decode("ascii")
 
 
-def _from_b64(text: str) -> np.ndarray:
+def unpack_float32(text: str) -> np.ndarray:
+    """The flat float32 array :func:`pack_float32` stored."""
     return np.frombuffer(base64.b64decode(text, validate=True), dtype="<f4").copy()

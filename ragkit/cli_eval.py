@@ -36,6 +36,9 @@ def register(sub: Any, name: str) -> None:
         p.add_argument("--adapter", action="store_true",
                        help="also fit a query adapter to the training queries (see ragkit.adapter)")
         p.add_argument("--adapter-rank", type=int, default=32, help="rank of the query adapter (default 32)")
+        p.add_argument("--associate", action="store_true",
+                       help="keep the training questions as evidence: documents labelled for a similar "
+                            "question are lifted (see ragkit.association)")
         p.add_argument("--seed", type=int, default=0, help="seed of the adapter's validation split and start")
         p.add_argument("--dry-run", action="store_true", help="report, do not save")
         p.add_argument("--force", action="store_true", help="save even if held-out score is below the default")
@@ -63,7 +66,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     index, dataset = _open(args)
     configs = dict(DEFAULT_CONFIGS)
-    if index.config.retrieval or index.config.query_adapter:
+    if index.config.retrieval or index.config.query_adapter or index.config.query_associations:
         configs["hybrid"] = {"mode": "hybrid"}
         configs["hybrid (untuned default)"] = {"mode": "hybrid", **UNTUNED_SETTINGS}
     for raw in args.config:
@@ -103,13 +106,21 @@ def cmd_tune(args: argparse.Namespace) -> int:
     else:  # the guard needs queries the choice was not made on
         train, heldout = split_queries(train, 1.0 - args.holdout, seed=0)
     result = tune(index, train, heldout, metric=args.metric, adapter=args.adapter, adapter_rank=args.adapter_rank,
-                  seed=args.seed, show_progress=not args.quiet)
+                  associate=args.associate, seed=args.seed, show_progress=not args.quiet)
     best = dict(result.best)
     print(f"tuned on {len(train.queries)} queries ({train.name}); best {result.metric}: {_describe(best)}")
     if result.adapter:
         fit = result.adapter
         print(f"query adapter: rank {args.adapter_rank}, {fit.steps} steps, loss on {fit.n_validation} "
               f"document-disjoint validation queries {fit.validation_loss_before:.4f} -> {fit.validation_loss_after:.4f}")
+    if args.associate:
+        if result.associations is not None:
+            print(f"associations: {len(result.associations)} labelled questions kept as evidence "
+                  f"(two-fold cross-validated {result.metric} {result.train_score:.4f})")
+        else:
+            top = max((s for _, s in result.association_cv), default=None)
+            print("associations: not kept, no cross-validated gain"
+                  + (f" (best {top:.4f})" if top is not None else ""))
     print(f"{'':<12}{'train':>10}{'held-out':>10}")
     fmt = lambda x: f"{x:>10.4f}" if x is not None else f"{'-':>10}"
     print(f"{'tuned':<12}{fmt(result.train_score)}{fmt(result.heldout_score)}")
@@ -123,6 +134,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                                          "default_heldout": result.default_heldout_score,
                                          "accepted": result.accepted, "reason": result.reason,
                                          "adapter_steps": result.adapter.steps if result.adapter else None,
+                                         "association_cv": result.association_cv,
                                          "trials": result.trials}, indent=1))
     if not result.accepted and not args.force:
         print(f"not saved: {result.reason}", file=sys.stderr)
@@ -132,6 +144,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return 0
     index.save_retrieval_settings(best)
     index.save_query_adapter(result.adapter.adapter if result.adapter else None)
+    index.save_query_associations(result.associations)
     print(f"saved to {args.index}: plain `search` now uses {_describe(best)}")
     return 0
 

@@ -8,15 +8,15 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .adapter import AdapterFit, QueryAdapter, fit_query_adapter
-from .datasets import EvalDataset
+from .adapter import AdapterFit, fit_query_adapter
+from .association import QueryAssociations
+from .datasets import EvalDataset, split_queries
 from .errors import ConfigError
 from .metrics import doc_ranking_from_hits, evaluate, per_query
 from .progress import progress
@@ -31,8 +31,11 @@ MIN_TUNING_QUERIES = 20  # below this, a weight chosen on the labels is mostly n
 # What search does on an index nobody tuned; tuning trials override parts of it, never saved settings.
 UNTUNED_SETTINGS: dict[str, Any] = {
     "method": "adaptive", "weight": None, "normalization": "minmax", "rrf_k": 60.0, "depth": None,
-    "query_adapter": False,
+    "query_adapter": False, "associations": False,
 }
+# Association settings `tune --associate` tries (weight x threshold), see ragkit.association.
+ASSOCIATION_GRID = [{"association_weight": w, "association_threshold": t}
+                    for w in (0.25, 0.5, 1.0, 2.0) for t in (0.4, 0.5, 0.6, 0.7)]
 DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
     "bm25": {"mode": "bm25"},
     "dense": {"mode": "dense"},
@@ -58,12 +61,12 @@ class _QueryCache:
         vectors = index.embedder.encode([queries[q] for q in ids], show_progress=show_progress)
         self.vectors = dict(zip(ids, vectors))
 
-    def adapted(self, adapter: "QueryAdapter") -> "_QueryCache":
-        """The same queries with their vectors passed through ``adapter``."""
-        ids = list(self.vectors)
-        adapted = copy.copy(self)
-        adapted.vectors = dict(zip(ids, adapter.apply(np.stack([self.vectors[q] for q in ids]))))
-        return adapted
+    def associations(self, dataset: EvalDataset) -> QueryAssociations:
+        """``dataset``'s labelled questions, with their vectors, as search evidence."""
+        qids = list(dataset.queries)
+        relevant = [[d for d, g in dataset.qrels.get(q, {}).items() if g > 0] for q in qids]
+        return QueryAssociations.from_labels([dataset.queries[q] for q in qids],
+                                             np.stack([self.vectors[q] for q in qids]), relevant, dataset.qrels_key)
 
 
 def evaluate_index(
@@ -120,6 +123,8 @@ class TuningResult:
     accepted: bool
     reason: str
     adapter: AdapterFit | None = None  # fitted on the training queries when tune(adapter=True)
+    associations: QueryAssociations | None = None  # the training queries, when tune(associate=True) chose them
+    association_cv: list[tuple[dict[str, Any], float]] = field(default_factory=list)  # 2-fold scores
 
 
 def tune(
@@ -132,50 +137,80 @@ def tune(
     depths: Sequence[int] = (50, 100, 200),
     adapter: bool = False,
     adapter_rank: int = 32,
+    associate: bool = False,
     seed: int = 0,
     show_progress: bool = False,
 ) -> TuningResult:
     """Choose fusion settings on ``train``; check them on ``heldout`` against the untuned default.
 
     With ``adapter=True`` a query adapter (:mod:`ragkit.adapter`) is first fitted to the training
-    queries, and every fusion setting is scored with it. The choice is accepted only if it is not
-    worse than the untuned default on the held-out queries, so tuning can never silently make search
-    worse. Raises ConfigError below MIN_TUNING_QUERIES.
+    queries, and every fusion setting is scored with it. With ``associate=True`` the training
+    questions themselves become search evidence (:mod:`ragkit.association`), with the weight and
+    threshold that score best in two-fold cross-validation (each half's labels lift the other
+    half's queries, so no query is scored with its own labels); they are kept only if that beats
+    the fusion settings alone. The choice is accepted only if it is not worse than the untuned
+    default on the held-out queries, so tuning can never silently make search worse.
+    Raises ConfigError below MIN_TUNING_QUERIES.
     """
     if len(train.queries) < MIN_TUNING_QUERIES:
         raise ConfigError(
             f"tune needs at least {MIN_TUNING_QUERIES} labelled training queries, got {len(train.queries)}; "
             "with fewer, chosen weights fit noise. Keep the default (adaptive) fusion or label more queries."
         )
-    plain = _QueryCache(index, {**train.queries, **(heldout.queries if heldout else {})}, show_progress)
-    fit = fit_adapter(index, train, plain, rank=adapter_rank, seed=seed, show_progress=show_progress) if adapter else None
-    tuned = plain.adapted(fit.adapter) if fit else plain
+    cache = _QueryCache(index, {**train.queries, **(heldout.queries if heldout else {})}, show_progress)
+    fit = fit_adapter(index, train, cache, rank=adapter_rank, seed=seed, show_progress=show_progress) if adapter else None
+    learned: dict[str, Any] = {"query_adapter": fit.adapter if fit else False}
 
-    def score(ds: EvalDataset, settings: Mapping[str, Any], cache: _QueryCache = tuned) -> float:
+    def score(ds: EvalDataset, settings: Mapping[str, Any]) -> float:
         full = {"mode": "hybrid", **UNTUNED_SETTINGS, **settings}
         return evaluate_index(index, ds, full, metrics=[metric], cache=cache).scores[metric]
 
     settings = list(grid or tuning_grid())
-    trials = [(dict(s), score(train, s)) for s in progress(settings, "tuning", show_progress)]
+    trials = [(dict(s), score(train, {**learned, **s})) for s in progress(settings, "tuning", show_progress)]
     best, best_score = max(trials, key=lambda t: t[1])
     for depth in depths:  # candidate depth matters less; refine it for the winner only
         trial = {**best, "depth": depth}
-        trials.append((trial, score(train, trial)))
+        trials.append((trial, score(train, {**learned, **trial})))
         if trials[-1][1] > best_score:
             best, best_score = trials[-1]
     best = {**best, "query_adapter": fit is not None}
-    default_train = score(train, {}, plain)
+    associations, association_cv = None, []
+    if associate:
+        chosen, association_cv = _cross_validate_associations(train, cache, score, {**best, **learned}, seed)
+        if chosen is not None and chosen[1] > best_score:
+            best, best_score = {**best, "associations": True, **chosen[0]}, chosen[1]
+            associations = cache.associations(train)
+    live = {**best, **learned, "associations": associations or False}
+    default_train = score(train, {})
     heldout_score = default_heldout = None
     accepted, reason = True, "best on the training queries"
     if heldout is not None and heldout.queries:
-        heldout_score, default_heldout = score(heldout, best), score(heldout, {}, plain)
+        heldout_score, default_heldout = score(heldout, live), score(heldout, {})
         if heldout_score < default_heldout:
             accepted = False
             reason = (f"tuned settings score {heldout_score:.4f} on held-out queries, below the default's "
                       f"{default_heldout:.4f}: keeping the default")
     return TuningResult(
-        best, best_score, heldout_score, default_train, default_heldout, metric, trials, accepted, reason, fit
+        best, best_score, heldout_score, default_train, default_heldout, metric, trials, accepted, reason, fit,
+        associations, association_cv,
     )
+
+
+def _cross_validate_associations(
+    train: EvalDataset, cache: _QueryCache, score: Any, base: Mapping[str, Any], seed: int
+) -> tuple[tuple[dict[str, Any], float] | None, list[tuple[dict[str, Any], float]]]:
+    """Score each ASSOCIATION_GRID point with two folds: one half's labels lift the other half's queries."""
+    first, second = split_queries(train, 0.5, seed=seed)
+    folds = [(first, cache.associations(second)), (second, cache.associations(first))]
+    folds = [(ds, assoc) for ds, assoc in folds if ds.queries and len(assoc)]
+    if not folds:
+        return None, []
+    total = sum(len(ds.queries) for ds, _ in folds)
+    results = []
+    for point in ASSOCIATION_GRID:
+        mean = sum(len(ds.queries) * score(ds, {**base, **point, "associations": assoc}) for ds, assoc in folds)
+        results.append((dict(point), mean / total))
+    return max(results, key=lambda r: r[1]), results
 
 
 def fit_adapter(index: "Index", dataset: EvalDataset, cache: _QueryCache, *, rank: int = 32,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
 import numpy as np
 
 from .adapter import QueryAdapter
+from .association import QueryAssociations
 from .analysis import Analyzer
 from .backend import Changes, PreparedDocument
 from .chunking import Chunker
@@ -58,6 +59,7 @@ class IndexConfig:
     format_version: int = FORMAT_VERSION
     retrieval: dict[str, Any] | None = None  # fusion settings saved by `ragkit tune`
     query_adapter: dict[str, Any] | None = None  # saved by `ragkit tune --adapter` (see ragkit.adapter)
+    query_associations: dict[str, Any] | None = None  # saved by `ragkit tune --associate` (ragkit.association)
 
     @property
     def analyzer(self) -> Analyzer:
@@ -136,6 +138,7 @@ class Index:
         self._chunker: Chunker | None = None
         self._query_vectors: dict[str, np.ndarray] = {}
         self._adapter: tuple[dict[str, Any], QueryAdapter] | None = None
+        self._associations: tuple[dict[str, Any], QueryAssociations] | None = None
 
     def _configure(self, given: dict[str, Any]) -> None:
         stored = self.backend.get_config()
@@ -400,6 +403,26 @@ class Index:
         with self.backend.writer_lock(self.lock_timeout):
             self.backend.set_config(self.config.to_dict())
 
+    @property
+    def query_associations(self) -> QueryAssociations | None:
+        """The labelled questions whose documents search lifts for similar queries, if tuning saved some."""
+        stored = self.config.query_associations
+        if stored is None:
+            return None
+        if self._associations is None or self._associations[0] is not stored:
+            self._associations = (stored, QueryAssociations.from_dict(stored))
+        return self._associations[1]
+
+    def save_query_associations(self, associations: QueryAssociations | None) -> None:
+        """Store (or, with None, remove) the labelled questions that plain ``search`` uses as evidence."""
+        if associations is not None and self.config.dimension not in (None, associations.dimension):
+            raise ConfigError(f"query associations are {associations.dimension}-d; index {self.path} holds "
+                              f"{self.config.dimension}-d vectors")
+        stored = None if associations is None else associations.to_dict()
+        self.config = replace(self.config, query_associations=stored)
+        with self.backend.writer_lock(self.lock_timeout):
+            self.backend.set_config(self.config.to_dict())
+
     def save_retrieval_settings(self, settings: dict[str, Any]) -> None:
         """Store fusion settings (as `ragkit tune` does) so plain ``search`` uses them from now on."""
         from .retrieval import HybridRetriever
@@ -417,7 +440,10 @@ class Index:
             "path": str(self.path), **counts, "model": self.config.model, "dimension": self.config.dimension,
             "dense_index": self.config.dense_index, "chunk_size": self.config.chunk_size,
             "retrieval": self.config.retrieval or "default",
-            "query_adapter": f"rank {self.config.query_adapter['rank']}" if self.config.query_adapter else None, "bytes_on_disk": self.backend.size_on_disk(),
+            "query_adapter": f"rank {self.config.query_adapter['rank']}" if self.config.query_adapter else None,
+            "query_associations": len(self.config.query_associations["questions"])
+            if self.config.query_associations else None,
+            "bytes_on_disk": self.backend.size_on_disk(),
         }
 
     def documents(self) -> list[Document]:

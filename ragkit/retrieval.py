@@ -1,13 +1,15 @@
 """``HybridRetriever``: both retrieval legs, fusion, and the evidence behind every hit.
 
-A search runs in five steps, each optional step off by default:
+A search runs in these steps, each optional step off by default:
 
 1. filters become one row mask that both legs apply *before* their top-k cut;
 2. each leg fetches ``depth`` candidates (default ``max(100, 10 * k)``);
 3. fusion scores the union (see :mod:`ragkit.fusion`); missing leg scores are
    filled with the exact score that leg gives the chunk;
-4. optional MMR diversification and cross-encoder reranking of the top;
-5. optional grouping: best chunk per document, or neighbouring chunks merged.
+4. where the index holds labelled questions (``ragkit tune --associate``), candidates of
+   documents labelled for a similar question are lifted (see :mod:`ragkit.association`);
+5. optional MMR diversification and cross-encoder reranking of the top;
+6. optional grouping: best chunk per document, or neighbouring chunks merged.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
 
+from .adapter import QueryAdapter
+from .association import QueryAssociations, lift_scores
 from .errors import ConfigError, ModelNotAvailableError
 from .filters import Filters
 from .fusion import (
@@ -50,6 +54,8 @@ class HybridRetriever:
     "adaptive", 0.5 otherwise). ``method``:
     ``"adaptive"`` (default; per-query calibrated weights, see
     :func:`ragkit.fusion.adaptive_fusion`), ``"rrf"``, ``"convex"`` or ``"dbsf"``.
+    ``query_adapter`` and ``associations``: use the index's learned query adapter and labelled
+    questions when it has them (True), ignore them (False), or use the one given.
 
     >>> retriever = HybridRetriever(index, method="rrf", rrf_k=60)   # doctest: +SKIP
     >>> hits = retriever.search("varroa treatment", k=5)               # doctest: +SKIP
@@ -71,7 +77,10 @@ class HybridRetriever:
         group_by: str | None = None,
         reranker: str | None = None,
         rerank_depth: int = 50,
-        query_adapter: bool = True,
+        query_adapter: bool | QueryAdapter = True,
+        associations: bool | QueryAssociations = True,
+        association_weight: float = 1.0,
+        association_threshold: float = 0.5,
     ) -> None:
         if method not in FUSION_METHODS:
             raise ConfigError(f"unknown fusion method {method!r}; valid: {', '.join(FUSION_METHODS)}")
@@ -87,6 +96,10 @@ class HybridRetriever:
             raise ConfigError(f"depth must be >= 1, got {depth}")
         if not 0.0 <= mmr_lambda <= 1.0:
             raise ConfigError(f"mmr_lambda must be in [0, 1], got {mmr_lambda}")
+        if association_weight < 0:
+            raise ConfigError(f"association_weight must be >= 0, got {association_weight}")
+        if not 0.0 <= association_threshold < 1.0:
+            raise ConfigError(f"association_threshold must be in [0, 1), got {association_threshold}")
         self.index = index
         self.method = method
         self.weight = weight
@@ -99,12 +112,18 @@ class HybridRetriever:
         self.reranker = reranker
         self.rerank_depth = rerank_depth
         self.query_adapter = query_adapter
+        self.associations = associations
+        self.association_weight = association_weight
+        self.association_threshold = association_threshold
 
     def settings(self) -> dict[str, Any]:
-        """The settings as a JSON-ready dict (what ``ragkit tune`` saves)."""
+        """The settings as a JSON-ready dict (what ``ragkit tune`` saves); a given adapter or
+        associations object shows as True."""
         keys = ("method", "weight", "normalization", "rrf_k", "depth", "mmr", "mmr_lambda", "group_by",
-                "reranker", "rerank_depth", "query_adapter")
-        return {key: getattr(self, key) for key in keys}
+                "reranker", "rerank_depth", "query_adapter", "associations", "association_weight",
+                "association_threshold")
+        out = {key: getattr(self, key) for key in keys}
+        return {k: v if isinstance(v, (bool, int, float, str, type(None))) else True for k, v in out.items()}
 
     def search(
         self, query: str, k: int = 10, *, mode: str = "hybrid", filters: Filters | None = None,
@@ -141,11 +160,13 @@ class HybridRetriever:
         depth = self.depth or max(100, 10 * k)
         pool = max(k, self.rerank_depth if self.reranker else 0, 3 * k if (self.mmr or self.group_by) else 0)
         bm25 = dense = None
+        lifted: dict[int, tuple[float, str]] = {}
         tokens = self.index.analyzer.tokenize(query)
         if mode in ("hybrid", "bm25"):
             bm25 = backend.lexical_candidates(snap, tokens, depth, mask)
         if mode in ("hybrid", "dense"):
-            vector = self._query_vector(query, vector)
+            raw = self.index.embed_query(query) if vector is None else vector
+            vector = self._adapted(raw)
             dense = backend.dense_candidates(snap, vector, depth, mask)
         if mode == "bm25":
             ids, fused = bm25.ids, bm25.scores  # type: ignore[union-attr]
@@ -153,12 +174,13 @@ class HybridRetriever:
             ids, fused = dense.ids, dense.scores  # type: ignore[union-attr]
         else:
             ids, fused = self._fuse(snap, tokens, vector, bm25, dense, mask)  # type: ignore[arg-type]
+            ids, fused, lifted = self._associate(snap, raw, ids, fused)
         ids, fused = ids[:pool], fused[:pool]
         if self.mmr and len(ids) > 1:
             if vector is None:
                 vector = self._query_vector(query, None)
             ids, fused = self._diversify(snap, vector, ids, fused, pool)
-        hits = self._hits(snap, ids, fused, bm25, dense)
+        hits = self._hits(snap, ids, fused, bm25, dense, lifted)
         if self.reranker:
             hits = self._rerank(query, hits)
         if self.group_by == "document":
@@ -168,10 +190,36 @@ class HybridRetriever:
         return [_with_rank(h, i + 1) for i, h in enumerate(hits[:k])]
 
     def _query_vector(self, query: str, given: np.ndarray | None) -> np.ndarray:
-        """The query's vector (embedded unless given), through the index's query adapter if it has one."""
-        vector = self.index.embed_query(query) if given is None else given
-        adapter = self.index.query_adapter if self.query_adapter else None
+        """The query's vector (embedded unless given), through the query adapter if there is one."""
+        return self._adapted(self.index.embed_query(query) if given is None else given)
+
+    def _adapted(self, vector: np.ndarray) -> np.ndarray:
+        adapter = self.query_adapter if isinstance(self.query_adapter, QueryAdapter) else (
+            self.index.query_adapter if self.query_adapter else None)
         return vector if adapter is None else adapter.apply(vector)
+
+    def _associate(
+        self, snap: "Snapshot", vector: np.ndarray, ids: np.ndarray, fused: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[float, str]]]:
+        """Lift candidates of documents labelled for questions like this one; their evidence by row."""
+        assoc = self.associations if isinstance(self.associations, QueryAssociations) else (
+            self.index.query_associations if self.associations else None)
+        if assoc is None or not len(ids) or self.association_weight == 0:
+            return ids, fused, {}
+        if assoc.dimension != len(vector):
+            raise ConfigError(f"query associations are {assoc.dimension}-d, the query vector {len(vector)}-d")
+        strengths = assoc.strengths(vector, self.association_threshold)
+        if not strengths:  # the usual case for a new kind of question: nothing to fetch
+            return ids, fused, {}
+        records = self.index.backend.fetch(snap, [int(i) for i in ids])
+        keys = [r.doc_id if assoc.key == "doc_id" else r.metadata.get("source") for r in records]
+        found = [strengths.get(key) for key in keys]  # type: ignore[arg-type]
+        if not any(found):
+            return ids, fused, {}
+        lifted = lift_scores(fused, np.array([f[0] if f else 0.0 for f in found]), self.association_weight)
+        order = np.lexsort((ids, -lifted))
+        evidence = {int(i): (f[0], assoc.questions[f[1]]) for i, f in zip(ids, found) if f}
+        return ids[order], lifted[order], evidence
 
     def _fuse(
         self, snap: "Snapshot", tokens: list[str], vector: np.ndarray, bm25: LegCandidates,
@@ -208,7 +256,7 @@ class HybridRetriever:
 
     def _hits(
         self, snap: "Snapshot", ids: np.ndarray, fused: np.ndarray, bm25: LegCandidates | None,
-        dense: LegCandidates | None,
+        dense: LegCandidates | None, lifted: dict[int, tuple[float, str]],
     ) -> list[Hit]:
         records = self.index.backend.fetch(snap, [int(i) for i in ids])
         bm25_rank = _ranks(bm25)
@@ -218,13 +266,14 @@ class HybridRetriever:
             pos = int(pos)
             b = bm25_rank.get(pos)
             d = dense_rank.get(pos)
+            strength, question = lifted.get(pos, (None, None))
             hits.append(Hit(
                 chunk_id=rec.id, doc_id=rec.doc_id, text=rec.text, score=float(score), metadata=rec.metadata,
                 start=rec.start, end=rec.end,
                 bm25_score=None if b is None else float(bm25.scores[b - 1]),  # type: ignore[union-attr]
                 bm25_rank=b,
                 dense_score=None if d is None else float(dense.scores[d - 1]),  # type: ignore[union-attr]
-                dense_rank=d,
+                dense_rank=d, association_score=strength, associated_question=question,
             ))
         return hits
 

@@ -59,7 +59,9 @@ class Hit:
     ``bm25_score``/``bm25_rank`` and ``dense_score``/``dense_rank`` are each
     leg's raw score and 1-based rank among its candidates, ``None`` where that
     leg did not return the chunk. ``rerank_score`` is set when a cross-encoder
-    reranked the results.
+    reranked the results. ``association_score`` (0..1) and ``associated_question`` are set when
+    the chunk's document was lifted because the query resembles a labelled question
+    (see :mod:`ragkit.association`).
     """
 
     chunk_id: str
@@ -75,6 +77,8 @@ class Hit:
     dense_score: float | None = None
     dense_rank: int | None = None
     rerank_score: float | None = None
+    association_score: float | None = None
+    associated_question: str | None = None
 
     @property
     def source(self) -> str | None:

@@ -198,3 +198,66 @@ def test_cli_tune_with_an_adapter_saves_it_and_eval_reports_tuned_and_untuned(tm
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "hybrid (untuned default)" in proc.stdout
+
+
+def test_tune_with_associations_cross_validates_them_and_keeps_the_guard(topic_index) -> None:  # type: ignore[no-untyped-def]
+    from ragkit.evaluation import ASSOCIATION_GRID
+
+    train, heldout = doubled(dataset()), dataset()
+    result = tune(topic_index, train, heldout, grid=tuning_grid()[:3], depths=(50,), associate=True)
+    assert [p for p, _ in result.association_cv] == ASSOCIATION_GRID
+    assert all(0.0 <= s <= 1.0 for _, s in result.association_cv)
+    if result.associations is not None:  # kept only when the cross-validated score beats fusion alone
+        assert result.best["associations"] is True and len(result.associations) == len(train.queries)
+        assert result.train_score == max(s for _, s in result.association_cv)
+    else:
+        assert "associations" not in result.best
+    assert result.accepted == (result.heldout_score >= result.default_heldout_score)
+
+
+def test_saved_associations_are_used_by_plain_search_after_reopening(topic_index) -> None:  # type: ignore[no-untyped-def]
+    from ragkit import Index
+    from ragkit.association import QueryAssociations
+
+    question = "what do I need before my first hive inspection"
+    before = topic_index.search(question, k=6)
+    target = before[-1].doc_id
+    topic_index.save_query_associations(
+        QueryAssociations.from_labels([question], topic_index.embed_query(question)[None, :], [[target]]))
+    try:
+        with Index(topic_index.path, show_progress=False) as reopened:
+            assert len(reopened.query_associations) == 1 and reopened.info()["query_associations"] == 1
+            assert reopened.search(question, k=6)[0].doc_id == target
+            assert reopened.search(question, k=6, associations=False)[0].doc_id == before[0].doc_id
+    finally:
+        topic_index.save_query_associations(None)
+    with Index(topic_index.path, show_progress=False) as reopened:
+        assert reopened.query_associations is None
+        assert reopened.search(question, k=6)[0].doc_id == before[0].doc_id
+
+
+def test_cli_tune_with_associate_saves_the_training_questions(tmp_path: Path, topic_index) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    index_dir = tmp_path / "kb.ragkit"
+    shutil.copytree(topic_index.path, index_dir)
+    labelled = tmp_path / "labelled.jsonl"
+    data = doubled(dataset())
+    with open(labelled, "w") as fh:
+        for qid, q in data.queries.items():
+            fh.write(json.dumps({"question": q, "relevant_doc_ids": list(data.qrels[qid])}) + "\n")
+    out = tmp_path / "tune.json"
+    proc = subprocess.run([sys.executable, "-m", "ragkit.cli", "tune", "--index", str(index_dir), "--queries",
+                           str(labelled), "--associate", "--json", str(out), "--force", "-q"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "associations:" in proc.stdout
+    report = json.loads(out.read_text())
+    assert len(report["association_cv"]) == 16
+    from ragkit import Index
+
+    with Index(index_dir, show_progress=False) as saved:
+        kept = report["best"].get("associations") is True
+        assert (saved.query_associations is not None) == kept
+        if kept:  # the 30 % held out by --holdout are not among them
+            assert 0 < len(saved.query_associations) < len(data.queries)

@@ -105,3 +105,28 @@ def test_each_mode_and_method_returns_k_hits(index) -> None:  # type: ignore[no-
 def test_empty_and_punctuation_queries(index) -> None:  # type: ignore[no-untyped-def]
     assert index.search("   ", k=3) == []
     assert isinstance(index.search("?!...", k=3), list)
+
+
+def test_associations_lift_a_labelled_document_for_a_similar_question_and_explain_it(index) -> None:  # type: ignore[no-untyped-def]
+    from ragkit.association import QueryAssociations
+
+    question = "what should a beekeeper check before winter"
+    plain = index.search(question, k=30)
+    target = next(h.doc_id for h in plain[8:] if h.doc_id not in {p.doc_id for p in plain[:8]})
+    labels = QueryAssociations.from_labels([question], index.embed_query(question)[None, :], [[target]])
+    lifted = index.search(question, k=30, associations=labels)
+    assert lifted[0].doc_id == target
+    assert lifted[0].associated_question == question and 0.9 < lifted[0].association_score <= 1.0
+    assert all(h.association_score is None for h in lifted if h.doc_id != target)
+    # A question that is not like the labelled one ranks exactly as without associations.
+    other = "how do I render old comb into wax"
+    assert [(h.chunk_id, h.score) for h in index.search(other, k=10, associations=labels)] == [
+        (h.chunk_id, h.score) for h in index.search(other, k=10)]
+    # Associations reorder candidates; they never bring back what a filter excludes, nor touch one leg alone.
+    source = next(h.source for h in plain if h.doc_id == target)
+    filtered = index.search(question, k=30, associations=labels, filters={"source": {"ne": source}})
+    assert target not in {h.doc_id for h in filtered}
+    assert [h.chunk_id for h in index.search(question, k=10, mode="bm25", associations=labels)] == [
+        h.chunk_id for h in index.search(question, k=10, mode="bm25")]
+    with pytest.raises(ConfigError, match="association_threshold"):
+        index.search(question, associations=labels, association_threshold=1.0)
