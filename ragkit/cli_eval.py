@@ -97,7 +97,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from .datasets import load_beir, split_queries
-    from .evaluation import tune
+    from .evaluation import MIN_TUNING_GAIN, tune
 
     index, train = _open(args)
     heldout = None
@@ -108,7 +108,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     result = tune(index, train, heldout, metric=args.metric, adapter=args.adapter, adapter_rank=args.adapter_rank,
                   associate=args.associate, seed=args.seed, show_progress=not args.quiet)
     best = dict(result.best)
-    print(f"tuned on {len(train.queries)} queries ({train.name}); best {result.metric}: {_describe(best)}")
+    fusion = {k: v for k, v in best.items() if k not in ("query_adapter", "associations")}
+    chosen = _describe(fusion) if fusion else f"the untuned default (no setting beat it by {MIN_TUNING_GAIN})"
+    print(f"tuned on {len(train.queries)} queries ({train.name}); best fusion for {result.metric}: {chosen}")
     if result.adapter:
         fit = result.adapter
         print(f"query adapter: rank {args.adapter_rank}, {fit.steps} steps, loss on {fit.n_validation} "

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_METRICS = ("ndcg@10", "recall@100", "mrr@10", "map")
 MIN_TUNING_QUERIES = 20  # below this, a weight chosen on the labels is mostly noise
+# A fusion setting replaces the untuned default only if it beats it on the training queries by this much.
+MIN_TUNING_GAIN = 0.002
 # What search does on an index nobody tuned; tuning trials override parts of it, never saved settings.
 UNTUNED_SETTINGS: dict[str, Any] = {
     "method": "adaptive", "weight": None, "normalization": "minmax", "rrf_k": 60.0, "depth": None,
@@ -36,6 +38,9 @@ UNTUNED_SETTINGS: dict[str, Any] = {
 # Association settings `tune --associate` tries (weight x threshold), see ragkit.association.
 ASSOCIATION_GRID = [{"association_weight": w, "association_threshold": t}
                     for w in (0.25, 0.5, 1.0, 2.0) for t in (0.4, 0.5, 0.6, 0.7)]
+# The most `tune --associate` may cost questions about documents nobody labelled (mean metric loss
+# in cross-validation): lifting documents for look-alike questions must not crowd out the answer.
+ASSOCIATION_TOLERANCE = 0.002
 DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
     "bm25": {"mode": "bm25"},
     "dense": {"mode": "dense"},
@@ -144,11 +149,13 @@ def tune(
     """Choose fusion settings on ``train``; check them on ``heldout`` against the untuned default.
 
     With ``adapter=True`` a query adapter (:mod:`ragkit.adapter`) is first fitted to the training
-    queries, and every fusion setting is scored with it. With ``associate=True`` the training
+    queries, and every fusion setting is scored with it. A fusion setting replaces the untuned default
+    only if it beats it by MIN_TUNING_GAIN on the training queries. With ``associate=True`` the training
     questions themselves become search evidence (:mod:`ragkit.association`), with the weight and
     threshold that score best in two-fold cross-validation (each half's labels lift the other
-    half's queries, so no query is scored with its own labels); they are kept only if that beats
-    the fusion settings alone. The choice is accepted only if it is not worse than the untuned
+    half's queries, so no query is scored with its own labels), among the points that cost queries
+    about unlabelled documents at most ASSOCIATION_TOLERANCE; they are kept only if that beats the
+    fusion settings alone. The choice is accepted only if it is not worse than the untuned
     default on the held-out queries, so tuning can never silently make search worse.
     Raises ConfigError below MIN_TUNING_QUERIES.
     """
@@ -173,10 +180,13 @@ def tune(
         trials.append((trial, score(train, {**learned, **trial})))
         if trials[-1][1] > best_score:
             best, best_score = trials[-1]
+    untuned = score(train, learned)  # the default fusion (through the adapter, if one was fitted)
+    if best_score < untuned + MIN_TUNING_GAIN:  # a smaller gain is noise: keep the default, which is known to hold
+        best, best_score = {}, untuned
     best = {**best, "query_adapter": fit is not None}
     associations, association_cv = None, []
     if associate:
-        chosen, association_cv = _cross_validate_associations(train, cache, score, {**best, **learned}, seed)
+        chosen, association_cv = _cross_validate_associations(index, train, cache, {**best, **learned}, metric, seed)
         if chosen is not None and chosen[1] > best_score:
             best, best_score = {**best, "associations": True, **chosen[0]}, chosen[1]
             associations = cache.associations(train)
@@ -197,20 +207,42 @@ def tune(
 
 
 def _cross_validate_associations(
-    train: EvalDataset, cache: _QueryCache, score: Any, base: Mapping[str, Any], seed: int
+    index: "Index", train: EvalDataset, cache: _QueryCache, base: Mapping[str, Any], metric: str, seed: int
 ) -> tuple[tuple[dict[str, Any], float] | None, list[tuple[dict[str, Any], float]]]:
-    """Score each ASSOCIATION_GRID point with two folds: one half's labels lift the other half's queries."""
+    """Score each ASSOCIATION_GRID point with two folds: one half's labels lift the other half's queries.
+
+    Returns the best point whose lifting costs the queries about *other* documents (none of their
+    relevant documents labelled in the other half) at most ASSOCIATION_TOLERANCE on average, with its
+    mean score; and every point's mean score.
+    """
     first, second = split_queries(train, 0.5, seed=seed)
-    folds = [(first, cache.associations(second)), (second, cache.associations(first))]
-    folds = [(ds, assoc) for ds, assoc in folds if ds.queries and len(assoc)]
+    folds = [(first, second), (second, first)]
+    folds = [(ds, other) for ds, other in folds if ds.queries and other.queries]
     if not folds:
         return None, []
-    total = sum(len(ds.queries) for ds, _ in folds)
-    results = []
+
+    def per_query_scores(ds: EvalDataset, settings: Mapping[str, Any]) -> dict[str, float]:
+        full = {"mode": "hybrid", **UNTUNED_SETTINGS, **base, **settings}
+        result = evaluate_index(index, ds, full, metrics=[metric], cache=cache)
+        return {q: s[metric] for q, s in result.per_query.items()}
+
+    plain, lifted_by, elsewhere = {}, {}, set()
+    for ds, other in folds:
+        plain.update(per_query_scores(ds, {}))
+        lifted_by[ds.name] = cache.associations(other)
+        labelled = {d for rel in other.qrels.values() for d, g in rel.items() if g > 0}
+        elsewhere |= {q for q, rel in ds.qrels.items() if not any(g > 0 and d in labelled for d, g in rel.items())}
+    results, feasible = [], []
     for point in ASSOCIATION_GRID:
-        mean = sum(len(ds.queries) * score(ds, {**base, **point, "associations": assoc}) for ds, assoc in folds)
-        results.append((dict(point), mean / total))
-    return max(results, key=lambda r: r[1]), results
+        scores: dict[str, float] = {}
+        for ds, _ in folds:
+            scores.update(per_query_scores(ds, {**point, "associations": lifted_by[ds.name]}))
+        mean = float(np.mean(list(scores.values())))
+        results.append((dict(point), mean))
+        cost = float(np.mean([plain[q] - scores[q] for q in elsewhere])) if elsewhere else 0.0
+        if cost <= ASSOCIATION_TOLERANCE:
+            feasible.append((dict(point), mean))
+    return (max(feasible, key=lambda r: r[1]) if feasible else None), results
 
 
 def fit_adapter(index: "Index", dataset: EvalDataset, cache: _QueryCache, *, rank: int = 32,

@@ -99,25 +99,12 @@ def normalize_scores(scores: np.ndarray, method: Normalization) -> np.ndarray:
     """Map one leg's scores to a comparable scale.
 
     ``minmax``: to [0, 1] by the candidates' min and max. ``zscore``: (s - mean) / std.
-    ``dbsf``: distribution-based score fusion (Qdrant, 2024): min-max between mean - 3 std and
-    mean + 3 std, clipped to [0, 1], so one outlier does not squash the rest.
+    ``dbsf``: distribution-based score fusion (Mazzeschi 2023; Qdrant): mean - 3 std -> 0 and
+    mean + 3 std -> 1, so one outlier does not squash the rest. Not clipped, as in Qdrant: a leg's
+    best candidates are exactly the ones beyond 3 std, and clipping would tie them.
     """
     scores = np.asarray(scores, dtype=np.float64)
-    if len(scores) == 0:
-        return scores
-    if method == "minmax":
-        lo, hi = scores.min(), scores.max()
-    elif method == "zscore":
-        std = scores.std()
-        return (scores - scores.mean()) / std if std > 0 else np.zeros_like(scores)
-    elif method == "dbsf":
-        mean, std = scores.mean(), scores.std()
-        lo, hi = mean - 3 * std, mean + 3 * std
-    else:
-        raise ConfigError(f"unknown normalization {method!r}; valid: {', '.join(NORMALIZATIONS)}")
-    if hi <= lo:
-        return np.ones_like(scores) if method == "minmax" else np.full_like(scores, 0.5)
-    return np.clip((scores - lo) / (hi - lo), 0.0, 1.0)
+    return _normalize_against(scores, scores, method) if len(scores) else scores
 
 
 def convex_combination(
@@ -157,13 +144,15 @@ def _normalize_against(values: np.ndarray, reference: np.ndarray, method: Normal
         return (values - reference.mean()) / std if std > 0 else np.zeros_like(values)
     if method == "minmax":
         lo, hi = reference.min(), reference.max()
-    elif method == "dbsf":
-        lo, hi = reference.mean() - 3 * reference.std(), reference.mean() + 3 * reference.std()
-    else:
-        raise ConfigError(f"unknown normalization {method!r}; valid: {', '.join(NORMALIZATIONS)}")
-    if hi <= lo:
-        return np.where(values >= hi, 1.0, 0.0)
-    return np.clip((values - lo) / (hi - lo), 0.0, 1.0)
+        if hi <= lo:
+            return np.where(values >= hi, 1.0, 0.0)
+        return np.clip((values - lo) / (hi - lo), 0.0, 1.0)  # a filled-in score below the candidates -> 0
+    if method == "dbsf":
+        mean, std = reference.mean(), reference.std()
+        if std <= 0:
+            return np.where(values >= mean, 0.5, 0.0)
+        return (values - (mean - 3 * std)) / (6 * std)
+    raise ConfigError(f"unknown normalization {method!r}; valid: {', '.join(NORMALIZATIONS)}")
 
 
 def _check_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:

@@ -209,7 +209,7 @@ def test_tune_with_associations_cross_validates_them_and_keeps_the_guard(topic_i
     assert all(0.0 <= s <= 1.0 for _, s in result.association_cv)
     if result.associations is not None:  # kept only when the cross-validated score beats fusion alone
         assert result.best["associations"] is True and len(result.associations) == len(train.queries)
-        assert result.train_score == max(s for _, s in result.association_cv)
+        assert result.train_score in [s for _, s in result.association_cv]
     else:
         assert "associations" not in result.best
     assert result.accepted == (result.heldout_score >= result.default_heldout_score)

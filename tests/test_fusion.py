@@ -108,6 +108,9 @@ def test_normalize_scores_by_hand() -> None:
     np.testing.assert_allclose(normalize_scores(np.array([2.0, 4.0, 6.0]), "zscore"), [-2 / std, 0, 2 / std])
     outlier = np.array([0.0] * 9 + [100.0])  # mean 10, std 30: the window is [-80, 100]
     np.testing.assert_allclose(normalize_scores(outlier, "dbsf"), [80 / 180] * 9 + [1.0])
+    # Beyond 3 std is not clipped: the best candidates keep their order (Qdrant does the same).
+    top = normalize_scores(np.array([0.0] * 40 + [90.0, 100.0]), "dbsf")
+    assert top[-1] > top[-2] > 1.0
     for method, constant in (("minmax", 1.0), ("zscore", 0.0), ("dbsf", 0.5)):
         flat = normalize_scores(np.array([3.0, 3.0]), method)  # type: ignore[arg-type]
         np.testing.assert_array_equal(flat, [constant, constant])
