@@ -1,4 +1,5 @@
-"""Measure an index's retrieval on labelled queries, and tune its fusion settings to them.
+"""Measure an index's retrieval on labelled queries, and tune its search to them: fusion settings,
+and optionally a query adapter (:mod:`ragkit.adapter`) and query associations (:mod:`ragkit.association`).
 
 >>> from ragkit.datasets import load_beir
 >>> test = load_beir("scifact", "test", corpus=False)                           # doctest: +SKIP

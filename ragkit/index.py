@@ -137,8 +137,7 @@ class Index:
         self.analyzer = self.config.analyzer
         self._chunker: Chunker | None = None
         self._query_vectors: dict[str, np.ndarray] = {}
-        self._adapter: tuple[dict[str, Any], QueryAdapter] | None = None
-        self._associations: tuple[dict[str, Any], QueryAssociations] | None = None
+        self._decoded: dict[str, tuple[dict[str, Any], Any]] = {}  # config field -> (stored, decoded)
 
     def _configure(self, given: dict[str, Any]) -> None:
         stored = self.backend.get_config()
@@ -387,39 +386,36 @@ class Index:
     @property
     def query_adapter(self) -> QueryAdapter | None:
         """The learned query adapter that search applies to query vectors, if tuning saved one."""
-        stored = self.config.query_adapter
-        if stored is None:
-            return None
-        if self._adapter is None or self._adapter[0] is not stored:
-            self._adapter = (stored, QueryAdapter.from_dict(stored))
-        return self._adapter[1]
+        return self._learned("query_adapter", QueryAdapter)  # type: ignore[return-value]
 
     def save_query_adapter(self, adapter: QueryAdapter | None) -> None:
         """Store (or, with None, remove) the query adapter that plain ``search`` applies."""
-        if adapter is not None and self.config.dimension not in (None, adapter.dimension):
-            raise ConfigError(f"query adapter is {adapter.dimension}-d; index {self.path} holds "
-                              f"{self.config.dimension}-d vectors")
-        self.config = replace(self.config, query_adapter=None if adapter is None else adapter.to_dict())
-        with self.backend.writer_lock(self.lock_timeout):
-            self.backend.set_config(self.config.to_dict())
+        self._save_learned("query_adapter", adapter)
 
     @property
     def query_associations(self) -> QueryAssociations | None:
         """The labelled questions whose documents search lifts for similar queries, if tuning saved some."""
-        stored = self.config.query_associations
-        if stored is None:
-            return None
-        if self._associations is None or self._associations[0] is not stored:
-            self._associations = (stored, QueryAssociations.from_dict(stored))
-        return self._associations[1]
+        return self._learned("query_associations", QueryAssociations)  # type: ignore[return-value]
 
     def save_query_associations(self, associations: QueryAssociations | None) -> None:
         """Store (or, with None, remove) the labelled questions that plain ``search`` uses as evidence."""
-        if associations is not None and self.config.dimension not in (None, associations.dimension):
-            raise ConfigError(f"query associations are {associations.dimension}-d; index {self.path} holds "
+        self._save_learned("query_associations", associations)
+
+    def _learned(self, name: str, kind: Any) -> Any:
+        """The object tuning stored in config field ``name``, decoded once per stored version."""
+        stored = getattr(self.config, name)
+        if stored is None:
+            return None
+        cached = self._decoded.get(name)
+        if cached is None or cached[0] is not stored:
+            cached = self._decoded[name] = (stored, kind.from_dict(stored))
+        return cached[1]
+
+    def _save_learned(self, name: str, value: QueryAdapter | QueryAssociations | None) -> None:
+        if value is not None and self.config.dimension not in (None, value.dimension):
+            raise ConfigError(f"{name.replace('_', ' ')} is {value.dimension}-d; index {self.path} holds "
                               f"{self.config.dimension}-d vectors")
-        stored = None if associations is None else associations.to_dict()
-        self.config = replace(self.config, query_associations=stored)
+        self.config = replace(self.config, **{name: None if value is None else value.to_dict()})
         with self.backend.writer_lock(self.lock_timeout):
             self.backend.set_config(self.config.to_dict())
 

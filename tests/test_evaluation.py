@@ -170,16 +170,22 @@ def test_a_saved_query_adapter_is_applied_by_plain_search_after_reopening(topic_
     assert Index(topic_index.path, show_progress=False).query_adapter is None
 
 
-def test_cli_tune_with_an_adapter_saves_it_and_eval_reports_tuned_and_untuned(tmp_path: Path, topic_index) -> None:  # type: ignore[no-untyped-def]
+def labelled_copy(tmp_path: Path, index) -> tuple[Path, Path, EvalDataset]:  # type: ignore[no-untyped-def]
+    """A copy of ``index`` to tune, and the doubled topic questions as a labelled JSONL file."""
     import shutil
 
     index_dir = tmp_path / "kb.ragkit"
-    shutil.copytree(topic_index.path, index_dir)
+    shutil.copytree(index.path, index_dir)
     labelled = tmp_path / "labelled.jsonl"
     data = doubled(dataset())
     with open(labelled, "w") as fh:
         for qid, q in data.queries.items():
             fh.write(json.dumps({"question": q, "relevant_doc_ids": list(data.qrels[qid])}) + "\n")
+    return index_dir, labelled, data
+
+
+def test_cli_tune_with_an_adapter_saves_it_and_eval_reports_tuned_and_untuned(tmp_path: Path, topic_index) -> None:  # type: ignore[no-untyped-def]
+    index_dir, labelled, data = labelled_copy(tmp_path, topic_index)
     out = tmp_path / "tune.json"
     cli = [sys.executable, "-m", "ragkit.cli"]
     proc = subprocess.run(cli + ["tune", "--index", str(index_dir), "--queries", str(labelled), "--adapter",
@@ -237,15 +243,7 @@ def test_saved_associations_are_used_by_plain_search_after_reopening(topic_index
 
 
 def test_cli_tune_with_associate_saves_the_training_questions(tmp_path: Path, topic_index) -> None:  # type: ignore[no-untyped-def]
-    import shutil
-
-    index_dir = tmp_path / "kb.ragkit"
-    shutil.copytree(topic_index.path, index_dir)
-    labelled = tmp_path / "labelled.jsonl"
-    data = doubled(dataset())
-    with open(labelled, "w") as fh:
-        for qid, q in data.queries.items():
-            fh.write(json.dumps({"question": q, "relevant_doc_ids": list(data.qrels[qid])}) + "\n")
+    index_dir, labelled, data = labelled_copy(tmp_path, topic_index)
     out = tmp_path / "tune.json"
     proc = subprocess.run([sys.executable, "-m", "ragkit.cli", "tune", "--index", str(index_dir), "--queries",
                            str(labelled), "--associate", "--json", str(out), "--force", "-q"],
