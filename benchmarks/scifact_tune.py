@@ -24,7 +24,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scifact import build, table  # noqa: E402
 
-from ragkit.datasets import load_beir  # noqa: E402
+from ragkit.adapter import document_disjoint_split  # noqa: E402
+from ragkit.datasets import EvalDataset, load_beir  # noqa: E402
 from ragkit.evaluation import UNTUNED_SETTINGS, _QueryCache, evaluate_index, tune  # noqa: E402
 
 METRIC = "ndcg@10"
@@ -36,6 +37,20 @@ def per_query(index, dataset, settings, cache) -> dict[str, float]:  # type: ign
     return {q: s[METRIC] for q, s in result.per_query.items()}
 
 
+def document_disjoint_halves(train: EvalDataset, test: EvalDataset) -> tuple[EvalDataset, EvalDataset]:
+    """All labelled queries of both splits, cut in two parts that share no relevant document."""
+    queries = {**{f"train-{q}": t for q, t in train.queries.items()}, **{f"test-{q}": t for q, t in test.queries.items()}}
+    qrels = {**{f"train-{q}": r for q, r in train.qrels.items()}, **{f"test-{q}": r for q, r in test.qrels.items()}}
+    qids = [q for q in queries if q in qrels]
+    first, second = document_disjoint_split([frozenset(qrels[q]) for q in qids], 0.5, seed=0)
+
+    def part(rows: list[int], name: str) -> EvalDataset:
+        ids = [qids[i] for i in rows]
+        return EvalDataset(None, {q: queries[q] for q in ids}, {q: qrels[q] for q in ids}, name)
+
+    return part(first, "disjoint-a"), part(second, "disjoint-b")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/scifact")
@@ -45,19 +60,24 @@ def main() -> None:
     ap.add_argument("--runs", nargs="+", default=["fusion", "associate", "adapter", "adapter+associate"],
                     choices=["fusion", "associate", "adapter", "adapter+associate"],
                     help="which tune runs; the adapter runs repeat for each seed")
+    ap.add_argument("--disjoint", action="store_true",
+                    help="instead of train/test, split all labelled queries into two halves that share no "
+                         "relevant document: tuning on documents the scored queries never ask about")
     args = ap.parse_args()
 
     index, _ = build(args.index, args.data)
     train = load_beir(args.data, "train", corpus=False)
     test = load_beir(args.data, "test", corpus=False)
+    if args.disjoint:
+        train, test = document_disjoint_halves(train, test)
     seen_docs = {d for rel in train.qrels.values() for d, g in rel.items() if g > 0}
     seen = {q for q, rel in test.qrels.items() if any(d in seen_docs for d, g in rel.items() if g > 0)}
     plain = _QueryCache(index, test.queries, show_progress=False)
     default = per_query(index, test, {}, plain)
 
     def split_means(scores: dict[str, float]) -> tuple[float, float]:
-        return (float(np.mean([scores[q] for q in test.queries if q in seen])),
-                float(np.mean([scores[q] for q in test.queries if q not in seen])))
+        parts = ([scores[q] for q in test.queries if q in seen], [scores[q] for q in test.queries if q not in seen])
+        return tuple(float(np.mean(p)) if p else float("nan") for p in parts)  # type: ignore[return-value]
 
     d_seen, d_unseen = split_means(default)
     rows = [["untuned default", "adaptive w=0.4", "-", f"{np.mean(list(default.values())):.4f}", "-",
@@ -77,6 +97,7 @@ def main() -> None:
         tuned = per_query(index, test, {**result.best, **learned}, plain)
         t_seen, t_unseen = split_means(tuned)
         chosen = ", ".join(f"{k}={v}" for k, v in result.best.items() if k not in ("query_adapter", "associations"))
+        chosen = chosen or "untuned (adaptive w=0.4)"
         steps = f"{result.adapter.steps}" if result.adapter else "-"
         rows.append([label, chosen, f"{result.train_score:.4f}", f"{result.heldout_score:.4f}", steps,
                      f"{t_seen:.4f}", f"{t_unseen:.4f}"])

@@ -133,11 +133,18 @@ def doubled(data: EvalDataset, name: str = "train") -> EvalDataset:
     return EvalDataset(None, queries, qrels, name)
 
 
-def test_tune_with_an_adapter_scores_every_trial_through_it_and_keeps_the_guard(topic_index) -> None:  # type: ignore[no-untyped-def]
+def test_tune_with_an_adapter_chooses_fusion_on_plain_vectors_and_keeps_the_guard(topic_index) -> None:  # type: ignore[no-untyped-def]
+    from ragkit.evaluation import UNTUNED_SETTINGS
+
     data = dataset()
-    result = tune(topic_index, doubled(data), data, grid=tuning_grid()[:3], depths=(50,), adapter=True, adapter_rank=4)
+    train = doubled(data)
+    result = tune(topic_index, train, data, grid=tuning_grid()[:3], depths=(50,), adapter=True, adapter_rank=4)
     assert result.adapter is not None and result.adapter.n_validation > 0
     assert result.best["query_adapter"] is True
+    # Trials are scored without the adapter (it was trained on these very queries).
+    setting, trial_score = result.trials[1]
+    plain = evaluate_index(topic_index, train, {"mode": "hybrid", **UNTUNED_SETTINGS, **setting}, metrics=["ndcg@10"])
+    assert trial_score == pytest.approx(plain.scores["ndcg@10"])
     assert result.accepted == (result.heldout_score >= result.default_heldout_score)
     # The default is scored without any adapter: it matches a plain untuned evaluation.
     plain = evaluate_index(topic_index, data, {"mode": "hybrid", "query_adapter": False}, metrics=["ndcg@10"])
