@@ -81,7 +81,7 @@ def main() -> None:
 
     d_seen, d_unseen = split_means(default)
     rows = [["untuned default", "adaptive w=0.4", "-", f"{np.mean(list(default.values())):.4f}", "-",
-             f"{d_seen:.4f}", f"{d_unseen:.4f}"]]
+             f"{d_seen:.4f}", f"{d_unseen:.4f}", "-"]]
     runs = [("fusion only", False, False, 0)] if "fusion" in args.runs else []
     runs += [("--associate", False, True, 0)] if "associate" in args.runs else []
     for name, associate in (("adapter", False), ("adapter+associate", True)):
@@ -100,13 +100,13 @@ def main() -> None:
         chosen = chosen or "untuned (adaptive w=0.4)"
         steps = f"{result.adapter.steps}" if result.adapter else "-"
         rows.append([label, chosen, f"{result.train_score:.4f}", f"{result.heldout_score:.4f}", steps,
-                     f"{t_seen:.4f}", f"{t_unseen:.4f}"])
+                     f"{t_seen:.4f}", f"{t_unseen:.4f}", "saved" if result.accepted else "refused"])
         print(f"{label}: {seconds:.0f} s", file=sys.stderr, flush=True)
     print(f"SciFact: tuned on {len(train.queries)} train queries, scored on {len(test.queries)} test queries "
           f"({len(seen)} with a document some train query also has, {len(test.queries) - len(seen)} without); "
           f"{METRIC}\n")
     print(table(["tune run", "chosen fusion", "train", "test", "adapter steps", "test, seen docs",
-                 "test, unseen docs"], rows))
+                 "test, unseen docs", "guard (test as held-out)"], rows))
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     result = tune(index, train, heldout, metric=args.metric, adapter=args.adapter, adapter_rank=args.adapter_rank,
                   associate=args.associate, seed=args.seed, show_progress=not args.quiet)
     best = dict(result.best)
-    fusion = {k: v for k, v in best.items() if k not in ("query_adapter", "associations")}
+    fusion = {k: v for k, v in best.items() if k != "query_adapter" and not k.startswith("association")}
     chosen = _describe(fusion) if fusion else f"the untuned default (no setting beat it by {MIN_TUNING_GAIN})"
     print(f"tuned on {len(train.queries)} queries ({train.name}); best fusion for {result.metric}: {chosen}")
     if result.adapter:
@@ -117,7 +117,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
               f"document-disjoint validation queries {fit.validation_loss_before:.4f} -> {fit.validation_loss_after:.4f}")
     if args.associate:
         if result.associations is not None:
-            print(f"associations: {len(result.associations)} labelled questions kept as evidence "
+            print(f"associations: {len(result.associations)} labelled questions kept as evidence, weight "
+                  f"{best['association_weight']}, threshold {best['association_threshold']} "
                   f"(two-fold cross-validated {result.metric} {result.train_score:.4f})")
         else:
             top = max((s for _, s in result.association_cv), default=None)

@@ -108,11 +108,11 @@ def evaluate_index(
 
 
 def tuning_grid() -> list[dict[str, Any]]:
-    """The fusion settings ``tune`` searches: every method over its weight, normalization and k."""
+    """The fusion settings ``tune`` searches: every method over its weight, normalization and k.
+    (No "dbsf": it ranks exactly like convex z-score, see :func:`ragkit.fusion.normalize_scores`.)"""
     weights = [round(w, 2) for w in np.arange(0.1, 0.91, 0.1)]
     grid: list[dict[str, Any]] = [{"method": "adaptive", "weight": w} for w in weights]
     grid += [{"method": "convex", "normalization": n, "weight": w} for n in ("minmax", "zscore") for w in weights]
-    grid += [{"method": "dbsf", "weight": w} for w in weights]
     grid += [{"method": "rrf", "rrf_k": k, "weight": w} for k in (10, 30, 60, 100) for w in (0.3, 0.5, 0.7)]
     return grid
 
@@ -153,14 +153,17 @@ def tune(
     training queries. With ``adapter=True`` a query adapter (:mod:`ragkit.adapter`) is also fitted
     to the training queries; fusion settings are still chosen on the plain query vectors, because
     through an adapter trained on the same queries the dense leg looks better than it will be on
-    documents the adapter has not seen (on SciFact that choice cost 0.014 on such documents). With ``associate=True`` the training
-    questions themselves become search evidence (:mod:`ragkit.association`), with the weight and
-    threshold that score best in two-fold cross-validation (each half's labels lift the other
-    half's queries, so no query is scored with its own labels), among the points that cost queries
-    about unlabelled documents at most ASSOCIATION_TOLERANCE; they are kept only if that beats the
-    fusion settings alone. The choice is accepted only if it is not worse than the untuned
-    default on the held-out queries, so tuning can never silently make search worse.
-    Raises ConfigError below MIN_TUNING_QUERIES.
+    documents the adapter has not seen (on SciFact that choice cost 0.014 on such documents).
+
+    With ``associate=True`` the training questions themselves become search evidence
+    (:mod:`ragkit.association`), with the weight and threshold that score best in two-fold
+    cross-validation (each half's labels lift the other half's queries, so no query is scored with
+    its own labels), among the points that cost queries about unlabelled documents at most
+    ASSOCIATION_TOLERANCE; they are kept only if that beats the fusion settings alone.
+
+    The choice is accepted only if it is not worse than the untuned default on the held-out
+    queries, so tuning can never silently make search worse. Raises ConfigError below
+    MIN_TUNING_QUERIES.
     """
     if len(train.queries) < MIN_TUNING_QUERIES:
         raise ConfigError(

@@ -302,3 +302,13 @@ def test_adaptive_rejects_a_bad_weight(weight: float) -> None:
     with pytest.raises(ConfigError, match="weights"):
         adaptive_fusion(A, B, bm25_ideal=1.0, dense_background=np.array([0.0, 1.0]), n_searched=2,
                         weight=weight)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_dbsf_ranks_exactly_like_convex_zscore_when_fills_are_exact(seed: int) -> None:
+    # Unclipped DBSF is an affine map of the z-score; clipped, it tied the best candidates of each leg.
+    bm25, dense, _ = noise_case(seed)
+    for weights in ([0.5, 0.5], [0.3, 0.7]):
+        dbsf_ids, _ = distribution_based_fusion([bm25, dense], weights=weights)
+        z_ids, _ = convex_combination([bm25, dense], weights=weights, normalization="zscore")
+        assert dbsf_ids.tolist() == z_ids.tolist()
