@@ -53,8 +53,11 @@ class QueryAssociations:
         cls, questions: Sequence[str], vectors: np.ndarray, relevant: Sequence[Sequence[str]], key: str = "doc_id"
     ) -> "QueryAssociations":
         """Keep the questions that have at least one relevant key."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or not len(questions) == len(relevant) == vectors.shape[0]:
+            raise ConfigError(f"query associations: {len(questions)} questions, {len(relevant)} label lists and "
+                              f"vectors of shape {vectors.shape}; give one vector row and one list per question")
         rows = [i for i, keys in enumerate(relevant) if keys]
-        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(questions), -1)
         return cls(tuple(questions[i] for i in rows), vectors[rows],
                    tuple(tuple(sorted(relevant[i])) for i in rows), key)
 
@@ -106,8 +109,8 @@ def association_strengths(
 
 def lift_scores(fused: np.ndarray, strengths: np.ndarray, weight: float) -> np.ndarray:
     """``fused + weight * strength * spread(fused)``; ``strengths`` is 0 for unassociated candidates."""
-    if weight < 0:
-        raise ConfigError(f"association_weight must be >= 0, got {weight}")
+    if not 0.0 <= weight < float("inf"):  # also refuses NaN
+        raise ConfigError(f"association_weight must be a finite number >= 0, got {weight}")
     fused = np.asarray(fused, dtype=np.float64)
     spread = float(np.ptp(fused)) if len(fused) > 1 else 0.0
     spread = spread or (abs(float(fused[0])) if len(fused) else 0.0) or 1.0

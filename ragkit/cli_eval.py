@@ -75,6 +75,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise ConfigError(f"--config {raw!r} is not JSON: {exc}") from exc
         configs[raw] = {"mode": "hybrid", **extra}
+    assoc = index.query_associations
+    own = set(assoc.questions) & set(dataset.queries.values()) if assoc is not None else set()
+    if own:
+        print(f"note: {len(own)} of these questions are among the index's {len(assoc)} labelled questions "  # type: ignore[arg-type]
+              "(tune --associate): their 'hybrid' scores use their own labels", file=sys.stderr)
     metrics = [args.metric, *(m for m in DEFAULT_METRICS if m != args.metric)]
     cache = _QueryCache(index, dataset.queries, show_progress=not args.quiet)
     results = [evaluate_index(index, dataset, s, name=n, metrics=metrics, cache=cache) for n, s in configs.items()]

@@ -140,19 +140,26 @@ def _normalize_against(values: np.ndarray, reference: np.ndarray, method: Normal
     """Normalize ``values`` with the statistics of ``reference`` (a leg's own candidate scores)."""
     reference = np.asarray(reference, dtype=np.float64)
     if method == "zscore":
-        std = reference.std()
-        return (values - reference.mean()) / std if std > 0 else np.zeros_like(values)
+        mean, std = reference.mean(), _spread(reference)
+        return (values - mean) / std if std > 0 else np.zeros_like(values)
     if method == "minmax":
         lo, hi = reference.min(), reference.max()
         if hi <= lo:
             return np.where(values >= hi, 1.0, 0.0)
         return np.clip((values - lo) / (hi - lo), 0.0, 1.0)  # a filled-in score below the candidates -> 0
     if method == "dbsf":
-        mean, std = reference.mean(), reference.std()
+        mean, std = reference.mean(), _spread(reference)
         if std <= 0:
             return np.where(values >= mean, 0.5, 0.0)
         return (values - (mean - 3 * std)) / (6 * std)
     raise ConfigError(f"unknown normalization {method!r}; valid: {', '.join(NORMALIZATIONS)}")
+
+
+def _spread(scores: np.ndarray) -> float:
+    """The standard deviation, or 0 where it is only rounding error (tied scores can give 1e-16, and
+    dividing by that would blow a filled-in score up to 1e12 and let one leg decide everything)."""
+    std = float(scores.std())
+    return std if std > 1e-9 * max(1.0, float(np.abs(scores).max())) else 0.0
 
 
 def _check_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:

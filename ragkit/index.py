@@ -415,18 +415,27 @@ class Index:
         if value is not None and self.config.dimension not in (None, value.dimension):
             raise ConfigError(f"{name.replace('_', ' ')} is {value.dimension}-d; index {self.path} holds "
                               f"{self.config.dimension}-d vectors")
-        self.config = replace(self.config, **{name: None if value is None else value.to_dict()})
-        with self.backend.writer_lock(self.lock_timeout):
-            self.backend.set_config(self.config.to_dict())
+        self._store_config(replace(self.config, **{name: None if value is None else value.to_dict()}))
 
     def save_retrieval_settings(self, settings: dict[str, Any]) -> None:
         """Store fusion settings (as `ragkit tune` does) so plain ``search`` uses them from now on."""
+        import json
+
         from .retrieval import HybridRetriever
 
         HybridRetriever(self, **settings)  # validate before storing
-        self.config = replace(self.config, retrieval=dict(settings))
+        try:
+            json.dumps(settings, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"retrieval settings must be plain JSON values ({exc}); store a query adapter "
+                              "with save_query_adapter and labelled questions with save_query_associations") from None
+        self._store_config(replace(self.config, retrieval=dict(settings)))
+
+    def _store_config(self, config: IndexConfig) -> None:
+        """Write ``config``, and only then make it this object's: a failed write changes nothing."""
         with self.backend.writer_lock(self.lock_timeout):
-            self.backend.set_config(self.config.to_dict())
+            self.backend.set_config(config.to_dict())
+        self.config = config
 
     # -- inspection -------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

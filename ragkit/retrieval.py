@@ -96,8 +96,8 @@ class HybridRetriever:
             raise ConfigError(f"depth must be >= 1, got {depth}")
         if not 0.0 <= mmr_lambda <= 1.0:
             raise ConfigError(f"mmr_lambda must be in [0, 1], got {mmr_lambda}")
-        if association_weight < 0:
-            raise ConfigError(f"association_weight must be >= 0, got {association_weight}")
+        if not 0.0 <= association_weight < float("inf"):  # also refuses NaN
+            raise ConfigError(f"association_weight must be a finite number >= 0, got {association_weight}")
         if not 0.0 <= association_threshold < 1.0:
             raise ConfigError(f"association_threshold must be in [0, 1), got {association_threshold}")
         self.index = index
@@ -123,7 +123,8 @@ class HybridRetriever:
                 "reranker", "rerank_depth", "query_adapter", "associations", "association_weight",
                 "association_threshold")
         out = {key: getattr(self, key) for key in keys}
-        return {k: v if isinstance(v, (bool, int, float, str, type(None))) else True for k, v in out.items()}
+        out["query_adapter"], out["associations"] = bool(self.query_adapter), bool(self.associations)
+        return {k: v.item() if isinstance(v, np.generic) else v for k, v in out.items()}
 
     def search(
         self, query: str, k: int = 10, *, mode: str = "hybrid", filters: Filters | None = None,

@@ -47,3 +47,13 @@ def test_associations_round_trip_through_json_and_skip_unlabelled_questions() ->
         QueryAssociations.from_dict({"questions": ["q"], "keys": [["d"]], "dimension": 8, "vectors": "!!"})
     with pytest.raises(ConfigError, match="one row per question"):
         QueryAssociations(("q",), vectors, (("d",),))
+
+
+def test_mismatched_labels_and_unusable_weights_are_clear_errors() -> None:
+    vectors = np.ones((3, 8), dtype=np.float32)
+    with pytest.raises(ConfigError, match="2 questions, 2 label lists and vectors of shape"):
+        QueryAssociations.from_labels(["a", "b"], vectors, [["d"], ["e"]])
+    assert len(QueryAssociations.from_labels([], np.zeros((0, 8)), [])) == 0
+    for weight in (float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match="finite"):
+            lift_scores(np.array([1.0, 0.5]), np.array([0.0, 1.0]), weight)

@@ -93,6 +93,15 @@ def test_saved_settings_are_used_by_plain_search(tmp_path: Path, topic_index) ->
         assert [h.chunk_id for h in hits] == [h.chunk_id for h in expected]
         with pytest.raises(ConfigError):
             reopened.save_retrieval_settings({"method": "bogus"})
+        from ragkit.association import QueryAssociations
+
+        labels = QueryAssociations.from_labels(["q"], np.ones((1, 384), np.float32), [["varroa"]])
+        with pytest.raises(ConfigError, match="save_query_associations"):
+            reopened.save_retrieval_settings({"associations": labels})
+        assert reopened.config.retrieval == {"method": "rrf", "rrf_k": 5, "weight": 0.5}  # unchanged
+        settings = reopened.retriever(weight=np.float32(0.25), associations=labels).settings()
+        assert settings["weight"] == 0.25 and type(settings["weight"]) is float and settings["associations"] is True
+        reopened.save_retrieval_settings(settings)  # what settings() gives can always be saved
     finally:
         topic_index.save_retrieval_settings({})
 
@@ -177,14 +186,14 @@ def test_a_saved_query_adapter_is_applied_by_plain_search_after_reopening(topic_
     assert Index(topic_index.path, show_progress=False).query_adapter is None
 
 
-def labelled_copy(tmp_path: Path, index) -> tuple[Path, Path, EvalDataset]:  # type: ignore[no-untyped-def]
-    """A copy of ``index`` to tune, and the doubled topic questions as a labelled JSONL file."""
+def labelled_copy(tmp_path: Path, index, data: EvalDataset | None = None) -> tuple[Path, Path, EvalDataset]:  # type: ignore[no-untyped-def]
+    """A copy of ``index`` to tune, and ``data`` (the doubled topic questions) as a labelled JSONL file."""
     import shutil
 
     index_dir = tmp_path / "kb.ragkit"
     shutil.copytree(index.path, index_dir)
     labelled = tmp_path / "labelled.jsonl"
-    data = doubled(dataset())
+    data = data or doubled(dataset())
     with open(labelled, "w") as fh:
         for qid, q in data.queries.items():
             fh.write(json.dumps({"question": q, "relevant_doc_ids": list(data.qrels[qid])}) + "\n")
@@ -213,19 +222,29 @@ def test_cli_tune_with_an_adapter_saves_it_and_eval_reports_tuned_and_untuned(tm
     assert "hybrid (untuned default)" in proc.stdout
 
 
+def mislabelled(data: EvalDataset) -> EvalDataset:
+    """Each question labelled with the *next* topic's document: answers neither leg can find, which
+    only the labels themselves (associations) can supply."""
+    topics = list(TOPICS)
+    qrels = {q: {topics[(topics.index(next(iter(rel))) + 1) % len(topics)]: 1} for q, rel in data.qrels.items()}
+    return EvalDataset(None, dict(data.queries), qrels, data.name + "-mislabelled")
+
+
 def test_tune_with_associations_cross_validates_them_and_keeps_the_guard(topic_index) -> None:  # type: ignore[no-untyped-def]
     from ragkit.evaluation import ASSOCIATION_GRID
 
-    train, heldout = doubled(dataset()), dataset()
+    # Questions the legs answer already: associations can add nothing, so tune must not keep them.
+    plain = tune(topic_index, doubled(dataset()), grid=tuning_grid()[:3], depths=(50,), associate=True)
+    assert [p for p, _ in plain.association_cv] == ASSOCIATION_GRID
+    assert all(0.0 <= s <= 1.0 for _, s in plain.association_cv)
+    assert plain.associations is None and "associations" not in plain.best
+    # Labels the legs cannot find: the other fold's twin question supplies them, and they are kept.
+    train, heldout = doubled(mislabelled(dataset())), mislabelled(dataset(n_per_topic=3))
     result = tune(topic_index, train, heldout, grid=tuning_grid()[:3], depths=(50,), associate=True)
-    assert [p for p, _ in result.association_cv] == ASSOCIATION_GRID
-    assert all(0.0 <= s <= 1.0 for _, s in result.association_cv)
-    if result.associations is not None:  # kept only when the cross-validated score beats fusion alone
-        assert result.best["associations"] is True and len(result.associations) == len(train.queries)
-        assert result.train_score in [s for _, s in result.association_cv]
-    else:
-        assert "associations" not in result.best
-    assert result.accepted == (result.heldout_score >= result.default_heldout_score)
+    assert result.associations is not None and len(result.associations) == len(train.queries)
+    assert result.best["associations"] is True
+    assert result.train_score == max(s for _, s in result.association_cv) > result.default_train_score + 0.2
+    assert result.accepted and result.heldout_score > result.default_heldout_score + 0.2
 
 
 def test_saved_associations_are_used_by_plain_search_after_reopening(topic_index) -> None:  # type: ignore[no-untyped-def]
@@ -250,19 +269,21 @@ def test_saved_associations_are_used_by_plain_search_after_reopening(topic_index
 
 
 def test_cli_tune_with_associate_saves_the_training_questions(tmp_path: Path, topic_index) -> None:  # type: ignore[no-untyped-def]
-    index_dir, labelled, data = labelled_copy(tmp_path, topic_index)
+    index_dir, labelled, data = labelled_copy(tmp_path, topic_index, doubled(mislabelled(dataset())))
     out = tmp_path / "tune.json"
-    proc = subprocess.run([sys.executable, "-m", "ragkit.cli", "tune", "--index", str(index_dir), "--queries",
-                           str(labelled), "--associate", "--json", str(out), "--force", "-q"],
-                          capture_output=True, text=True, timeout=300)
+    cli = [sys.executable, "-m", "ragkit.cli"]
+    proc = subprocess.run(cli + ["tune", "--index", str(index_dir), "--queries", str(labelled), "--associate",
+                                 "--json", str(out), "-q"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "associations:" in proc.stdout
+    assert "labelled questions kept as evidence" in proc.stdout
     report = json.loads(out.read_text())
-    assert len(report["association_cv"]) == 16
+    assert len(report["association_cv"]) == 16 and report["best"]["associations"] is True
+    assert report["heldout"] > report["default_heldout"]
     from ragkit import Index
 
-    with Index(index_dir, show_progress=False) as saved:
-        kept = report["best"].get("associations") is True
-        assert (saved.query_associations is not None) == kept
-        if kept:  # the 30 % held out by --holdout are not among them
-            assert 0 < len(saved.query_associations) < len(data.queries)
+    with Index(index_dir, show_progress=False) as saved:  # the 30 % held out by --holdout are not among them
+        assert 0 < len(saved.query_associations) < len(data.queries)
+    proc = subprocess.run(cli + ["eval", "--index", str(index_dir), "--queries", str(labelled), "-q"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "their 'hybrid' scores use their own labels" in proc.stderr

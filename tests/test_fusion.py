@@ -312,3 +312,14 @@ def test_dbsf_ranks_exactly_like_convex_zscore_when_fills_are_exact(seed: int) -
         dbsf_ids, _ = distribution_based_fusion([bm25, dense], weights=weights)
         z_ids, _ = convex_combination([bm25, dense], weights=weights, normalization="zscore")
         assert dbsf_ids.tolist() == z_ids.tolist()
+
+
+@pytest.mark.parametrize("tied", [0.3, 0.7])
+def test_a_leg_of_tied_scores_does_not_blow_up_filled_in_scores(tied: float) -> None:
+    # Three equal BM25 scores can have a std of 1e-16 from rounding; dividing by it made the filled-in
+    # score of a dense-only chunk about -1e12, so BM25 alone decided. Tied scores carry no spread.
+    bm25 = leg([1, 2, 3], [tied] * 3, fill={4: 0.0})
+    dense = leg([4, 1], [0.9, 0.1], fill={2: 0.05, 3: 0.0})
+    for method in ("zscore", "dbsf"):
+        ids, fused = convex_combination([bm25, dense], weights=[0.3, 0.7], normalization=method)  # type: ignore[arg-type]
+        assert ids[0] == 4 and np.abs(fused).max() < 10
