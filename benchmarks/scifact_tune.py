@@ -26,14 +26,13 @@ from scifact import build, table  # noqa: E402
 
 from ragkit.adapter import document_disjoint_split  # noqa: E402
 from ragkit.datasets import EvalDataset, load_beir  # noqa: E402
-from ragkit.evaluation import UNTUNED_SETTINGS, _QueryCache, evaluate_index, tune  # noqa: E402
+from ragkit.evaluation import _QueryCache, evaluate_over_untuned, tune  # noqa: E402
 
 METRIC = "ndcg@10"
 
 
 def per_query(index, dataset, settings, cache) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    result = evaluate_index(index, dataset, {"mode": "hybrid", **UNTUNED_SETTINGS, **settings}, metrics=[METRIC],
-                            cache=cache)
+    result = evaluate_over_untuned(index, dataset, settings, METRIC, cache)
     return {q: s[METRIC] for q, s in result.per_query.items()}
 
 

@@ -107,6 +107,15 @@ def evaluate_index(
     )
 
 
+def evaluate_over_untuned(
+    index: "Index", dataset: EvalDataset, settings: Mapping[str, Any], metric: str, cache: _QueryCache | None = None
+) -> EvalResult:
+    """Hybrid search with ``settings`` over the untuned defaults (never over settings saved in the
+    index), scored on ``dataset``: how tuning scores each candidate."""
+    return evaluate_index(index, dataset, {"mode": "hybrid", **UNTUNED_SETTINGS, **settings}, metrics=[metric],
+                          cache=cache)
+
+
 def tuning_grid() -> list[dict[str, Any]]:
     """The fusion settings ``tune`` searches: every method over its weight, normalization and k.
     (No "dbsf": it ranks exactly like convex z-score, see :func:`ragkit.fusion.normalize_scores`.)"""
@@ -175,8 +184,7 @@ def tune(
     learned: dict[str, Any] = {"query_adapter": fit.adapter if fit else False}
 
     def score(ds: EvalDataset, settings: Mapping[str, Any]) -> float:
-        full = {"mode": "hybrid", **UNTUNED_SETTINGS, **settings}
-        return evaluate_index(index, ds, full, metrics=[metric], cache=cache).scores[metric]
+        return evaluate_over_untuned(index, ds, settings, metric, cache).scores[metric]
 
     settings = list(grid or tuning_grid())
     trials = [(dict(s), score(train, s)) for s in progress(settings, "tuning", show_progress)]
@@ -229,8 +237,7 @@ def _cross_validate_associations(
         return None, []
 
     def per_query_scores(ds: EvalDataset, settings: Mapping[str, Any]) -> dict[str, float]:
-        full = {"mode": "hybrid", **UNTUNED_SETTINGS, **base, **settings}
-        result = evaluate_index(index, ds, full, metrics=[metric], cache=cache)
+        result = evaluate_over_untuned(index, ds, {**base, **settings}, metric, cache)
         return {q: s[metric] for q, s in result.per_query.items()}
 
     plain, lifted_by, elsewhere = {}, {}, set()
