@@ -28,9 +28,9 @@ import numpy as np
 import scipy.sparse as sp
 
 import ragkit
-from ragkit.datasets import load_beir
-from ragkit.evaluation import _QueryCache, evaluate_index
-from ragkit.store import Store
+from ragkit.evaluation.datasets import load_beir
+from ragkit.evaluation.evaluate import QueryCache, evaluate_index
+from ragkit.storage.local.store import Store
 
 CONFIGS = {
     "bm25": {"mode": "bm25"},
@@ -89,7 +89,7 @@ def main() -> None:
                 Store.set_meta(db, "segment", version + 1)
             store.close()
             index = ragkit.Index(copy)
-            cache = _QueryCache(index, dataset.queries, show_progress=False)
+            cache = QueryCache(index, dataset.queries, show_progress=False)
             scores = {name: evaluate_index(index, dataset, cfg, metrics=["ndcg@10"], cache=cache).scores["ndcg@10"]
                       for name, cfg in CONFIGS.items()}
             margin = scores["adaptive (default)"] - max(scores["bm25"], scores["dense"])

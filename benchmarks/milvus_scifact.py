@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 
 import ragkit
-from ragkit.backend import Changes, PreparedDocument
-from ragkit.datasets import load_beir
+from ragkit.storage.base import Changes, PreparedDocument
+from ragkit.evaluation.datasets import load_beir
 from ragkit.index import IndexConfig, embedding_text
-from ragkit.local import LocalBackend
-from ragkit.metrics import doc_ranking_from_hits, evaluate
-from ragkit.milvus import MilvusBackend
+from ragkit.storage.local.backend import LocalBackend
+from ragkit.evaluation.metrics import doc_ranking_from_hits, evaluate
+from ragkit.storage.milvus.backend import MilvusBackend
 from ragkit.types import Chunk, Document
 
 CONFIGS = {

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 import ragkit
-from ragkit.backend import Changes, PreparedDocument
+from ragkit.storage.base import Changes, PreparedDocument
 from ragkit.types import Chunk, Document
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 import ragkit
-from ragkit.datasets import load_beir
-from ragkit.metrics import doc_ranking_from_hits, evaluate
+from ragkit.evaluation.datasets import load_beir
+from ragkit.evaluation.metrics import doc_ranking_from_hits, evaluate
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
 CONFIGS = {

@@ -24,9 +24,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scifact import build, table  # noqa: E402
 
-from ragkit.adapter import document_disjoint_split  # noqa: E402
-from ragkit.datasets import EvalDataset, load_beir  # noqa: E402
-from ragkit.evaluation import _QueryCache, evaluate_over_untuned, tune  # noqa: E402
+from ragkit.retrieval.adapter import document_disjoint_split  # noqa: E402
+from ragkit.evaluation.datasets import EvalDataset, load_beir  # noqa: E402
+from ragkit.evaluation.evaluate import QueryCache, evaluate_over_untuned, tune  # noqa: E402
 
 METRIC = "ndcg@10"
 
@@ -71,7 +71,7 @@ def main() -> None:
         train, test = document_disjoint_halves(train, test)
     seen_docs = {d for rel in train.qrels.values() for d, g in rel.items() if g > 0}
     seen = {q for q, rel in test.qrels.items() if any(d in seen_docs for d, g in rel.items() if g > 0)}
-    plain = _QueryCache(index, test.queries, show_progress=False)
+    plain = QueryCache(index, test.queries, show_progress=False)
     default = per_query(index, test, {}, plain)
 
     def split_means(scores: dict[str, float]) -> tuple[float, float]:

@@ -32,25 +32,28 @@ from .errors import (
     TemplateError,
     TemplateNotFoundError,
 )
+from ._moved import install as _install_moved
 from .types import Chunk, Document, FailedFile, Hit, SyncReport
 
 __version__ = "0.1.0"
 
+_install_moved()  # old module paths (ragkit.fusion, ragkit.local, ...) keep working, with a warning
+
 # Heavy modules (numpy, scipy, faiss, jinja2, httpx) load on first use, so `import ragkit` stays fast.
 _LAZY = {
     "Index": ".index",
-    "HybridRetriever": ".retrieval",
-    "PromptBuilder": ".prompting",
-    "Prompt": ".prompting",
-    "ExampleSet": ".examples",
-    "Citation": ".citations",
-    "extract_citations": ".citations",
-    "RAG": ".pipeline",
-    "Answer": ".pipeline",
-    "augment": ".pipeline",
-    "OpenAICompatible": ".generators",
-    "Ollama": ".generators",
-    "HuggingFaceLocal": ".generators",
+    "HybridRetriever": ".retrieval.retriever",
+    "PromptBuilder": ".prompting.builder",
+    "Prompt": ".prompting.builder",
+    "ExampleSet": ".prompting.examples",
+    "Citation": ".prompting.citations",
+    "extract_citations": ".prompting.citations",
+    "RAG": ".pipeline.rag",
+    "Answer": ".pipeline.rag",
+    "augment": ".pipeline.rag",
+    "OpenAICompatible": ".generators.backends",
+    "Ollama": ".generators.backends",
+    "HuggingFaceLocal": ".generators.backends",
 }
 
 __all__ = sorted(
@@ -79,10 +82,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .citations import Citation, extract_citations
-    from .examples import ExampleSet
-    from .generators import HuggingFaceLocal, Ollama, OpenAICompatible
+    from .prompting.citations import Citation, extract_citations
+    from .prompting.examples import ExampleSet
+    from .generators.backends import HuggingFaceLocal, Ollama, OpenAICompatible
     from .index import Index
-    from .pipeline import RAG, Answer, augment
-    from .prompting import Prompt, PromptBuilder
-    from .retrieval import HybridRetriever
+    from .pipeline.rag import RAG, Answer, augment
+    from .prompting.builder import Prompt, PromptBuilder
+    from .retrieval.retriever import HybridRetriever

@@ -17,24 +17,24 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
 
 import numpy as np
 
-from .adapter import QueryAdapter
-from .association import QueryAssociations
-from .analysis import Analyzer
-from .backend import Changes, PreparedDocument
-from .chunking import Chunker
-from .dense import DENSE_KINDS
-from .embedding import DEFAULT_MODEL, Embedder, max_sequence_length
-from .errors import ConfigError, ModelMismatchError
-from .filters import Filters
-from .lexical import BM25Params
-from .loading import iter_files, load_file
-from .local import LocalBackend
-from .progress import progress
-from .store import FORMAT_VERSION
-from .types import Chunk, Document, FailedFile, Hit, SyncReport
+from ragkit.retrieval.adapter import QueryAdapter
+from ragkit.retrieval.association import QueryAssociations
+from ragkit.text.analysis import Analyzer
+from ragkit.storage.base import Changes, PreparedDocument
+from ragkit.ingest.chunking import Chunker
+from ragkit.storage.dense import DENSE_KINDS
+from ragkit.text.embedding import DEFAULT_MODEL, Embedder, max_sequence_length
+from ragkit.errors import ConfigError, ModelMismatchError
+from ragkit.storage.filters import Filters
+from ragkit.storage.bm25 import BM25Params
+from ragkit.ingest.loading import iter_files, load_file
+from ragkit.storage.local.backend import LocalBackend
+from ragkit.progress import progress
+from ragkit.storage.local.store import FORMAT_VERSION
+from ragkit.types import Chunk, Document, FailedFile, Hit, SyncReport
 
 if TYPE_CHECKING:
-    from .retrieval import HybridRetriever
+    from ragkit.retrieval.retriever import HybridRetriever
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ class Index:
         whose path hashes to ``i``, and removes nothing; a final sync without ``shard`` removes
         deleted files.
         """
-        from .sync import plan_sync
+        from ragkit.ingest.sync import plan_sync
 
         started = time.perf_counter()
         root = Path(folder)
@@ -366,7 +366,7 @@ class Index:
 
     def retriever(self, **settings: Any) -> "HybridRetriever":
         """A :class:`HybridRetriever` with the index's saved settings, overridden by ``settings``."""
-        from .retrieval import HybridRetriever
+        from ragkit.retrieval.retriever import HybridRetriever
 
         saved = dict(self.config.retrieval or {})
         saved.update(settings)
@@ -421,7 +421,7 @@ class Index:
         """Store fusion settings (as `ragkit tune` does) so plain ``search`` uses them from now on."""
         import json
 
-        from .retrieval import HybridRetriever
+        from ragkit.retrieval.retriever import HybridRetriever
 
         HybridRetriever(self, **settings)  # validate before storing
         try:
@@ -463,7 +463,7 @@ def open_backend(path: str | os.PathLike[str], *, create: bool, token: str | Non
     (a Milvus server or cluster) or ``milvus-lite:///path/file.db`` (embedded Milvus Lite)."""
     text = os.fspath(path)
     if text.startswith(("milvus://", "milvus-lite://", "milvus+https://")):
-        from .milvus import MilvusBackend
+        from ragkit.storage.milvus.backend import MilvusBackend
 
         return MilvusBackend.from_uri(text, token=token, create=create)
     if "://" in text:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sys
 
-from .prompting import PromptBuilder
-from .templates import builtin_dir, builtin_names
-from .types import Hit
+from ragkit.prompting.builder import PromptBuilder
+from ragkit.prompting.templates import builtin_dir, builtin_names
+from ragkit.types import Hit
 
 
 def main() -> int:

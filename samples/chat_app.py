@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import ragkit
-from ragkit.pipeline import RAG
+from ragkit.pipeline.rag import RAG
 
 HERE = Path(__file__).parent
 

@@ -135,8 +135,8 @@ def rebase_index(index_dir: Path, old_root: Path, new_root: Path) -> None:
 
 def _rebase_milvus(db: Path, old: str, new: str) -> None:
     """``rebase_index`` for Milvus Lite: manifest rows are keyed by (root, path), so they are re-keyed."""
-    from ragkit.backend import FileEntry
-    from ragkit.milvus import MilvusBackend, _lit
+    from ragkit.storage.base import FileEntry
+    from ragkit.storage.milvus.backend import MilvusBackend, _lit
 
     backend = MilvusBackend.from_uri(f"{LITE}{db}", create=False)
     try:
@@ -211,8 +211,8 @@ def new_index(backend: str, tmp_path: Path) -> Location:
 
 def index_problems(index: Any) -> list[str]:
     """``ragkit.check.check_index`` for either backend: every inconsistency between the index's parts."""
-    from ragkit.check import check_index
-    from ragkit.milvus import MilvusBackend
+    from ragkit.storage.local.check import check_index
+    from ragkit.storage.milvus.backend import MilvusBackend
 
     if not isinstance(index.backend, MilvusBackend):
         return check_index(index.path)
@@ -222,11 +222,11 @@ def index_problems(index: Any) -> list[str]:
 def location_problems(location: Location) -> list[str]:
     """``check_index`` for either backend, given where the index is. A Milvus Lite index is opened for it
     (as a restart would: that restores a write a killed process left unfinished)."""
-    from ragkit.check import check_index
+    from ragkit.storage.local.check import check_index
 
     if not str(location).startswith(LITE):
         return check_index(location)
-    from ragkit.milvus import MilvusBackend
+    from ragkit.storage.milvus.backend import MilvusBackend
 
     backend = MilvusBackend.from_uri(str(location), create=False)
     try:
@@ -241,7 +241,7 @@ def milvus_problems(backend: Any) -> list[str]:
     (no pending document row, dirty manifest entry or writing marker)."""
     from collections import Counter
 
-    from ragkit.milvus import EMPTY_TERM, N_CHUNKS, N_TOKENS
+    from ragkit.storage.milvus.backend import EMPTY_TERM, N_CHUNKS, N_TOKENS
 
     problems = []
     counts: Counter[int] = Counter()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ragkit.adapter import QueryAdapter, document_disjoint_split, fit_query_adapter
+from ragkit.retrieval.adapter import QueryAdapter, document_disjoint_split, fit_query_adapter
 from ragkit.errors import ConfigError
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ragkit.association import QueryAssociations, association_strengths, lift_scores
+from ragkit.retrieval.association import QueryAssociations, association_strengths, lift_scores
 from ragkit.errors import ConfigError
 
 

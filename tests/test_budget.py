@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragkit import budget as budget_module
-from ragkit import tokens
-from ragkit.budget import Budget, Candidate, allocate, truncate_to_sentences
+from ragkit.prompting import budget as budget_module
+from ragkit.text import tokens
+from ragkit.prompting.budget import Budget, Candidate, allocate, truncate_to_sentences
 from ragkit.errors import ConfigError, ModelNotAvailableError
-from ragkit.tokens import approximate_token_count, count_message_tokens, resolve_token_counter
+from ragkit.text.tokens import approximate_token_count, count_message_tokens, resolve_token_counter
 
 
 def words(text: str) -> int:

@@ -6,9 +6,9 @@ import doctest
 
 import pytest
 
-from ragkit import citations
-from ragkit.citations import Citation, citations_for, extract_citations
-from ragkit.prompting import PromptBuilder
+from ragkit.prompting import citations
+from ragkit.prompting.citations import Citation, citations_for, extract_citations
+from ragkit.prompting.builder import PromptBuilder
 from ragkit.types import Hit
 
 HITS = [

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ragkit import Document, Index
-from ragkit.cli import main
+from ragkit.cli.main import main
 
 SAMPLE_EXAMPLES = Path(__file__).resolve().parent.parent / "samples" / "examples.jsonl"
 DOCS = [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ragkit.datasets import EvalDataset, load_beir, load_labelled_jsonl, split_queries
+from ragkit.evaluation.datasets import EvalDataset, load_beir, load_labelled_jsonl, split_queries
 from ragkit.errors import ConfigError, DatasetError
 
 SCIFACT = Path("/work/shared/data/scifact")

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from ragkit import diversity
-from ragkit.diversity import maximal_marginal_relevance
+from ragkit.retrieval import diversity
+from ragkit.retrieval.diversity import maximal_marginal_relevance
 from ragkit.errors import ConfigError
 
 # Two near-duplicates pointing along x, one vector along y, one in between.

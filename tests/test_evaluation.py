@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragkit.datasets import EvalDataset
+from ragkit.evaluation.datasets import EvalDataset
 from ragkit.errors import ConfigError
-from ragkit.evaluation import MIN_TUNING_QUERIES, evaluate_index, tune, tuning_grid
+from ragkit.evaluation.evaluate import MIN_TUNING_QUERIES, evaluate_index, tune, tuning_grid
 
 TOPICS = {
     "varroa": "Varroa mites feed on bee brood; treat with oxalic acid when the mite count passes three per hundred bees.",
@@ -93,7 +93,7 @@ def test_saved_settings_are_used_by_plain_search(tmp_path: Path, topic_index) ->
         assert [h.chunk_id for h in hits] == [h.chunk_id for h in expected]
         with pytest.raises(ConfigError):
             reopened.save_retrieval_settings({"method": "bogus"})
-        from ragkit.association import QueryAssociations
+        from ragkit.retrieval.association import QueryAssociations
 
         labels = QueryAssociations.from_labels(["q"], np.ones((1, 384), np.float32), [["varroa"]])
         with pytest.raises(ConfigError, match="save_query_associations"):
@@ -143,7 +143,7 @@ def doubled(data: EvalDataset, name: str = "train") -> EvalDataset:
 
 
 def test_tune_with_an_adapter_chooses_fusion_on_plain_vectors_and_keeps_the_guard(topic_index) -> None:  # type: ignore[no-untyped-def]
-    from ragkit.evaluation import UNTUNED_SETTINGS
+    from ragkit.evaluation.evaluate import UNTUNED_SETTINGS
 
     data = dataset()
     train = doubled(data)
@@ -162,7 +162,7 @@ def test_tune_with_an_adapter_chooses_fusion_on_plain_vectors_and_keeps_the_guar
 
 def test_a_saved_query_adapter_is_applied_by_plain_search_after_reopening(topic_index) -> None:  # type: ignore[no-untyped-def]
     from ragkit import Index
-    from ragkit.adapter import QueryAdapter
+    from ragkit.retrieval.adapter import QueryAdapter
 
     rng = np.random.default_rng(0)
     dim = topic_index.embedder.dimension
@@ -231,7 +231,7 @@ def mislabelled(data: EvalDataset) -> EvalDataset:
 
 
 def test_tune_with_associations_cross_validates_them_and_keeps_the_guard(topic_index) -> None:  # type: ignore[no-untyped-def]
-    from ragkit.evaluation import ASSOCIATION_GRID
+    from ragkit.evaluation.evaluate import ASSOCIATION_GRID
 
     # Questions the legs answer already: associations can add nothing, so tune must not keep them.
     plain = tune(topic_index, doubled(dataset()), grid=tuning_grid()[:3], depths=(50,), associate=True)
@@ -249,7 +249,7 @@ def test_tune_with_associations_cross_validates_them_and_keeps_the_guard(topic_i
 
 def test_saved_associations_are_used_by_plain_search_after_reopening(topic_index) -> None:  # type: ignore[no-untyped-def]
     from ragkit import Index
-    from ragkit.association import QueryAssociations
+    from ragkit.retrieval.association import QueryAssociations
 
     question = "what do I need before my first hive inspection"
     before = topic_index.search(question, k=6)

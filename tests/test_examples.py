@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ragkit.embedding import Embedder
+from ragkit.text.embedding import Embedder
 from ragkit.errors import ConfigError, ExampleFormatError, LoadError
-from ragkit.examples import Example, ExampleSet
+from ragkit.prompting.examples import Example, ExampleSet
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "examples.jsonl"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ragkit.errors import ConfigError
-from ragkit.fusion import (
+from ragkit.retrieval.fusion import (
     ADAPTIVE_RAMP,
     ADAPTIVE_SHIFT,
     ADAPTIVE_SOFTNESS,

@@ -28,11 +28,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pdfutil import make_pdf
 
-from ragkit.analysis import Analyzer
-from ragkit.chunking import Chunker, approximate_token_count
+from ragkit.text.analysis import Analyzer
+from ragkit.ingest.chunking import Chunker, approximate_token_count
 from ragkit.errors import ConfigError, FilterError, LoadError
-from ragkit.filters import OPERATORS, compile_filters, filter_mask, parse_cli_filter
-from ragkit.loading import load_file
+from ragkit.storage.filters import OPERATORS, compile_filters, filter_mask, parse_cli_filter
+from ragkit.ingest.loading import load_file
 from ragkit.types import Document, Hit
 
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -162,7 +162,7 @@ def test_chunker_offsets_hold_on_any_unicode(
 @pytest.fixture(scope="module")
 def model_counter() -> Any:
     """The embedding model's own token counter (the tokenizer only: no torch)."""
-    from ragkit.embedding import DEFAULT_MODEL, Embedder
+    from ragkit.text.embedding import DEFAULT_MODEL, Embedder
 
     return Embedder(DEFAULT_MODEL).token_counter()
 

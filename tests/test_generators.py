@@ -23,7 +23,7 @@ from ragkit.errors import (
     GeneratorResponseError,
     GeneratorTimeoutError,
 )
-from ragkit.generators import (
+from ragkit.generators.backends import (
     CallableGenerator,
     Generator,
     HuggingFaceLocal,

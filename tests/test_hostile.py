@@ -29,9 +29,9 @@ from hostile import (
     text_bomb_pdf,
 )
 
-from ragkit.check import check_index
+from ragkit.storage.local.check import check_index
 from ragkit.errors import LoadError
-from ragkit.loading import load_file
+from ragkit.ingest.loading import load_file
 from ragkit.types import Hit
 
 MEMORY_CAP_MB = 1536  # peak RSS of the whole sync process, model included (about 0.8 GB measured)

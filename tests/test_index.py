@@ -27,7 +27,7 @@ import pytest
 from conftest import Location, SamplesBuild, index_problems, index_storage, open_index
 from pdfutil import make_pdf
 
-from ragkit.check import check_index
+from ragkit.storage.local.check import check_index
 from ragkit.errors import (
     ConfigError,
     FilterError,
@@ -35,7 +35,7 @@ from ragkit.errors import (
     IndexLockedError,
     ModelMismatchError,
 )
-from ragkit.store import Store
+from ragkit.storage.local.store import Store
 from ragkit.types import Document, Hit
 
 AFB = "health/american-foulbrood.md"
@@ -551,7 +551,7 @@ def test_a_missing_segment_file_is_corruption(fresh_copy: tuple[Path, Path]) -> 
 
 _HOLD_LOCK = """
 import sys
-from ragkit.store import Store
+from ragkit.storage.local.store import Store
 with Store(sys.argv[1]).writer_lock(0):
     print("locked", flush=True)
     sys.stdin.readline()

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rank_bm25 import BM25Okapi
 
-from ragkit.analysis import Analyzer
+from ragkit.text.analysis import Analyzer
 from ragkit.errors import ConfigError
-from ragkit.lexical import BM25Index, BM25Params, bm25_ideal_score
+from ragkit.storage.bm25 import BM25Index, BM25Params, bm25_ideal_score
 
 VOCAB = ["bee", "hive", "queen", "drone", "wax", "honey", "mite", "smoke"]
 

@@ -10,7 +10,7 @@ import pytest
 from pdfutil import make_pdf
 
 from ragkit.errors import LoadError
-from ragkit.loading import SUPPORTED_SUFFIXES, iter_files, load_file
+from ragkit.ingest.loading import SUPPORTED_SUFFIXES, iter_files, load_file
 
 
 def write(path: Path, content: str | bytes) -> Path:

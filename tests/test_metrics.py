@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragkit import metrics
+from ragkit.evaluation import metrics
 from ragkit.errors import ConfigError, DatasetError
-from ragkit.metrics import (
+from ragkit.evaluation.metrics import (
     average_precision,
     dedupe_ranking,
     doc_ranking_from_hits,

@@ -32,9 +32,9 @@ except ImportError:  # pragma: no cover - depends on the environment
     pytest.skip('the Milvus backend needs pymilvus and milvus-lite: pip install "ragkit[milvus]"',
                 allow_module_level=True)
 
-from ragkit.backend import Changes, PreparedDocument
+from ragkit.storage.base import Changes, PreparedDocument
 from ragkit.errors import ConfigError, IndexLockedError
-from ragkit.milvus import EMPTY_TERM, N_CHUNKS, N_TOKENS, MilvusBackend, _condition
+from ragkit.storage.milvus.backend import EMPTY_TERM, N_CHUNKS, N_TOKENS, MilvusBackend, _condition
 from ragkit.types import Chunk, Document
 
 HOT = "Varroa mites spread fast. Count varroa weekly, treat varroa with oxalic acid; varroa kills colonies."
@@ -247,8 +247,7 @@ def test_writers_exclude_each_other_in_process_and_other_processes_are_refused(c
 CHILD = r"""
 import os, sys, time
 import ragkit
-from ragkit import milvus
-
+from ragkit.storage.milvus import backend as milvus
 stop_at = sys.argv[3]
 if stop_at != "-":  # announce, then wait to be killed at this step of apply()
     original = getattr(milvus.MilvusBackend, stop_at)

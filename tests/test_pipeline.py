@@ -8,7 +8,7 @@ import pytest
 
 from ragkit import Document, Index
 from ragkit.errors import ConfigError, GeneratorError
-from ragkit.pipeline import (
+from ragkit.pipeline.rag import (
     CONDENSE_SYSTEM,
     RAG,
     Answer,
@@ -249,7 +249,7 @@ def test_augment_injects_context_before_the_last_user_turn(index: Index) -> None
 
 
 def test_augment_respects_the_builders_budget(index: Index) -> None:
-    from ragkit.prompting import PromptBuilder
+    from ragkit.prompting.builder import PromptBuilder
 
     long_history = [{"role": ("user", "assistant")[i % 2], "content": "bees " * 200} for i in range(6)]
     messages = [*long_history, {"role": "user", "content": AFB_QUESTION}]

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, target
 from hypothesis import strategies as st
 
-from ragkit import prompting
+from ragkit.prompting import builder as prompting
 from ragkit.errors import ConfigError, TemplateError
-from ragkit.examples import Example, ExampleSet
-from ragkit.prompting import Prompt, PromptBuilder
-from ragkit.tokens import approximate_token_count, count_message_tokens
+from ragkit.prompting.examples import Example, ExampleSet
+from ragkit.prompting.builder import Prompt, PromptBuilder
+from ragkit.text.tokens import approximate_token_count, count_message_tokens
 from ragkit.types import Hit
 
 WORDS = (
@@ -295,7 +295,7 @@ def test_template_variables_and_extra_vars() -> None:
 
 
 def test_hf_tokenizer_budget_is_respected() -> None:
-    from ragkit.embedding import DEFAULT_MODEL, load_tokenizer
+    from ragkit.text.embedding import DEFAULT_MODEL, load_tokenizer
 
     builder = PromptBuilder("qa", max_tokens=600, reserve_tokens=100, token_counter=DEFAULT_MODEL)
     prompt = builder.build("Why?", [hit(i, sentences(20, seed=i)) for i in range(1, 6)])

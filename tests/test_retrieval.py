@@ -108,7 +108,7 @@ def test_empty_and_punctuation_queries(index) -> None:  # type: ignore[no-untype
 
 
 def test_associations_lift_a_labelled_document_for_a_similar_question_and_explain_it(index) -> None:  # type: ignore[no-untyped-def]
-    from ragkit.association import QueryAssociations
+    from ragkit.retrieval.association import QueryAssociations
 
     question = "what should a beekeeper check before winter"
     plain = index.search(question, k=30)

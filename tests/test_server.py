@@ -21,10 +21,10 @@ import uvicorn
 from fakellm import serve_fake_llm
 
 from ragkit import Document, Index
-from ragkit.cli import main as cli_main
-from ragkit.generators import OpenAICompatible
-from ragkit.pipeline import RAG
-from ragkit.server import create_app
+from ragkit.cli.main import main as cli_main
+from ragkit.generators.backends import OpenAICompatible
+from ragkit.pipeline.rag import RAG
+from ragkit.server.app import create_app
 
 DOCS = [
     Document("varroa", "Varroa mites are external parasites of honey bees. Count them with an alcohol wash and "

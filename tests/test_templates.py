@@ -13,9 +13,9 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from ragkit import templates
+from ragkit.prompting import templates
 from ragkit.errors import TemplateError, TemplateNotFoundError
-from ragkit.templates import builtin_dir, builtin_names, load_template, messages_to_text, split_messages
+from ragkit.prompting.templates import builtin_dir, builtin_names, load_template, messages_to_text, split_messages
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILTINS = ["chat", "fewshot", "qa", "summarize"]
@@ -47,7 +47,7 @@ def test_docstring_examples_hold() -> None:
 def test_builtins_are_found_beside_the_code_that_runs() -> None:
     """From a checkout (or editable install): the top-level templates/; from a wheel: ragkit/_templates."""
     assert builtin_names() == BUILTINS
-    package = Path(templates.__file__).resolve().parent
+    package = Path(templates.__file__).resolve().parent.parent  # ragkit/ (the module is ragkit/prompting/templates.py)
     expected = ROOT / "templates" if package == ROOT / "ragkit" else package / "_templates"
     assert builtin_dir() == expected
 

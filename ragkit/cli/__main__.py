@@ -1,0 +1,5 @@
+"""``python -m ragkit.cli``."""
+
+from ragkit.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,190 @@
+"""The ``ragkit`` command line: index folders, search, build prompts, evaluate, tune, serve.
+
+Every command takes ``--index PATH`` (default ``./kb.ragkit``). Run ``ragkit COMMAND --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import textwrap
+from typing import Any, Sequence
+
+from ragkit.cli.common import index_arg, open_index, search_args, search_settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if not args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from ragkit.errors import RagkitError
+
+    try:
+        return int(args.func(args) or 0)
+    except RagkitError as exc:
+        print(f"ragkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `ragkit search ... | head`: the reader left, which is not an error
+        sys.stderr.close()
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ragkit", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("index", help="index (sync) a folder into an index")
+    p.add_argument("folder")
+    index_arg(p)
+    p.add_argument("--include", action="append", help="glob to include (repeatable)")
+    p.add_argument("--exclude", action="append", help="glob to exclude (repeatable)")
+    p.add_argument("--model", help="embedding model name or path (when creating the index)")
+    p.add_argument("--chunk-size", type=int, help="chunk size in model tokens (default 256)")
+    p.add_argument("--chunk-overlap", type=int, help="overlap in tokens (default 32)")
+    p.add_argument("--dense-index", choices=["flat", "hnsw"], help="faiss index kind (default flat)")
+    p.add_argument("--json-text-field", default="text", help="text field of .json/.jsonl records")
+    p.add_argument("--max-file-bytes", type=int, default=50_000_000, help="skip and report larger files")
+    p.add_argument("--rebuild", action="store_true", help="delete the index and build it anew")
+    p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for another writer (default 0)")
+    p.add_argument("--shard", metavar="I/N", help="worker I of N: index only this share of the files, remove "
+                   "nothing (run a final sync without --shard to remove deleted files)")
+    p.add_argument("--token", default=os.environ.get("RAGKIT_MILVUS_TOKEN"),
+                   help="Milvus token for milvus:// indexes (default $RAGKIT_MILVUS_TOKEN)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("info", help="documents, chunks, model and size of an index")
+    index_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("search", help="search an index")
+    p.add_argument("query")
+    index_arg(p)
+    search_args(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per hit")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("check", help="verify an index: checksums and counts across SQLite, BM25, faiss")
+    index_arg(p)
+    p.set_defaults(func=cmd_check)
+    _extra_commands(sub)
+    return parser
+
+
+def _extra_commands(sub: Any) -> None:
+    """Commands whose modules are optional parts of the toolkit."""
+    for name in ("prompt", "eval", "tune", "serve"):
+        module = {"prompt": "prompt", "eval": "eval", "tune": "eval", "serve": "serve"}[name]
+        try:
+            from importlib import import_module
+
+            import_module(f".{module}", __package__).register(sub, name)
+        except ImportError as exc:
+            if f"ragkit.cli.{module}" not in str(exc):
+                raise
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    import shutil
+    import time
+
+    shard = None
+    if args.shard:
+        try:
+            i, n = (int(x) for x in args.shard.split("/"))
+        except ValueError:
+            from ragkit.errors import ConfigError
+
+            raise ConfigError(f"--shard must look like 0/4, got {args.shard!r}") from None
+        shard = (i, n)
+    if args.rebuild and os.path.isdir(args.index):
+        if not os.path.exists(os.path.join(args.index, "ragkit.sqlite")):
+            from ragkit.errors import ConfigError
+
+            raise ConfigError(f"--rebuild: {args.index} exists but is not a ragkit index; not deleting it")
+        shutil.rmtree(args.index)
+    options = {"model": args.model, "chunk_size": args.chunk_size, "chunk_overlap": args.chunk_overlap,
+               "dense_index": args.dense_index}
+    index = open_index(args.index, create=True, lock_timeout=args.wait, show_progress=not args.quiet,
+                       token=args.token, **{k: v for k, v in options.items() if v is not None})
+    started = time.perf_counter()
+    report = index.sync(args.folder, include=args.include, exclude=args.exclude,
+                        json_text_field=args.json_text_field, max_file_bytes=args.max_file_bytes, shard=shard)
+    for failure in report.failed:
+        print(f"  failed: {failure.path}: {failure.reason}", file=sys.stderr)
+    print(f"{args.folder} -> {args.index}: {report.summary()}")
+    logging.getLogger(__name__).info("index took %.2fs", time.perf_counter() - started)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = open_index(args.index).info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            print(f"{key:>14}: {_human_bytes(value) if key == 'bytes_on_disk' else value}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    index = open_index(args.index)
+    settings = search_settings(args)
+    hits = index.search(args.query, **settings)
+    if args.json:
+        for hit in hits:
+            print(json.dumps(hit.to_dict(), ensure_ascii=False))
+        return 0
+    print(format_hits(hits))
+    return 0
+
+
+def format_hits(hits: Sequence[Any], width: int = 100) -> str:
+    """A readable table: rank, fused score, each leg's score and rank, source, snippet."""
+    if not hits:
+        return "(no hits)"
+    lines = [f"{'#':>2}  {'score':>7}  {'bm25 (rank)':>14}  {'dense (rank)':>14}  source"]
+    for hit in hits:
+        bm25 = "-" if hit.bm25_score is None else f"{hit.bm25_score:.2f} ({hit.bm25_rank})"
+        dense = "-" if hit.dense_score is None else f"{hit.dense_score:.3f} ({hit.dense_rank})"
+        where = hit.source or hit.doc_id
+        if hit.metadata.get("page"):
+            where += f" p.{hit.metadata['page']}"
+        if hit.metadata.get("headings"):
+            where += " › " + " › ".join(hit.metadata["headings"][-2:])
+        lines.append(f"{hit.rank:>2}  {hit.score:>7.3f}  {bm25:>14}  {dense:>14}  {where}")
+        snippet = " ".join(hit.text.split())
+        lines.append(textwrap.indent(textwrap.shorten(snippet, width=width, placeholder=" …"), "    "))
+    return "\n".join(lines)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from ragkit.storage.local.check import check_index
+
+    problems = check_index(args.index)
+    if problems:
+        for problem in problems:
+            print(f"FAIL {problem}")
+        return 1
+    print(f"ok: {args.index} is consistent")
+    return 0
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""``ragkit serve``: an OpenAI-compatible chat API that answers from an index (see :mod:`ragkit.server`).
+
+    ragkit serve --index kb.ragkit --upstream http://localhost:8080/v1 --model qwen2.5-7b --token s3cret
+
+Loopback only unless ``--host`` says otherwise; the bearer token comes from ``--token`` or
+``$RAGKIT_SERVER_TOKEN``, the upstream model's key from the variable ``--api-key-env`` names
+(default ``$OPENAI_API_KEY`` if set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from typing import Any
+
+from ragkit.errors import ConfigError
+
+TOKEN_ENV = "RAGKIT_SERVER_TOKEN"
+
+
+def register(sub: Any, name: str) -> None:
+    from ragkit.cli.common import index_arg
+
+    p = sub.add_parser(name, help="serve an OpenAI-compatible chat API that answers from the index")
+    index_arg(p)
+    p.add_argument("--upstream", required=True, metavar="URL",
+                   help="the chat model's OpenAI-compatible API root, e.g. http://localhost:8080/v1")
+    p.add_argument("--model", help="upstream model name (default: the first its /models lists)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the upstream's API key")
+    p.add_argument("--token", help=f"require 'Authorization: Bearer TOKEN' (default ${TOKEN_ENV})")
+    p.add_argument("-k", "--k", type=int, default=5, help="passages retrieved per question (default 5)")
+    p.add_argument("--mode", choices=["hybrid", "bm25", "dense"], default="hybrid", help="search mode")
+    p.add_argument("--template", default="qa", help="prompt template: name, file or string (default qa)")
+    p.add_argument("--max-tokens", type=int, default=4096, help="prompt budget in tokens (default 4096)")
+    p.add_argument("--condense", choices=["rule", "generator", "none"], default="rule",
+                   help="how a follow-up becomes a standalone search query (default rule)")
+    p.add_argument("--sources-in-text", action="store_true", help="append a 'Sources:' list to answers")
+    p.add_argument("--name", default="ragkit", help="model id this server reports (default ragkit)")
+    p.add_argument("--timeout", type=float, default=60.0, help="upstream timeout in seconds (default 60)")
+    p.add_argument("--retries", type=int, default=2, help="retries of transient upstream errors (default 2)")
+    p.set_defaults(func=cmd_serve)
+
+
+def build_app(args: argparse.Namespace) -> Any:
+    """The app ``ragkit serve`` would run for ``args``."""
+    from ragkit.cli.common import open_index
+    from ragkit.generators.backends import OpenAICompatible
+    from ragkit.pipeline.rag import RAG
+    from ragkit.prompting.builder import PromptBuilder
+    from ragkit.server.app import create_app
+
+    if args.timeout <= 0 or args.retries < 0:
+        raise ConfigError(f"need --timeout > 0 and --retries >= 0, got {args.timeout} and {args.retries}")
+    api_key = _api_key(args.api_key_env)
+    model = args.model or _first_model(args.upstream, api_key, min(args.timeout, 5.0))
+    generator = OpenAICompatible(args.upstream, model=model, api_key=api_key, timeout=args.timeout,
+                                 max_retries=args.retries)
+    reserve = min(512, args.max_tokens // 4)
+    builder = PromptBuilder(args.template, max_tokens=args.max_tokens, reserve_tokens=reserve)
+    condense = None if args.condense == "none" else args.condense
+    rag = RAG(open_index(args.index), builder, generator, k=args.k, mode=args.mode, condense=condense)
+    # every attempt may take the full timeout, and backoff sleeps come between them
+    deadline = args.timeout * (args.retries + 1) + 10 * args.retries
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    return create_app(rag, token=token, model_name=args.name, sources_in_text=args.sources_in_text,
+                      deadline=deadline)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise ImportError(f'ragkit serve needs uvicorn: pip install "ragkit[server]" ({exc})') from exc
+    app = build_app(args)
+    if not _is_loopback(args.host) and not (args.token or os.environ.get(TOKEN_ENV)):
+        print(f"ragkit serve: warning: listening on {args.host} with no --token; anyone who can reach it "
+              "can query the index and the model", file=sys.stderr)
+    rag = app.state.rag
+    print(f"ragkit serve: http://{args.host}:{args.port}/v1 (index {args.index}, upstream {args.upstream}, "
+          f"model {rag.generator.model})", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+    return 0
+
+
+def _api_key(variable: str | None) -> str | None:
+    if variable is None:
+        return None  # OpenAICompatible falls back to $OPENAI_API_KEY
+    value = os.environ.get(variable)
+    if not value:
+        raise ConfigError(f"--api-key-env {variable}: the environment variable {variable} is not set")
+    return value
+
+
+def _first_model(upstream: str, api_key: str | None, timeout: float) -> str:
+    """The first model the upstream lists, or "default" (with a warning) when it cannot say."""
+    import httpx
+
+    key = api_key or os.environ.get("OPENAI_API_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        response = httpx.get(upstream.rstrip("/") + "/models", headers=headers, timeout=timeout)
+        return str(response.json()["data"][0]["id"])
+    except Exception as exc:  # any failure means "no answer"; the upstream may start later
+        print(f"ragkit serve: warning: could not list {upstream}/models ({type(exc).__name__}); "
+              "using model name 'default' (pass --model)", file=sys.stderr)
+        return "default"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,1 @@
+"""Ingest: finding and loading files, chunking, planning a sync."""

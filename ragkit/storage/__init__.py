@@ -1,0 +1,1 @@
+"""Storage: the backend protocol and its values, BM25, the dense index, filters, and the backends."""

@@ -1,0 +1,225 @@
+"""Okapi BM25 over a sparse term-document matrix, updatable without re-tokenizing.
+
+Why not bm25s or rank_bm25: rank_bm25 scores with a Python loop over every
+document (slow), and bm25s bakes IDF into precomputed weights, so adding or
+deleting one document means re-indexing all of them. Here the index stores
+only raw term frequencies (a CSC matrix, one column of postings per term) and
+document lengths; IDF and length normalisation are applied at query time to
+the postings of the query terms only. Adding documents appends columns'
+entries, deleting drops them: both are O(postings) numpy work, no text is
+re-read.
+
+Scores equal ``rank_bm25.BM25Okapi`` on the same token lists with
+``idf="okapi"`` (its IDF, with negative IDFs floored to ``epsilon`` times the
+mean IDF). ``idf="lucene"`` uses Lucene's always-positive
+``log(1 + (N - n + 0.5) / (n + 0.5))``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from ragkit.errors import ConfigError
+
+IdfKind = Literal["okapi", "lucene"]
+
+
+@dataclass(frozen=True)
+class BM25Params:
+    """BM25 constants. Defaults are rank_bm25's (k1=1.5, b=0.75, epsilon=0.25)."""
+
+    k1: float = 1.5
+    b: float = 0.75
+    epsilon: float = 0.25
+    idf: IdfKind = "okapi"
+
+    def __post_init__(self) -> None:
+        if self.k1 < 0 or not 0 <= self.b <= 1:
+            raise ConfigError(f"bm25 k1 must be >= 0 and b in [0, 1], got k1={self.k1}, b={self.b}")
+        if self.idf not in ("okapi", "lucene"):
+            raise ConfigError(f"bm25 idf must be 'okapi' or 'lucene', got {self.idf!r}")
+
+
+class BM25Index:
+    """Term frequencies of ``n_docs`` documents, scored with BM25 at query time.
+
+    >>> index = BM25Index.build([["bee", "hive"], ["honey"], ["bee", "bee", "wax"]])
+    >>> [round(s, 3) for s in index.scores(["bee"])]
+    [0.0, 0.0, 0.0]
+    """
+
+    def __init__(self, vocab: dict[str, int], tf: sp.csc_matrix, params: BM25Params | None = None) -> None:
+        self.vocab = vocab
+        self.tf = tf  # shape (n_docs, n_terms): column j holds the postings of term j
+        self.params = params or BM25Params()
+        self.doc_len = np.asarray(tf.sum(axis=1)).ravel().astype(np.float64)
+        self.doc_freq = np.diff(tf.indptr).astype(np.float64)
+        self._idf = self._compute_idf()
+        self._weights: np.ndarray | None = None  # per-posting saturated tf, derived on first query
+        self._last: tuple[tuple[str, ...], np.ndarray, np.ndarray] | None = None
+
+    # -- construction and updates -------------------------------------------------------
+    @classmethod
+    def build(cls, token_lists: Sequence[Sequence[str]], params: BM25Params | None = None) -> "BM25Index":
+        return cls.empty(params).append(token_lists)
+
+    @classmethod
+    def empty(cls, params: BM25Params | None = None) -> "BM25Index":
+        return cls({}, sp.csc_matrix((0, 0), dtype=np.float32), params)
+
+    @property
+    def n_docs(self) -> int:
+        return int(self.tf.shape[0])
+
+    def append(self, token_lists: Sequence[Sequence[str]]) -> "BM25Index":
+        """A new index with documents added as rows ``n_docs .. n_docs + len(token_lists) - 1``."""
+        vocab = dict(self.vocab)
+        rows: list[int] = []
+        cols: list[int] = []
+        vals: list[int] = []
+        for row, tokens in enumerate(token_lists):
+            for term, count in Counter(tokens).items():
+                col = vocab.setdefault(term, len(vocab))
+                rows.append(row)
+                cols.append(col)
+                vals.append(count)
+        new = sp.csc_matrix(
+            (np.asarray(vals, np.float32), (np.asarray(rows, np.int64), np.asarray(cols, np.int64))),
+            shape=(len(token_lists), len(vocab)),
+        )
+        old = self.tf.copy()
+        old.resize((self.n_docs, len(vocab)))
+        return BM25Index(vocab, sp.vstack([old, new], format="csc"), self.params)
+
+    def keep_rows(self, keep: np.ndarray) -> "BM25Index":
+        """A new index holding only the rows where ``keep`` is True, in order; unused terms are dropped."""
+        tf = self.tf[np.flatnonzero(keep)].tocsc()
+        used = np.flatnonzero(np.diff(tf.indptr))
+        if len(used) < len(self.vocab):
+            tf = tf[:, used]
+            terms = sorted(self.vocab, key=self.vocab.__getitem__)
+            vocab = {terms[old]: new for new, old in enumerate(used)}
+        else:
+            vocab = self.vocab
+        return BM25Index(vocab, tf.tocsc(), self.params)
+
+    def with_params(self, params: BM25Params) -> "BM25Index":
+        return BM25Index(self.vocab, self.tf, params)
+
+    # -- scoring ----------------------------------------------------------------------------
+    def _compute_idf(self) -> np.ndarray:
+        n, df = float(self.n_docs), self.doc_freq
+        if self.params.idf == "lucene":
+            return np.log1p((n - df + 0.5) / (df + 0.5))
+        idf = np.log(n - df + 0.5) - np.log(df + 0.5) if len(df) else df
+        if len(idf):
+            idf = np.where(idf < 0, self.params.epsilon * idf.mean(), idf)
+        return idf
+
+    def scores(self, query_tokens: Sequence[str]) -> np.ndarray:
+        """BM25 score of every document; a query term repeated counts once per occurrence (as rank_bm25)."""
+        scores, _ = self._score(query_tokens)
+        return scores
+
+    def _posting_weights(self) -> np.ndarray:
+        """``tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))`` for every posting.
+
+        Derived from the stored term frequencies once per loaded index (O(postings), vectorized), so
+        a query is one multiply-add per posting of its terms. Nothing of it is stored: updates still
+        only touch term frequencies.
+        """
+        if self._weights is None:
+            k1, b = self.params.k1, self.params.b
+            avgdl = self.doc_len.mean() if self.n_docs else 1.0
+            norm = k1 * (1.0 - b + b * self.doc_len / (avgdl or 1.0))
+            tf = self.tf.data.astype(np.float64)
+            self._weights = tf * (k1 + 1.0) / (tf + norm[self.tf.indices])
+        return self._weights
+
+    def _score(self, query_tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Scores of all documents plus a mask of documents matching at least one query term.
+
+        The last query's result is kept: a hybrid search asks for it twice (candidates, then exact
+        scores for the other leg's candidates).
+        """
+        key = tuple(query_tokens)
+        last = self._last
+        if last is not None and last[0] == key:
+            return last[1], last[2]
+        scores, matched = self._score_uncached(query_tokens)
+        self._last = (key, scores, matched)
+        return scores, matched
+
+    def _score_uncached(self, query_tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        scores = np.zeros(self.n_docs, dtype=np.float64)
+        matched = np.zeros(self.n_docs, dtype=bool)
+        if self.n_docs == 0:
+            return scores, matched
+        weights = self._posting_weights()
+        indptr, indices = self.tf.indptr, self.tf.indices
+        for term, count in Counter(query_tokens).items():
+            col = self.vocab.get(term)
+            if col is None:
+                continue
+            lo, hi = indptr[col], indptr[col + 1]
+            docs = indices[lo:hi]
+            scores[docs] += (count * self._idf[col]) * weights[lo:hi]
+            matched[docs] = True
+        return scores, matched
+
+    def top_k(
+        self, query_tokens: Sequence[str], k: int, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Row ids and scores of the ``k`` best documents that match a query term (and ``mask``)."""
+        scores, matched = self._score(query_tokens)
+        if mask is not None:
+            matched = matched & mask  # not in place: the array is cached
+        candidates = np.flatnonzero(matched)
+        return _top_k(candidates, scores[candidates], k)
+
+    # -- persistence: plain arrays, no pickle ----------------------------------------------
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "bm25_data": self.tf.data.astype(np.float32),
+            "bm25_indices": self.tf.indices.astype(np.int32),
+            "bm25_indptr": self.tf.indptr.astype(np.int64),
+            "bm25_shape": np.asarray(self.tf.shape, dtype=np.int64),
+        }
+
+    def terms(self) -> list[str]:
+        return sorted(self.vocab, key=self.vocab.__getitem__)
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], terms: list[str], params: BM25Params) -> "BM25Index":
+        shape = tuple(int(x) for x in arrays["bm25_shape"])
+        tf = sp.csc_matrix((arrays["bm25_data"], arrays["bm25_indices"], arrays["bm25_indptr"]), shape=shape)
+        return cls({t: i for i, t in enumerate(terms)}, tf, params)
+
+
+def _top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` highest scores, best first; ties broken by lower id so results are deterministic."""
+    if len(ids) > k:
+        kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
+        keep = scores >= kth  # everything tied with the k-th too, so the lower ids win the tie below
+        ids, scores = ids[keep], scores[keep]
+    order = np.lexsort((ids, -scores))[:k]
+    return ids[order], scores[order]
+
+
+def bm25_ideal_score(index: BM25Index, query_tokens: Sequence[str]) -> float:
+    """The score of an average-length document holding each query term once: ``sum(idf)``.
+
+    Used to put BM25 scores on an absolute scale (see ``fusion.calibrate_bm25``); terms the
+    collection does not contain are left out, since no document can match them.
+    """
+    total = 0.0
+    for term, count in Counter(query_tokens).items():
+        col = index.vocab.get(term)
+        if col is not None:
+            total += count * float(index._idf[col])
+    return total

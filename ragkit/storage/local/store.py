@@ -1,0 +1,286 @@
+"""On-disk layout of a local index: one SQLite database plus versioned segment folders.
+
+::
+
+    kb.ragkit/
+      ragkit.sqlite          documents, chunks, file manifest, embedding cache, config (WAL mode)
+      writer.lock            flock()ed by the one process allowed to write
+      segments/v00000007/    the searchable arrays for version 7:
+        manifest.json        format version, row count, sha256 + size of every file below
+        rows.npy             chunk row ids, in the order of the arrays' rows
+        bm25_*.npy terms.json  BM25 term frequencies (see lexical.py)
+        vectors.npy          unit embedding vectors
+        dense.faiss          HNSW graph (only for dense_index="hnsw")
+
+Why this is crash-safe: a write builds the next segment in a temporary folder,
+renames it into place, then commits the SQLite transaction that changes the
+records *and* the ``segment`` pointer together. Until that commit, readers
+and a restarted process see the previous records and the previous segment;
+after it, the new ones. A crash leaves at worst an orphan folder, removed by
+the next write. Nothing is pickled: arrays are ``.npy`` loaded with
+``allow_pickle=False``, everything else is JSON or SQLite.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ContextManager, Iterator
+
+import numpy as np
+
+from ragkit.errors import IndexCorruptError, IndexLockedError
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+DB_NAME = "ragkit.sqlite"
+SEGMENTS = "segments"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY, text TEXT NOT NULL, metadata TEXT NOT NULL, text_hash TEXT NOT NULL, root TEXT
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    row INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL,
+    start INTEGER NOT NULL, end INTEGER NOT NULL, text TEXT NOT NULL, metadata TEXT NOT NULL,
+    embed_hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (doc_id);
+CREATE TABLE IF NOT EXISTS files (
+    root TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL, doc_ids TEXT NOT NULL, PRIMARY KEY (root, path)
+);
+CREATE TABLE IF NOT EXISTS embeddings (hash TEXT PRIMARY KEY, vector BLOB NOT NULL);
+"""
+
+
+class Store:
+    """The SQLite database and segment folders of one local index directory."""
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not (self.path / DB_NAME).exists():
+            if not create:
+                raise FileNotFoundError(f"no ragkit index at {self.path} (missing {DB_NAME})")
+            self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / SEGMENTS).mkdir(exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            self.path / DB_NAME, timeout=60, check_same_thread=False, isolation_level=None
+        )
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorruptError(
+                f"{self.path / DB_NAME} is not a readable SQLite database ({exc}); "
+                f"rebuild with `ragkit index FOLDER --index {self.path} --rebuild`"
+            ) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- transactions ---------------------------------------------------------------------
+    @contextmanager
+    def write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: everything inside commits together or not at all."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def read_transaction(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot for several reads (WAL readers never block the writer)."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield self._db
+            finally:
+                self._db.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    # -- config ---------------------------------------------------------------------------
+    def get_meta(self, key: str, default: Any = None, db: sqlite3.Connection | None = None) -> Any:
+        with self._lock:
+            row = (db or self._db).execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    @staticmethod
+    def set_meta(db: sqlite3.Connection, key: str, value: Any) -> None:
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    # -- embedding cache --------------------------------------------------------------------
+    def cached_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(hashes), 500):
+            batch = hashes[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            for h, blob in self.query(f"SELECT hash, vector FROM embeddings WHERE hash IN ({marks})", batch):
+                found[h] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def cache_vectors(self, vectors: dict[str, np.ndarray]) -> None:
+        """Store embeddings by content hash; safe to commit ahead of the write that uses them."""
+        with self.write_transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO embeddings (hash, vector) VALUES (?, ?)",
+                [(h, np.asarray(v, np.float32).tobytes()) for h, v in vectors.items()],
+            )
+
+    # -- segments -------------------------------------------------------------------------
+    def segment_dir(self, version: int) -> Path:
+        return self.path / SEGMENTS / f"v{version:08d}"
+
+    def write_segment(self, version: int, arrays: dict[str, np.ndarray], blobs: dict[str, bytes]) -> None:
+        """Write a complete segment folder, then rename it into place (atomic on POSIX)."""
+        final = self.segment_dir(version)
+        tmp = final.with_name(final.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        files: dict[str, dict[str, Any]] = {}
+        for name, array in arrays.items():
+            with open(tmp / f"{name}.npy", "wb") as fh:
+                np.save(fh, array, allow_pickle=False)
+        for name, data in blobs.items():
+            (tmp / name).write_bytes(data)
+        for file in sorted(tmp.iterdir()):
+            files[file.name] = {"sha256": file_sha256(file), "bytes": file.stat().st_size}
+            fsync_path(file)
+        manifest = {"format_version": FORMAT_VERSION, "version": version, "files": files}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        fsync_path(tmp / "manifest.json")
+        fsync_path(tmp)
+        if final.exists():  # left by a crashed write that never committed
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        fsync_path(final.parent)
+
+    def read_segment(self, version: int, verify: bool = True) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
+        """Load a segment, checking every file against the manifest's size and sha256."""
+        folder = self.segment_dir(version)
+        hint = f"rebuild with `ragkit index FOLDER --index {self.path} --rebuild`"
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+        except FileNotFoundError as exc:
+            raise IndexCorruptError(f"{folder / 'manifest.json'} is missing; {hint}") from exc
+        except (OSError, ValueError) as exc:
+            raise IndexCorruptError(f"{folder / 'manifest.json'} is unreadable ({exc}); {hint}") from exc
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise IndexCorruptError(
+                f"{folder} has format version {manifest.get('format_version')}, this ragkit reads "
+                f"{FORMAT_VERSION}; {hint}"
+            )
+        arrays: dict[str, np.ndarray] = {}
+        blobs: dict[str, bytes] = {}
+        for name, info in manifest["files"].items():
+            file = folder / name
+            try:
+                data = file.read_bytes()
+            except FileNotFoundError as exc:
+                raise IndexCorruptError(f"{file} is missing; {hint}") from exc
+            if len(data) != info["bytes"] or (verify and hashlib.sha256(data).hexdigest() != info["sha256"]):
+                raise IndexCorruptError(
+                    f"{file} is corrupt or truncated (expected {info['bytes']} bytes and sha256 "
+                    f"{info['sha256'][:12]}…, found {len(data)} bytes); {hint}"
+                )
+            if name.endswith(".npy"):
+                import io
+
+                try:
+                    arrays[name[:-4]] = np.load(io.BytesIO(data), allow_pickle=False)
+                except ValueError as exc:  # e.g. an object array: refused, never unpickled
+                    raise IndexCorruptError(f"{file} is not a plain numeric array ({exc}); {hint}") from exc
+            else:
+                blobs[name] = data
+        return arrays, blobs
+
+    def remove_stale_segments(self, keep: set[int]) -> None:
+        """Delete segment folders not in ``keep`` (the current and the previous version, for readers)."""
+        for entry in (self.path / SEGMENTS).iterdir():
+            name = entry.name
+            if name.startswith("v") and name[1:].isdigit() and int(name[1:]) in keep:
+                continue
+            if ".tmp" in name:
+                pid = name.rsplit(".tmp", 1)[1]
+                if pid.isdigit() and _pid_alive(int(pid)) and int(pid) != os.getpid():
+                    continue
+            shutil.rmtree(entry, ignore_errors=True)
+
+    # -- writer lock --------------------------------------------------------------------------
+    def writer_lock(self, timeout: float | None = 0.0) -> ContextManager[None]:
+        """Exclusive write access. ``timeout=0`` fails at once, ``None`` waits forever."""
+        return file_lock(self.path / "writer.lock", timeout, f"{self.path} is being written by another process")
+
+
+@contextmanager
+def file_lock(path: Path, timeout: float | None, message: str, append: bool = True) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path``: ``timeout=0`` fails at once, ``None`` waits forever.
+
+    Closing the file releases the lock, so a killed writer never leaves the index locked.
+    """
+    fh = open(path, "a+" if append else "r")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise IndexLockedError(f"{message}; retry later or pass lock_timeout=<seconds> (None waits)") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        fh.close()
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (so a rename in it is durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,1 @@
+"""Text: BM25 analysis, token counting and the embedding model."""
