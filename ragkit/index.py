@@ -23,7 +23,7 @@ from ragkit.text.analysis import Analyzer
 from ragkit.storage.base import Changes, PreparedDocument
 from ragkit.ingest.chunking import Chunker
 from ragkit.storage.dense import DENSE_KINDS
-from ragkit.text.embedding import DEFAULT_MODEL, Embedder, max_sequence_length
+from ragkit.text.embedding import DEFAULT_MODEL, Embedder, TextEmbedder
 from ragkit.errors import ConfigError, ModelMismatchError
 from ragkit.storage.filters import Filters
 from ragkit.storage.bm25 import BM25Params
@@ -88,7 +88,9 @@ class Index:
     ``Index(path)`` opens the index at ``path`` or creates it. ``model`` is the
     sentence-transformers model (name or local path); opening an existing index
     with another model raises :class:`~ragkit.errors.ModelMismatchError` and
-    changes nothing. Other options apply when the index is created.
+    changes nothing. ``embedder`` replaces the sentence-transformers model with any
+    :class:`~ragkit.text.embedding.TextEmbedder` (its ``name`` is the index's model). Other
+    options apply when the index is created.
 
     >>> index = Index("kb.ragkit")                          # doctest: +SKIP
     >>> index.sync("samples/docs").summary()                # doctest: +SKIP
@@ -115,7 +117,12 @@ class Index:
         lock_timeout: float | None = 0.0,
         show_progress: bool | None = None,
         device: str | None = None,
+        embedder: TextEmbedder | None = None,
     ) -> None:
+        if embedder is not None:
+            if model is not None and model != embedder.name:
+                raise ConfigError(f"model={model!r} and embedder={embedder.name!r} disagree; give one of them")
+            model = embedder.name
         options = {
             "model": model, "chunk_size": chunk_size, "chunk_overlap": chunk_overlap, "language": language,
             "stopwords": stopwords, "stemming": stemming, "dense_index": dense_index,
@@ -133,7 +140,7 @@ class Index:
             raise
         self.lock_timeout = lock_timeout
         self.show_progress = show_progress
-        self.embedder = Embedder(self.config.model, device=device)
+        self.embedder: TextEmbedder = embedder or Embedder(self.config.model, device=device)
         self.analyzer = self.config.analyzer
         self._chunker: Chunker | None = None
         self._query_vectors: dict[str, np.ndarray] = {}
@@ -189,7 +196,7 @@ class Index:
     @property
     def chunker(self) -> Chunker:
         if self._chunker is None:
-            limit = max_sequence_length(self.config.model) or self.embedder.max_seq_length
+            limit = self.embedder.max_seq_length
             self._chunker = Chunker(
                 chunk_size=min(self.config.chunk_size, limit - 2),  # room for [CLS] and [SEP]
                 overlap=self.config.chunk_overlap,

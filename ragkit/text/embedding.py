@@ -17,7 +17,7 @@ import logging
 import threading
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -59,6 +59,23 @@ def max_sequence_length(name: str) -> int | None:
     if config.is_file():
         return int(json.loads(config.read_text())["max_seq_length"])
     return None
+
+
+@runtime_checkable
+class TextEmbedder(Protocol):
+    """What an index needs of an embedding model: unit vectors, and its tokenizer to size chunks.
+
+    :class:`Embedder` (sentence-transformers) is the default; ``Index(path, embedder=...)`` takes any
+    object with these members (tests use a deterministic fake; an embedding service fits too).
+    ``name`` is stored in the index as its model: opening it with another name is refused.
+    """
+
+    name: str
+
+    @property
+    def max_seq_length(self) -> int: ...
+    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray: ...
+    def token_counter(self) -> Callable[[str], int]: ...
 
 
 class Embedder:

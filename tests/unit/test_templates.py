@@ -17,7 +17,7 @@ from ragkit.prompting import templates
 from ragkit.errors import TemplateError, TemplateNotFoundError
 from ragkit.prompting.templates import builtin_dir, builtin_names, load_template, messages_to_text, split_messages
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BUILTINS = ["chat", "fewshot", "qa", "summarize"]
 PASSAGES = [
     {

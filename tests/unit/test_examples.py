@@ -12,7 +12,7 @@ from ragkit.text.embedding import Embedder
 from ragkit.errors import ConfigError, ExampleFormatError, LoadError
 from ragkit.prompting.examples import Example, ExampleSet
 
-SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "examples.jsonl"
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "examples.jsonl"
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 from ragkit import Document, Index
 from ragkit.cli.main import main
 
-SAMPLE_EXAMPLES = Path(__file__).resolve().parent.parent / "samples" / "examples.jsonl"
+SAMPLE_EXAMPLES = Path(__file__).resolve().parents[2] / "samples" / "examples.jsonl"
 DOCS = [
     Document("varroa", "Varroa mites are external parasites of honey bees. Count them with an alcohol wash.",
              {"source": "health/varroa.md", "title": "Varroa"}),
