@@ -52,9 +52,9 @@ class IndexConfig:
     language: str = "english"
     stopwords: bool = True
     stemming: bool = True
-    bm25_k1: float = 1.5
-    bm25_b: float = 0.75
-    bm25_idf: str = "lucene"  # rank_bm25's IDF is 0 for a term in half the documents: useless on small sets
+    bm25_k1: float = BM25Params.k1
+    bm25_b: float = BM25Params.b
+    bm25_idf: str = BM25Params.idf
     dense_index: str = "flat"
     format_version: int = FORMAT_VERSION
     retrieval: dict[str, Any] | None = None  # fusion settings saved by `ragkit tune`

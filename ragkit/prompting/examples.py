@@ -48,7 +48,7 @@ from ragkit.text.analysis import Analyzer
 from ragkit.retrieval.diversity import maximal_marginal_relevance
 from ragkit.errors import ConfigError, ExampleFormatError, LoadError
 from ragkit.retrieval.fusion import LegCandidates, convex_combination
-from ragkit.storage.bm25 import BM25Index
+from ragkit.storage.bm25 import BM25Index, BM25Params
 
 __all__ = ["STRATEGIES", "Example", "ExampleSet", "Strategy"]
 
@@ -261,7 +261,7 @@ class ExampleSet:
 
     def _lexical(self) -> BM25Index:
         if self._bm25 is None:
-            self._bm25 = BM25Index.build(self._analyzer.tokenize_many([e.input for e in self.examples]))
+            self._bm25 = BM25Index.build(self._analyzer.tokenize_many([e.input for e in self.examples]), BM25Params(idf="okapi"))
         return self._bm25
 
     def _embeddings(self) -> np.ndarray:

@@ -1,8 +1,10 @@
-"""The values that cross the boundary between :class:`ragkit.Index` and a storage backend.
+"""The boundary between :class:`ragkit.Index` and a storage backend: its values and its protocols.
 
-A backend stores documents, chunks and the file manifest, and answers the two
-retrieval legs (BM25 and dense) for a consistent snapshot. ``local.py`` is the
-embedded implementation (SQLite + BM25 + faiss files in one directory).
+A :class:`Backend` stores documents, chunks, the file manifest and the embedding cache, applies one
+atomic :class:`Changes` batch at a time, and opens a :class:`SearchView` for each search: one
+consistent version of the searchable state, fed one :class:`Query`. ``storage/local/`` (SQLite + BM25
++ faiss files in one directory) and ``storage/milvus/`` implement it; a backend's settings
+(:class:`StorageSettings`) are part of the config it stores, so nothing outside sets them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from typing import Any, ContextManager, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from ragkit.storage.bm25 import BM25Params
+from ragkit.storage.dense import DenseKind
+from ragkit.storage.filters import Filters
 from ragkit.types import Chunk, Document
 
 
@@ -81,51 +86,89 @@ class LegStatistics:
     n_searched: int
 
 
-# A stored chunk, as a backend's ``fetch`` returns it: the same value as what was indexed.
-ChunkRecord = Chunk
-
-
 class StaleSnapshot(Exception):
-    """Rows of the snapshot a search holds were deleted by a newer commit: the search retries."""
+    """Rows of the view a search holds were deleted by a newer commit: the search retries on a new view."""
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """What a backend needs to know to write and search: the dense index kind and BM25's constants.
+
+    They are part of the index config the backend stores (:meth:`from_config`), so a backend reads
+    them when it opens and again whenever the config is written; nothing outside sets them.
+    """
+
+    dense_kind: DenseKind = "flat"
+    bm25: BM25Params = BM25Params()
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> "StorageSettings":
+        config = config or {}
+        default = BM25Params()
+        bm25 = BM25Params(k1=config.get("bm25_k1", default.k1), b=config.get("bm25_b", default.b),
+                          idf=config.get("bm25_idf", default.idf))
+        return cls(dense_kind=config.get("dense_index", "flat"), bm25=bm25)
+
+
+@dataclass(frozen=True)
+class Query:
+    """What one search asks of storage, built once per search: BM25 tokens and the query's unit vector.
+
+    ``vector`` is None for a BM25-only search (the query is then never embedded).
+    """
+
+    tokens: tuple[str, ...]
+    vector: np.ndarray | None = None
+
+    def needs_vector(self) -> np.ndarray:
+        if self.vector is None:
+            raise ValueError("this search was built without a query vector")
+        return self.vector
+
+
+class SearchView(Protocol):
+    """One consistent version of an index's searchable state; row ids are positions within it.
+
+    ``Backend.snapshot()`` opens one per search, so a search sees one version even while a writer
+    commits. ``filtered`` narrows the candidate legs and statistics to rows matching ``filters``
+    (both legs apply it *before* their top-k cut); ``exact_scores``, ``vectors`` and ``fetch`` read
+    any row. ``fetch`` raises :class:`StaleSnapshot` when a newer commit removed a row.
+    """
+
+    @property
+    def empty(self) -> bool: ...
+    def filtered(self, filters: Filters | None) -> "SearchView": ...
+    def lexical(self, query: Query, depth: int) -> LegCandidates: ...
+    def dense(self, query: Query, depth: int) -> LegCandidates: ...
+    def statistics(self, query: Query) -> LegStatistics: ...
+    def exact_scores(self, query: Query, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def vectors(self, ids: np.ndarray) -> np.ndarray: ...
+    def fetch(self, ids: Sequence[int]) -> list[Chunk]: ...
 
 
 class Backend(Protocol):
-    """Storage and search for one index. ``LocalBackend`` (``local.py``) is the embedded one.
+    """Storage and search for one index: ``LocalBackend`` (``storage/local``), ``MilvusBackend``
+    (``storage/milvus``). Constructors take ``settings`` (default: what the stored config says)."""
 
-    ``snapshot()`` returns an opaque, consistent view of the searchable state (``None`` when
-    empty); every search-side method takes it, so a search sees one version even while a writer
-    commits. Row ids (``ids``) are whatever integers the backend uses within a snapshot.
-    """
+    settings: StorageSettings
 
-    dense_kind: str
-    bm25_params: Any
-
-    # config, manifest, cache ------------------------------------------------------------
+    # config, manifest, embedding cache ----------------------------------------------------------
     def get_config(self) -> dict[str, Any] | None: ...
     def set_config(self, config: Mapping[str, Any]) -> None: ...
     def manifest(self, root: str) -> dict[str, FileEntry]: ...
     def document_roots(self, doc_ids: Sequence[str]) -> dict[str, str | None]: ...
     def document_hashes(self, doc_ids: Sequence[str]) -> dict[str, str]: ...
-    def writer_lock(self, timeout: float | None) -> ContextManager[None]: ...
     def cached_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]: ...
     def cache_vectors(self, vectors: dict[str, np.ndarray]) -> None: ...
 
-    # writes -------------------------------------------------------------------------------
+    # writes and search ----------------------------------------------------------------------------
+    def writer_lock(self, timeout: float | None) -> ContextManager[None]: ...
     def apply(self, changes: Changes) -> None: ...
+    def snapshot(self) -> SearchView | None: ...
 
-    # search ---------------------------------------------------------------------------------
-    def snapshot(self) -> Any: ...
-    def is_empty(self, snap: Any) -> bool: ...
-    def filter_mask(self, snap: Any, filters: Mapping[str, Any] | None) -> Any: ...
-    def lexical_candidates(self, snap: Any, tokens: list[str], depth: int, mask: Any) -> LegCandidates: ...
-    def dense_candidates(self, snap: Any, vector: np.ndarray, depth: int, mask: Any) -> LegCandidates: ...
-    def exact_scores(self, snap: Any, tokens: list[str], vector: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
-    def leg_statistics(self, snap: Any, tokens: list[str], vector: np.ndarray, mask: Any) -> LegStatistics: ...
-    def vectors(self, snap: Any, ids: np.ndarray) -> np.ndarray: ...
-    def fetch(self, snap: Any, ids: Sequence[int]) -> list[ChunkRecord]: ...
-
-    # inspection -----------------------------------------------------------------------------
+    # inspection -------------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]: ...
     def iter_documents(self) -> Iterator[tuple[str, str, dict[str, Any]]]: ...
     def size_on_disk(self) -> int: ...
+    def verify(self) -> list[str]: ...
     def close(self) -> None: ...

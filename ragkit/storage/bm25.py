@@ -31,12 +31,14 @@ IdfKind = Literal["okapi", "lucene"]
 
 @dataclass(frozen=True)
 class BM25Params:
-    """BM25 constants. Defaults are rank_bm25's (k1=1.5, b=0.75, epsilon=0.25)."""
+    """BM25 constants: k1=1.5, b=0.75 (rank_bm25's), and Lucene's IDF, the one default everywhere
+    (``IndexConfig`` takes its defaults from here). ``idf="okapi"`` is rank_bm25's, whose IDF is 0 for
+    a term in half the documents and negative above (floored to ``epsilon`` times the mean IDF)."""
 
     k1: float = 1.5
     b: float = 0.75
     epsilon: float = 0.25
-    idf: IdfKind = "okapi"
+    idf: IdfKind = "lucene"
 
     def __post_init__(self) -> None:
         if self.k1 < 0 or not 0 <= self.b <= 1:

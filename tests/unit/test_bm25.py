@@ -24,6 +24,9 @@ corpus_st = st.lists(doc_st, min_size=1, max_size=15).filter(lambda c: any(c))
 query_st = st.lists(st.sampled_from(VOCAB + ["unknown"]), min_size=1, max_size=6)
 
 
+OKAPI = BM25Params(idf="okapi")  # rank_bm25's IDF (the default is Lucene's)
+
+
 def assert_parity(
     index: BM25Index, corpus: list[list[str]], queries: list[list[str]], **params: float
 ) -> None:
@@ -44,7 +47,7 @@ def assert_parity(
 @settings(max_examples=80, deadline=None)
 @given(corpus=corpus_st, queries=st.lists(query_st, min_size=1, max_size=5))
 def test_scores_equal_rank_bm25(corpus: list[list[str]], queries: list[list[str]]) -> None:
-    assert_parity(BM25Index.build(corpus), corpus, queries)
+    assert_parity(BM25Index.build(corpus, OKAPI), corpus, queries)
 
 
 @settings(max_examples=40, deadline=None)
@@ -58,13 +61,13 @@ def test_scores_equal_rank_bm25(corpus: list[list[str]], queries: list[list[str]
 def test_scores_equal_rank_bm25_with_other_constants(
     corpus: list[list[str]], queries: list[list[str]], k1: float, b: float, epsilon: float
 ) -> None:
-    index = BM25Index.build(corpus, BM25Params(k1=k1, b=b, epsilon=epsilon))
+    index = BM25Index.build(corpus, BM25Params(k1=k1, b=b, epsilon=epsilon, idf="okapi"))
     assert_parity(index, corpus, queries, k1=k1, b=b, epsilon=epsilon)
 
 
 def test_repeated_query_terms_count_once_per_occurrence() -> None:
     corpus = [["bee", "hive", "wax"], ["queen", "bee"], ["drone"], ["mite", "smoke", "smoke"], ["honey"]]
-    index = BM25Index.build(corpus)
+    index = BM25Index.build(corpus, OKAPI)
     once, twice = index.scores(["smoke"]), index.scores(["smoke", "smoke"])
     assert once[3] > 0
     np.testing.assert_allclose(twice, 2 * once)
@@ -85,7 +88,7 @@ def test_updates_equal_a_fresh_index_of_the_resulting_corpus(
     corpus = [doc for doc, kept in zip(first, keep) if kept] + added
     if not any(corpus):
         return  # rank_bm25 cannot score a corpus without a single token
-    updated = BM25Index.build(first).keep_rows(keep).append(added)
+    updated = BM25Index.build(first, OKAPI).keep_rows(keep).append(added)
     assert_parity(updated, corpus, queries)
     assert set(updated.vocab) == {t for doc in corpus for t in doc}  # terms no document uses are dropped
 
@@ -93,7 +96,7 @@ def test_updates_equal_a_fresh_index_of_the_resulting_corpus(
 def test_several_rounds_of_updates_stay_equal_to_rank_bm25() -> None:
     rng = np.random.default_rng(7)
     corpus = [list(rng.choice(VOCAB, rng.integers(1, 10))) for _ in range(30)]
-    index = BM25Index.build(corpus)
+    index = BM25Index.build(corpus, OKAPI)
     for _ in range(10):
         keep = rng.random(len(corpus)) > 0.3
         words = VOCAB + ["propolis", "nectar"]
@@ -188,7 +191,7 @@ def test_bm25_params_are_validated() -> None:
 
 def test_lucene_idf_is_always_positive() -> None:
     corpus = [["bee", "hive"], ["bee"], ["bee", "wax"]]  # "bee" is in every document
-    okapi = BM25Index.build(corpus).scores(["bee"])
+    okapi = BM25Index.build(corpus, OKAPI).scores(["bee"])
     lucene = BM25Index.build(corpus, BM25Params(idf="lucene")).scores(["bee"])
     assert (lucene > 0).all()
     expected_idf = np.log1p((3 - 3 + 0.5) / (3 + 0.5))

@@ -19,7 +19,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ragkit.storage.base import ChunkRecord, Changes, FileEntry, LegStatistics, StaleSnapshot
+from ragkit.storage.base import Changes, FileEntry, LegStatistics, StaleSnapshot
+from ragkit.types import Chunk
 from ragkit.storage.dense import DenseIndex
 from ragkit.storage.filters import Filters, compile_filters, filter_mask
 from ragkit.retrieval.fusion import LegCandidates
@@ -252,16 +253,16 @@ class LocalBackend:
     def is_empty(self, snap: Snapshot) -> bool:
         return snap.bm25.n_docs == 0
 
-    def fetch(self, snap: Snapshot, positions: Sequence[int]) -> list[ChunkRecord]:
+    def fetch(self, snap: Snapshot, positions: Sequence[int]) -> list[Chunk]:
         """Chunk records for row positions of ``snap``, in the order given."""
         rowids = [int(snap.rows[p]) for p in positions]
-        found: dict[int, ChunkRecord] = {}
+        found: dict[int] = {}
         for batch in _batches(rowids):
             marks = ",".join("?" * len(batch))
             for row, cid, doc_id, start, end, text, metadata in self.store.query(
                 f"SELECT row, id, doc_id, start, end, text, metadata FROM chunks WHERE row IN ({marks})", batch
             ):
-                found[row] = ChunkRecord(cid, doc_id, text, start, end, json.loads(metadata))
+                found[row] = Chunk(cid, doc_id, text, start, end, json.loads(metadata))
         missing = [r for r in rowids if r not in found]
         if missing:  # a writer replaced these rows after we loaded the snapshot: the caller retries
             raise StaleSnapshot(missing)

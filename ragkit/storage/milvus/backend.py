@@ -86,7 +86,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from ragkit.storage.base import Changes, ChunkRecord, FileEntry, LegStatistics, PreparedDocument, StaleSnapshot
+from ragkit.storage.base import Changes, FileEntry, LegStatistics, PreparedDocument, StaleSnapshot
+from ragkit.types import Chunk
 from ragkit.errors import ConfigError, FilterError
 from ragkit.storage.filters import Filters, compile_filters
 from ragkit.retrieval.fusion import LegCandidates
@@ -781,14 +782,14 @@ class MilvusBackend:
         return LegStatistics(bm25_ideal=float(sum(self._query_weights(snap, tokens).values())),
                              dense_background=background, n_searched=n)
 
-    def fetch(self, snap: MilvusSnapshot, ids: Sequence[int]) -> list[ChunkRecord]:
+    def fetch(self, snap: MilvusSnapshot, ids: Sequence[int]) -> list[Chunk]:
         """Chunk records by primary key, in the order given."""
         wanted = [int(i) for i in ids]
         found = {r["pk"]: r for r in self._in("", "pk", wanted, ["chunk_id", "doc_id", "text", "start", "end", "metadata"])}
         lost = [i for i in wanted if i not in found]
         if lost:
             raise StaleSnapshot(lost)
-        return [ChunkRecord(found[i]["chunk_id"], found[i]["doc_id"], found[i]["text"], found[i]["start"],
+        return [Chunk(found[i]["chunk_id"], found[i]["doc_id"], found[i]["text"], found[i]["start"],
                             found[i]["end"], found[i]["metadata"] or {}) for i in wanted]
 
     # -- filters ----------------------------------------------------------------------------------
