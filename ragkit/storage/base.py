@@ -77,6 +77,11 @@ class Changes:
         return not (self.remove_doc_ids or self.add or self.upsert_files or self.remove_files)
 
 
+# How many evenly spaced rows (within a filter) sample a query's dense score distribution for adaptive
+# fusion: enough for a stable mean and spread, cheap next to the search itself.
+BACKGROUND_SAMPLE = 1024
+
+
 @dataclass(frozen=True)
 class LegStatistics:
     """Per-query numbers adaptive fusion needs to calibrate the legs (see ``fusion.adaptive_fusion``)."""
