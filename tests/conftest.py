@@ -270,3 +270,38 @@ def milvus_problems(backend: Any) -> list[str]:
     if backend._meta("writing"):
         problems.append("the writing marker of an unfinished write is set")
     return problems
+
+
+# --------------------------------------------------------------------------- tiers and the fake embedder
+
+TESTS = Path(__file__).resolve().parent
+SLOW_TIERS = ("integration", "robustness")  # the real model, both backends, kills, fuzzing: all slow
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests are tiered by folder: everything under ``tests/integration/`` and ``tests/robustness/`` is
+    ``slow``, so ``pytest -m "not slow"`` runs ``tests/unit/`` (plus unit tests marked slow are skipped)."""
+    for item in items:
+        try:
+            parts = Path(str(item.path)).resolve().relative_to(TESTS).parts
+        except ValueError:
+            continue
+        if parts and parts[0] in SLOW_TIERS:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def fake_embedder():  # type: ignore[no-untyped-def]
+    """A fresh :class:`fakes.FakeEmbedder` (deterministic hashing vectors, no model)."""
+    from fakes import FakeEmbedder
+
+    return FakeEmbedder()
+
+
+@pytest.fixture
+def fake_index(tmp_path: Path, fake_embedder: Any):  # type: ignore[no-untyped-def]
+    """A new, empty ``Index(tmp_path / "kb.ragkit", embedder=fake_embedder)``, closed after the test."""
+    from fakes import open_fake_index
+
+    with open_fake_index(tmp_path / "kb.ragkit", fake_embedder) as index:
+        yield index
