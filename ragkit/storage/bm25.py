@@ -13,6 +13,10 @@ Scores equal ``rank_bm25.BM25Okapi`` on the same token lists with
 ``idf="okapi"`` (its IDF, with negative IDFs floored to ``epsilon`` times the
 mean IDF). ``idf="lucene"`` uses Lucene's always-positive
 ``log(1 + (N - n + 0.5) / (n + 0.5))``.
+
+The formula itself (:func:`idf`, :func:`saturation`, :func:`ideal_score`) is a
+few pure functions here, which the Milvus backend scores with too, so the two
+backends cannot drift apart.
 """
 
 from __future__ import annotations
@@ -45,6 +49,48 @@ class BM25Params:
             raise ConfigError(f"bm25 k1 must be >= 0 and b in [0, 1], got k1={self.k1}, b={self.b}")
         if self.idf not in ("okapi", "lucene"):
             raise ConfigError(f"bm25 idf must be 'okapi' or 'lucene', got {self.idf!r}")
+
+
+# -- the formula, once: pure functions that the local index and the Milvus backend both score with ---------
+
+
+def raw_idf(n_docs: float, doc_freq: np.ndarray, kind: IdfKind) -> np.ndarray:
+    """IDF before okapi's floor: Lucene's ``log(1 + (N - n + 0.5) / (n + 0.5))`` (never negative), or
+    okapi's ``log((N - n + 0.5) / (n + 0.5))`` (0 for a term in half the documents, negative above)."""
+    n, df = float(n_docs), np.asarray(doc_freq, np.float64)
+    if kind == "lucene":
+        return np.log1p((n - df + 0.5) / (df + 0.5))
+    return np.log(n - df + 0.5) - np.log(df + 0.5)
+
+
+def mean_okapi_idf(n_docs: float, vocabulary_doc_freq: np.ndarray) -> float:
+    """The mean raw okapi IDF over the whole vocabulary: what okapi's floor is relative to (0 if empty)."""
+    df = np.asarray(vocabulary_doc_freq, np.float64)
+    return float(raw_idf(n_docs, df, "okapi").mean()) if len(df) else 0.0
+
+
+def idf(n_docs: float, doc_freq: np.ndarray, params: "BM25Params", mean_idf: float | None = None) -> np.ndarray:
+    """The IDF BM25 scores with. okapi (as ``rank_bm25.BM25Okapi``): a negative raw IDF becomes
+    ``epsilon * mean_idf``, the mean over the whole vocabulary; give ``mean_idf`` when ``doc_freq``
+    holds only some terms (the Milvus backend scores a query's terms), else it is ``doc_freq``'s mean."""
+    values = raw_idf(n_docs, doc_freq, params.idf)
+    if params.idf == "lucene" or not len(values):
+        return values
+    mean = float(values.mean()) if mean_idf is None else mean_idf
+    return np.where(values < 0, params.epsilon * mean, values)
+
+
+def saturation(tf: np.ndarray, doc_len: np.ndarray, avgdl: float, k1: float, b: float) -> np.ndarray:
+    """BM25's term-frequency part ``tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))``."""
+    tf = np.asarray(tf, np.float64)
+    norm = k1 * (1.0 - b + b * np.asarray(doc_len, np.float64) / (avgdl or 1.0))
+    return tf * (k1 + 1.0) / (tf + norm)
+
+
+def ideal_score(term_idf: np.ndarray, counts: np.ndarray) -> float:
+    """The score of an average-length document holding each query term once: ``sum(count * idf)``
+    (at ``dl == avgdl`` and ``tf == 1`` the saturation is exactly 1)."""
+    return float(np.dot(np.asarray(counts, np.float64), np.asarray(term_idf, np.float64)))
 
 
 class BM25Index:
@@ -110,18 +156,13 @@ class BM25Index:
             vocab = self.vocab
         return BM25Index(vocab, tf.tocsc(), self.params)
 
-    def with_params(self, params: BM25Params) -> "BM25Index":
-        return BM25Index(self.vocab, self.tf, params)
-
     # -- scoring ----------------------------------------------------------------------------
     def _compute_idf(self) -> np.ndarray:
-        n, df = float(self.n_docs), self.doc_freq
-        if self.params.idf == "lucene":
-            return np.log1p((n - df + 0.5) / (df + 0.5))
-        idf = np.log(n - df + 0.5) - np.log(df + 0.5) if len(df) else df
-        if len(idf):
-            idf = np.where(idf < 0, self.params.epsilon * idf.mean(), idf)
-        return idf
+        return idf(self.n_docs, self.doc_freq, self.params)  # the vocabulary is every term with postings
+
+    def term_idf(self, columns: np.ndarray) -> np.ndarray:
+        """The IDF of the terms in these vocabulary columns."""
+        return self._idf[columns]
 
     def scores(self, query_tokens: Sequence[str]) -> np.ndarray:
         """BM25 score of every document; a query term repeated counts once per occurrence (as rank_bm25)."""
@@ -136,11 +177,9 @@ class BM25Index:
         only touch term frequencies.
         """
         if self._weights is None:
-            k1, b = self.params.k1, self.params.b
             avgdl = self.doc_len.mean() if self.n_docs else 1.0
-            norm = k1 * (1.0 - b + b * self.doc_len / (avgdl or 1.0))
-            tf = self.tf.data.astype(np.float64)
-            self._weights = tf * (k1 + 1.0) / (tf + norm[self.tf.indices])
+            self._weights = saturation(self.tf.data, self.doc_len[self.tf.indices], avgdl,
+                                       self.params.k1, self.params.b)
         return self._weights
 
     def _score(self, query_tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -214,14 +253,11 @@ def _top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.
 
 
 def bm25_ideal_score(index: BM25Index, query_tokens: Sequence[str]) -> float:
-    """The score of an average-length document holding each query term once: ``sum(idf)``.
-
-    Used to put BM25 scores on an absolute scale (see ``fusion.calibrate_bm25``); terms the
-    collection does not contain are left out, since no document can match them.
-    """
-    total = 0.0
-    for term, count in Counter(query_tokens).items():
-        col = index.vocab.get(term)
-        if col is not None:
-            total += count * float(index._idf[col])
-    return total
+    """:func:`ideal_score` of a query on ``index``: puts BM25 scores on an absolute scale (see
+    ``fusion.calibrate_bm25``); terms the collection does not contain are left out, since no document
+    can match them."""
+    counts = [(index.vocab[t], c) for t, c in Counter(query_tokens).items() if t in index.vocab]
+    if not counts:
+        return 0.0
+    cols, n = zip(*counts)
+    return ideal_score(index.term_idf(np.asarray(cols, np.int64)), np.asarray(n, np.float64))
