@@ -23,21 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ragkit.errors import ConfigError
+from ragkit.text.tokens import TokenCounter, approximate_token_count, hf_token_counter
 from ragkit.types import Chunk, Document
 
+# The token counters live in ragkit.text.tokens; they are named here too for code that imported them from here.
 __all__ = ["Chunker", "TokenCounter", "approximate_token_count", "hf_token_counter"]
 
 logger = logging.getLogger(__name__)
 
-TokenCounter = Callable[[str], int]
-
 # Document metadata too large to copy onto every chunk.
 _BULKY_KEYS = frozenset({"pages"})
-
-# Kana and CJK ideographs: subword vocabularies split such text per character.
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_WORD_RUN = re.compile(rf"[^\W{_CJK}]+")
-_SINGLE_TOKEN = re.compile(rf"[{_CJK}]|[^\w\s]")
 
 _HEADING_LINE = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t\r]*$")
 _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+$")
@@ -51,41 +46,6 @@ _NON_SPACE = re.compile(r"\S+")
 
 # Piece levels, coarsest first.
 _HEADING, _PARA, _SENTENCE, _WORDS, _CHARS = range(5)
-
-
-def approximate_token_count(text: str) -> int:
-    """Estimate the number of word pieces a subword tokenizer makes of ``text``, without a model.
-
-    Each run of letters and digits counts ``ceil(len / 4)`` (one for short words, about one per four
-    characters for long ones), each punctuation mark or symbol one, each kana or CJK ideograph one;
-    whitespace counts nothing. It overestimates English a little, which errs towards chunks that fit.
-    """
-    words = sum((len(word) + 3) // 4 for word in _WORD_RUN.findall(text))
-    return words + len(_SINGLE_TOKEN.findall(text))
-
-
-def hf_token_counter(tokenizer: Any) -> TokenCounter:
-    """A :data:`TokenCounter` counting the tokens a Hugging Face tokenizer makes, without special tokens.
-
-    Accepts a ``transformers`` tokenizer or a raw ``tokenizers.Tokenizer``.
-    """
-    if not callable(tokenizer) and hasattr(tokenizer, "to_str"):  # tokenizers.Tokenizer
-        # A copy without the padding/truncation that tokenizer.json files often configure,
-        # which would make every count the same; the caller's tokenizer stays untouched.
-        raw = type(tokenizer).from_str(tokenizer.to_str())
-        raw.no_padding()
-        raw.no_truncation()
-
-        def count_raw(text: str) -> int:
-            return len(raw.encode(text, add_special_tokens=False).ids)
-
-        return count_raw
-
-    def count(text: str) -> int:
-        # verbose=False: counting text longer than the model's window is the point, not a mistake.
-        return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
-
-    return count
 
 
 class _Piece(NamedTuple):

@@ -13,7 +13,7 @@ A token counter is any function ``str -> int``. :func:`resolve_token_counter` ac
 * ``"tiktoken:<encoding>"`` (e.g. ``"tiktoken:cl100k_base"``): needs ``tiktoken`` and its
   encoding file (downloaded once, or in ``TIKTOKEN_CACHE_DIR``).
 * any other string: a Hugging Face tokenizer name or local path, loaded offline through
-  :func:`ragkit.embedding.load_tokenizer` (the default embedding model's tokenizer always is).
+  :func:`ragkit.text.embedding.load_tokenizer` (the default embedding model's tokenizer always is).
 * a tokenizer object (``transformers`` or ``tokenizers``).
 
 Chat messages cost their content plus framing: :func:`count_message_tokens` adds
@@ -23,10 +23,10 @@ cookbook ("How to count tokens with tiktoken") for its chat models.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from ragkit.ingest.chunking import approximate_token_count, hf_token_counter
 from ragkit.errors import ConfigError, ModelNotAvailableError
 
 __all__ = [
@@ -35,11 +35,17 @@ __all__ = [
     "TokenCounter",
     "approximate_token_count",
     "count_message_tokens",
+    "hf_token_counter",
     "resolve_token_counter",
 ]
 
 MESSAGE_OVERHEAD = 3  # <|start|>{role}\n ... <|end|> framing per message, besides the role name
 REPLY_OVERHEAD = 3  # the assistant reply is primed with <|start|>assistant<|message|>
+
+# Kana and CJK ideographs: subword vocabularies split such text per character.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD_RUN = re.compile(rf"[^\W{_CJK}]+")
+_SINGLE_TOKEN = re.compile(rf"[{_CJK}]|[^\w\s]")
 
 
 @runtime_checkable
@@ -47,6 +53,41 @@ class TokenCounter(Protocol):
     """Anything that counts the tokens of a text."""
 
     def __call__(self, text: str) -> int: ...
+
+
+def approximate_token_count(text: str) -> int:
+    """Estimate the number of word pieces a subword tokenizer makes of ``text``, without a model.
+
+    Each run of letters and digits counts ``ceil(len / 4)`` (one for short words, about one per four
+    characters for long ones), each punctuation mark or symbol one, each kana or CJK ideograph one;
+    whitespace counts nothing. It overestimates English a little, which errs towards chunks that fit.
+    """
+    words = sum((len(word) + 3) // 4 for word in _WORD_RUN.findall(text))
+    return words + len(_SINGLE_TOKEN.findall(text))
+
+
+def hf_token_counter(tokenizer: Any) -> TokenCounter:
+    """A :class:`TokenCounter` counting the tokens a Hugging Face tokenizer makes, without special tokens.
+
+    Accepts a ``transformers`` tokenizer or a raw ``tokenizers.Tokenizer``.
+    """
+    if not callable(tokenizer) and hasattr(tokenizer, "to_str"):  # tokenizers.Tokenizer
+        # A copy without the padding/truncation that tokenizer.json files often configure,
+        # which would make every count the same; the caller's tokenizer stays untouched.
+        raw = type(tokenizer).from_str(tokenizer.to_str())
+        raw.no_padding()
+        raw.no_truncation()
+
+        def count_raw(text: str) -> int:
+            return len(raw.encode(text, add_special_tokens=False).ids)
+
+        return count_raw
+
+    def count(text: str) -> int:
+        # verbose=False: counting text longer than the model's window is the point, not a mistake.
+        return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    return count
 
 
 def resolve_token_counter(spec: str | Callable[[str], int] | Any | None = None) -> Callable[[str], int]:

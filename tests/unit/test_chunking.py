@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ragkit.ingest.chunking import Chunker, approximate_token_count, hf_token_counter
+from ragkit.ingest.chunking import Chunker
+from ragkit.text.tokens import approximate_token_count, hf_token_counter
 from ragkit.errors import ConfigError, RagkitError
 from ragkit.types import Chunk, Document
 
