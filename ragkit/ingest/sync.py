@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ragkit.storage.base import FileEntry
 from ragkit.errors import LoadError
+from ragkit.ingest.files import file_sha256
 from ragkit.progress import progress
-from ragkit.storage.local.store import file_sha256
+from ragkit.storage.base import FileEntry
 from ragkit.types import Document, FailedFile
 
 logger = logging.getLogger(__name__)

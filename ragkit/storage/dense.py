@@ -83,10 +83,6 @@ class DenseIndex:
         keep = ids[0] >= 0
         return ids[0][keep].astype(np.int64), scores[0][keep]
 
-    def all_scores(self, query: np.ndarray) -> np.ndarray:
-        """Cosine score of every row: used to read a query's score distribution."""
-        return self.vectors @ query.astype(np.float32)
-
 
 def _build_faiss(vectors: np.ndarray, kind: DenseKind, hnsw_m: int):  # type: ignore[no-untyped-def]
     import faiss

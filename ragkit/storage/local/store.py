@@ -40,6 +40,7 @@ from typing import Any, ContextManager, Iterator
 import numpy as np
 
 from ragkit.errors import IndexCorruptError, IndexLockedError
+from ragkit.ingest.files import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -106,16 +107,6 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
-
-    @contextmanager
-    def read_transaction(self) -> Iterator[sqlite3.Connection]:
-        """A consistent snapshot for several reads (WAL readers never block the writer)."""
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                yield self._db
-            finally:
-                self._db.execute("COMMIT")
 
     def query(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -256,15 +247,6 @@ def file_lock(path: Path, timeout: float | None, message: str, append: bool = Tr
         yield
     finally:
         fh.close()
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fsync_path(path: Path) -> None:

@@ -1,0 +1,169 @@
+"""Find the files under a folder that a sync reads, and hash them.
+
+:func:`iter_files` lists candidate files; :func:`file_kind` says which loader a name calls for;
+:func:`file_sha256` is the content hash that tells a touched file from a changed one.
+
+Include/exclude patterns are matched case-sensitively. A pattern without ``/``
+matches the file name (``"*.md"`` matches ``a/b/x.md``); a pattern with ``/``
+matches the whole relative path, where ``*`` and ``?`` also match ``/`` (as in
+:mod:`fnmatch`) and ``**/`` also matches no folder at all (``"docs/**/*.md"``
+matches ``docs/x.md``). Exclude patterns also prune folders: ``"node_modules"``
+skips every folder of that name and ``"build/**"`` skips ``build/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections import deque
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from ragkit.errors import LoadError
+
+__all__ = ["SUPPORTED_SUFFIXES", "file_kind", "file_sha256", "iter_files"]
+
+logger = logging.getLogger(__name__)
+
+_CODE_SUFFIXES = (
+    ".py .js .ts .tsx .jsx .java .c .h .cpp .hpp .cs .go .rs .rb .php .sh .sql .yaml .yml .toml .ini .cfg"
+    " .css .scala .kt .swift .r .m .lua .pl"
+).split()
+_KINDS: dict[str, str] = {
+    ".txt": "text", ".rst": "text", ".md": "markdown", ".markdown": "markdown",
+    ".html": "html", ".htm": "html", ".pdf": "pdf", ".json": "json", ".jsonl": "json",
+    **{suffix: "code" for suffix in _CODE_SUFFIXES},
+}  # fmt: skip
+_CODE_NAMES = frozenset({"Dockerfile", "Makefile"})
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_KINDS)
+
+
+def file_kind(name: str, *, known_only: bool = False) -> str | None:
+    """The loader a file name calls for ("text", "markdown", "html", "pdf", "json", "code"): by suffix,
+    with unknown suffixes read as text, or ``None`` for them when ``known_only``."""
+    if name in _CODE_NAMES:
+        return "code"
+    kind = _KINDS.get(os.path.splitext(name)[1].lower())
+    return kind if kind or known_only else "text"
+
+
+# --------------------------------------------------------------------------- listing files
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        c = pattern[i]
+        end = pattern.find("]", i + 2) if c == "[" else -1
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif end != -1:
+            # Escape what is special inside a regex class but literal in a glob one.
+            body = "".join("\\" + ch if ch in "\\[]^&~|" else ch for ch in pattern[i + 1 : end])
+            out.append("[^" + body[1:] + "]" if body.startswith("!") else "[" + body + "]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+def _compile(patterns: Sequence[str] | None) -> list[tuple[bool, re.Pattern[str]]]:
+    if isinstance(patterns, str):  # a lone string would otherwise be read as one pattern per character
+        patterns = [patterns]
+    compiled = []
+    for p in patterns or ():
+        p = p.removeprefix("./").lstrip("/")
+        compiled.append(("/" in p, _glob_regex(p)))
+    return compiled
+
+
+def _matches(rel: str, patterns: list[tuple[bool, re.Pattern[str]]]) -> bool:
+    name = rel.rstrip("/").rsplit("/", 1)[-1]
+    return any(rx.match(rel if has_slash else name) for has_slash, rx in patterns)
+
+
+def _inside(path: str, base: Path) -> bool:
+    try:
+        return Path(os.path.realpath(path)).is_relative_to(base)
+    except (OSError, ValueError, RuntimeError):  # symlink loops raise on some Python versions
+        return False
+
+
+def iter_files(
+    root: str | Path,
+    *,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    include_hidden: bool = False,
+    max_file_bytes: int = 50_000_000,
+) -> Iterator[tuple[Path, str]]:
+    """Yield (absolute_path, relative_posix_path) for candidate files under root, sorted by relative path.
+
+    Without ``include`` only supported files are yielded (see :data:`SUPPORTED_SUFFIXES`);
+    with it, the patterns alone decide. Symlinks are followed only where they resolve
+    inside ``root``, and each folder is walked once. Files over ``max_file_bytes`` are
+    still yielded, so that :func:`load_file` reports them instead of them vanishing.
+    """
+    del max_file_bytes  # part of the shared signature; load_file enforces the limit
+    base = Path(os.path.realpath(root))
+    if not base.is_dir():
+        raise LoadError(root, "not a directory" if base.exists() else "no such directory")
+    inc, exc = _compile(include), _compile(exclude)
+    found: list[tuple[Path, str]] = []
+    seen: set[tuple[int, int]] = set()
+    # Real folders are walked before linked ones, so a folder reachable both ways keeps its real path.
+    real: list[tuple[str, str]] = [(str(base), "")]
+    linked: deque[tuple[str, str]] = deque()
+    while real or linked:
+        folder, prefix = real.pop() if real else linked.popleft()
+        try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            logger.warning("skipping unreadable folder %s: %s", folder, e)
+            continue
+        for entry in entries:
+            rel = prefix + entry.name
+            if entry.name.startswith(".") and not include_hidden:
+                continue
+            try:
+                is_link, is_dir, is_file = entry.is_symlink(), entry.is_dir(), entry.is_file()
+            except OSError:
+                continue
+            if is_link and not _inside(entry.path, base):
+                logger.info("not following symlink %s: it points outside %s", rel, base)
+                continue
+            if is_dir:
+                if _matches(rel + "/", exc):
+                    continue
+                if is_link:
+                    linked.append((entry.path, rel + "/"))
+                else:
+                    real.append((entry.path, rel + "/"))
+            elif is_file and not _matches(rel, exc):
+                wanted = _matches(rel, inc) if inc else file_kind(entry.name, known_only=True) is not None
+                if wanted:
+                    found.append((base / rel, rel))
+    yield from sorted(found, key=lambda item: item[1])
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
