@@ -56,6 +56,7 @@ def accuracy(queries: np.ndarray, docs: np.ndarray, answer: np.ndarray) -> float
     return float(np.mean(np.argmax(queries @ docs.T, axis=1) == answer))
 
 
+@pytest.mark.slow  # fits an adapter on 400 synthetic questions: seconds
 def test_fitting_learns_a_map_that_also_helps_questions_about_unseen_documents() -> None:
     docs, queries, answer = synthetic()
     positives = [np.array([a]) for a in answer]

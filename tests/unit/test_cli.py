@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# Every test runs the CLI in a subprocess over an index built with the real model (~10 s).
+pytestmark = pytest.mark.slow
+
 DOCS = {
     "queens.md": "# Queens\n\nA mated queen lays up to two thousand eggs a day at the height of spring.\n",
     "notes/smoke.md": "# Smoke\n\nCool white smoke from dry pine needles calms the guard bees.\n",

@@ -213,6 +213,7 @@ def word_overlap(a: str, b: str) -> int:
     return len(tokenize(a) & tokenize(b))
 
 
+@pytest.mark.slow  # the real embedding model
 @pytest.mark.parametrize("topic, question", QUESTIONS)
 def test_similar_picks_the_topic_not_the_shared_words(embedder: Embedder, topic: str, question: str) -> None:
     # The distractors really are lexical traps: by raw word overlap one of them is a top-2 match.
@@ -222,12 +223,14 @@ def test_similar_picks_the_topic_not_the_shared_words(embedder: Embedder, topic:
     assert [e.metadata["topic"] for e in picked] == [topic, topic]
 
 
+@pytest.mark.slow  # the real embedding model
 def test_similarity_scores_are_normalized(embedder: Embedder) -> None:
     scores = labelled_set(embedder).similarity(QUESTIONS[0][1])
     assert scores.shape == (len(LABELLED),)
     assert scores.min() >= 0.0 and scores.max() <= 1.0
 
 
+@pytest.mark.slow  # the real embedding model
 def test_mmr_trades_relevance_for_variety(embedder: Embedder) -> None:
     near_duplicates = [
         "How do I count varroa mites with an alcohol wash?",

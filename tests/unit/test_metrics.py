@@ -213,6 +213,7 @@ def _random_case(seed: int) -> tuple[dict[str, dict[str, int]], dict[str, list[s
     return qrels, run
 
 
+@pytest.mark.slow  # importing ranx compiles numba code: seconds
 @pytest.mark.parametrize("seed", range(4))
 def test_agrees_with_ranx(seed: int) -> None:
     ranx = pytest.importorskip("ranx")
