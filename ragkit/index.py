@@ -22,6 +22,7 @@ from ragkit.retrieval.association import QueryAssociations
 from ragkit.text.analysis import Analyzer
 from ragkit.storage.base import Changes, PreparedDocument
 from ragkit.ingest.chunking import Chunker
+from ragkit.ingest.sync import dedupe_documents, plan_sync
 from ragkit.storage.dense import DENSE_KINDS
 from ragkit.text.embedding import DEFAULT_MODEL, Embedder, TextEmbedder
 from ragkit.errors import ConfigError, ModelMismatchError
@@ -31,7 +32,7 @@ from ragkit.ingest.loading import iter_files, load_file
 from ragkit.storage.local.backend import LocalBackend
 from ragkit.progress import progress
 from ragkit.storage.local.store import FORMAT_VERSION
-from ragkit.types import Chunk, Document, FailedFile, Hit, SyncReport
+from ragkit.types import Chunk, Document, Hit, SyncReport
 
 if TYPE_CHECKING:
     from ragkit.retrieval.retriever import HybridRetriever
@@ -232,8 +233,6 @@ class Index:
         whose path hashes to ``i``, and removes nothing; a final sync without ``shard`` removes
         deleted files.
         """
-        from ragkit.ingest.sync import plan_sync
-
         started = time.perf_counter()
         root = Path(folder)
         if not root.is_dir():
@@ -242,30 +241,13 @@ class Index:
         with self.backend.writer_lock(self.lock_timeout):
             files = iter_files(root, include=include, exclude=exclude, include_hidden=include_hidden,
                                max_file_bytes=max_file_bytes)
-            manifest = self.backend.manifest(root_key)
-            if shard is not None:
-                files = (f for f in files if in_shard(f[1], shard))
-                manifest = {rel: e for rel, e in manifest.items() if in_shard(rel, shard)}
             plan = plan_sync(
-                root, manifest, files=files,
+                root, self.backend.manifest(root_key), files=files,
                 load=lambda path, rel: load_file(path, rel, json_text_field=json_text_field,
                                                  max_file_bytes=max_file_bytes),
-                show_progress=self._progress(show_progress),
+                existing=self.backend.document_roots, shard=shard, show_progress=self._progress(show_progress),
             )
-            failed = list(plan.failed)
-            documents, dupes = _dedupe_documents(plan.documents)
-            failed += [FailedFile(rel, f"duplicate document id {doc_id!r}") for rel, doc_id in dupes]
-            foreign = self._foreign_ids([d for d, _ in documents], root_key, set(plan.remove_doc_ids))
-            failed += [FailedFile(rel, f"document id {d.id!r} already exists (another file, folder or add())")
-                       for d, rel in documents if d.id in foreign]
-            documents = [(d, rel) for d, rel in documents if d.id not in foreign]
-            rejected = {f.path for f in failed} - {f.path for f in plan.failed}
-            if rejected:  # not indexed, so not "added" and not in the manifest: reported again next time
-                plan.added = [r for r in plan.added if r not in rejected]
-                plan.updated = [r for r in plan.updated if r not in rejected]
-                plan.upsert_files = [e for e in plan.upsert_files if e.path not in rejected]
-                documents = [(d, rel) for d, rel in documents if rel not in rejected]
-            prepared, embedded = self._prepare([d for d, _ in documents], root_key, show_progress)
+            prepared, embedded = self._prepare([d for d, _ in plan.documents], root_key, show_progress)
             changes = Changes(
                 remove_doc_ids=tuple(plan.remove_doc_ids), add=tuple(prepared),
                 upsert_files=tuple((root_key, e) for e in plan.upsert_files),
@@ -275,7 +257,7 @@ class Index:
                 self.backend.apply(changes)
         report = SyncReport(
             added=tuple(plan.added), updated=tuple(plan.updated), removed=tuple(plan.removed),
-            unchanged=tuple(plan.unchanged), renamed=tuple(plan.renamed), failed=tuple(failed),
+            unchanged=tuple(plan.unchanged), renamed=tuple(plan.renamed), failed=tuple(plan.failed),
             chunks_embedded=embedded, chunks_total=self.backend.counts()["chunks"],
             seconds=time.perf_counter() - started,
         )
@@ -285,7 +267,7 @@ class Index:
     def add(self, documents: Iterable[Document], *, show_progress: bool | None = None) -> SyncReport:
         """Add or replace documents that do not come from files (matched by ``Document.id``)."""
         started = time.perf_counter()
-        docs, dupes = _dedupe_documents([(d, d.id) for d in documents])
+        docs, dupes = dedupe_documents([(d, d.id) for d in documents])
         if dupes:
             raise ConfigError(f"add(): duplicate document ids {sorted({d for _, d in dupes})[:5]}")
         with self.backend.writer_lock(self.lock_timeout):
@@ -314,12 +296,6 @@ class Index:
             if existing:
                 self.backend.apply(Changes(remove_doc_ids=tuple(existing)))
         return len(existing)
-
-    def _foreign_ids(self, docs: list[Document], root_key: str, replacing: set[str]) -> set[str]:
-        """Ids of new documents that already exist and are not being replaced by this sync: from
-        another folder, from ``add()``, or from another file of this folder."""
-        roots = self.backend.document_roots([d.id for d in docs])
-        return {i for i in roots if i not in replacing}
 
     def _prepare(
         self, documents: list[Document], root: str | None, show_progress: bool | None
@@ -489,14 +465,6 @@ def embedding_text(chunk: Chunk) -> str:
     return " > ".join(headings) + "\n" + chunk.text
 
 
-def in_shard(rel: str, shard: tuple[int, int]) -> bool:
-    """Whether a file belongs to worker ``i`` of ``n``: a stable hash of its relative path."""
-    i, n = shard
-    if not (n >= 1 and 0 <= i < n):
-        raise ConfigError(f"shard must be I/N with 0 <= I < N, got {i}/{n}")
-    return int(hashlib.sha1(rel.encode("utf-8", "surrogatepass")).hexdigest()[:8], 16) % n == i
-
-
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -505,16 +473,3 @@ def _text_hash(doc: Document) -> str:
     import json
 
     return _sha(doc.text + "\x00" + json.dumps(dict(doc.metadata), sort_keys=True, default=str))
-
-
-def _dedupe_documents(items: list[tuple[Document, str]]) -> tuple[list[tuple[Document, str]], list[tuple[str, str]]]:
-    """Keep the first document of each id; return the rest as (origin, id) duplicates."""
-    seen: set[str] = set()
-    kept, dupes = [], []
-    for doc, origin in items:
-        if doc.id in seen:
-            dupes.append((origin, doc.id))
-        else:
-            seen.add(doc.id)
-            kept.append((doc, origin))
-    return kept, dupes

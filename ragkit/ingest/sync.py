@@ -8,22 +8,31 @@ content hash equals that of a file that disappeared is a rename.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
-from ragkit.errors import LoadError
+from ragkit.errors import ConfigError, LoadError
 from ragkit.ingest.files import file_sha256
 from ragkit.progress import progress
 from ragkit.storage.base import FileEntry
 from ragkit.types import Document, FailedFile
 
+__all__ = ["SyncPlan", "dedupe_documents", "in_shard", "plan_sync", "reject_conflicts"]
+
 logger = logging.getLogger(__name__)
+
+# A file whose size or mtime changed: (path, relative path, size, mtime_ns, its manifest entry).
+_Candidate = tuple[Path, str, int, int, "FileEntry | None"]
 
 
 @dataclass
 class SyncPlan:
+    """What a sync changes: the files by outcome (for the report), and the documents, document ids
+    and manifest entries to write."""
+
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
@@ -42,32 +51,62 @@ def plan_sync(
     *,
     files: Iterable[tuple[Path, str]],
     load: Callable[[Path, str], list[Document]],
+    existing: Callable[[list[str]], Iterable[str]] | None = None,
+    shard: tuple[int, int] | None = None,
     show_progress: bool = False,
 ) -> SyncPlan:
-    """Decide what a sync of ``root`` must add, update, rename and remove."""
+    """Decide what a sync of ``root`` must add, update, rename and remove.
+
+    ``existing`` answers which of some document ids the index already holds; with it, the plan
+    also fails the files whose documents would clash with others (see :func:`reject_conflicts`).
+    ``shard=(i, n)`` plans only the files (listed and in the manifest) that :func:`in_shard` gives
+    worker ``i``.
+    """
+    if shard is not None:
+        files = (f for f in files if in_shard(f[1], shard))
+        manifest = {rel: e for rel, e in manifest.items() if in_shard(rel, shard)}
     plan = SyncPlan()
-    seen: set[str] = set()
-    candidates: list[tuple[Path, str, int, int, FileEntry | None]] = []
     try:
-        for path, rel in files:
-            if not _encodable(rel):
-                plan.failed.append(FailedFile(_printable(rel), "file name is not valid UTF-8; rename the file"))
-                continue
-            seen.add(rel)
-            try:
-                stat = path.stat()
-            except OSError as exc:
-                plan.failed.append(FailedFile(rel, f"cannot stat: {exc.strerror or exc}"))
-                continue
-            entry = manifest.get(rel)
-            if entry is not None and entry.size == stat.st_size and entry.mtime_ns == stat.st_mtime_ns:
-                plan.unchanged.append(rel)
-            else:
-                candidates.append((path, rel, stat.st_size, stat.st_mtime_ns, entry))
+        seen, candidates = _stat_files(plan, files, manifest)
     except LoadError as exc:
         plan.failed.append(FailedFile(exc.path, exc.reason))
         return plan  # the root itself is unreadable: change nothing
+    fresh = _read_changed(plan, candidates, load, show_progress)
+    _classify(plan, manifest, seen, fresh)
+    if existing is not None:
+        reject_conflicts(plan, existing)
+    return plan
 
+
+def _stat_files(
+    plan: SyncPlan, files: Iterable[tuple[Path, str]], manifest: dict[str, FileEntry]
+) -> tuple[set[str], list[_Candidate]]:
+    """The relative paths listed, and the files whose size or mtime changed (the others are
+    unchanged without being read)."""
+    seen: set[str] = set()
+    candidates: list[_Candidate] = []
+    for path, rel in files:
+        if not _encodable(rel):
+            plan.failed.append(FailedFile(_printable(rel), "file name is not valid UTF-8; rename the file"))
+            continue
+        seen.add(rel)
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            plan.failed.append(FailedFile(rel, f"cannot stat: {exc.strerror or exc}"))
+            continue
+        entry = manifest.get(rel)
+        if entry is not None and entry.size == stat.st_size and entry.mtime_ns == stat.st_mtime_ns:
+            plan.unchanged.append(rel)
+        else:
+            candidates.append((path, rel, stat.st_size, stat.st_mtime_ns, entry))
+    return seen, candidates
+
+
+def _read_changed(
+    plan: SyncPlan, candidates: list[_Candidate], load: Callable[[Path, str], list[Document]], show_progress: bool
+) -> list[tuple[str, FileEntry, list[Document]]]:
+    """Hash each candidate and load those whose content changed: (path, new entry, documents)."""
     fresh: list[tuple[str, FileEntry, list[Document]]] = []
     for path, rel, size, mtime_ns, entry in progress(candidates, "reading files", show_progress):
         try:
@@ -89,7 +128,15 @@ def plan_sync(
             plan.failed.append(FailedFile(rel, f"{type(exc).__name__}: {exc}"))
             continue
         fresh.append((rel, FileEntry(rel, size, mtime_ns, digest, tuple(d.id for d in docs)), docs))
+    return fresh
 
+
+def _classify(
+    plan: SyncPlan, manifest: dict[str, FileEntry], seen: set[str], fresh: list[tuple[str, FileEntry, list[Document]]]
+) -> None:
+    """Sort the loaded files into added, updated and renamed, and the vanished ones into removed.
+
+    A file that failed to load is not gone: it keeps its previously indexed version."""
     failed_paths = {f.path for f in plan.failed}
     gone = {rel: e for rel, e in manifest.items() if rel not in seen and rel not in failed_paths}
     gone_by_hash = {e.sha256: rel for rel, e in gone.items()}
@@ -111,7 +158,49 @@ def plan_sync(
         plan.removed.append(rel)
         plan.remove_doc_ids.extend(entry.doc_ids)
         plan.remove_files.append(rel)
-    return plan
+
+
+def reject_conflicts(plan: SyncPlan, existing: Callable[[list[str]], Iterable[str]]) -> None:
+    """Fail the files whose documents cannot be indexed: an id another document of this sync has, or
+    one that ``existing`` reports in the index and this sync does not replace (another folder,
+    ``add()``, or another file of this folder).
+
+    A rejected file is not indexed at all, so it is not "added" and not in the manifest: it is
+    reported again next time.
+    """
+    documents, dupes = dedupe_documents(plan.documents)
+    failed = [FailedFile(rel, f"duplicate document id {doc_id!r}") for rel, doc_id in dupes]
+    replacing = set(plan.remove_doc_ids)
+    foreign = {i for i in existing([d.id for d, _ in documents]) if i not in replacing}
+    failed += [FailedFile(rel, f"document id {d.id!r} already exists (another file, folder or add())")
+               for d, rel in documents if d.id in foreign]
+    rejected = {f.path for f in failed} - {f.path for f in plan.failed}
+    plan.failed += failed
+    plan.documents = [(d, rel) for d, rel in documents if d.id not in foreign and rel not in rejected]
+    plan.added = [r for r in plan.added if r not in rejected]
+    plan.updated = [r for r in plan.updated if r not in rejected]
+    plan.upsert_files = [e for e in plan.upsert_files if e.path not in rejected]
+
+
+def dedupe_documents(items: list[tuple[Document, str]]) -> tuple[list[tuple[Document, str]], list[tuple[str, str]]]:
+    """Keep the first document of each id; return the rest as (origin, id) duplicates."""
+    seen: set[str] = set()
+    kept, dupes = [], []
+    for doc, origin in items:
+        if doc.id in seen:
+            dupes.append((origin, doc.id))
+        else:
+            seen.add(doc.id)
+            kept.append((doc, origin))
+    return kept, dupes
+
+
+def in_shard(rel: str, shard: tuple[int, int]) -> bool:
+    """Whether a file belongs to worker ``i`` of ``n``: a stable hash of its relative path."""
+    i, n = shard
+    if not (n >= 1 and 0 <= i < n):
+        raise ConfigError(f"shard must be I/N with 0 <= I < N, got {i}/{n}")
+    return int(hashlib.sha1(rel.encode("utf-8", "surrogatepass")).hexdigest()[:8], 16) % n == i
 
 
 def _encodable(text: str) -> bool:
