@@ -1,0 +1,163 @@
+"""The hybrid retriever on the fake embedder, through ``Index.search(**settings)``: settings validation,
+fusion weights at their extremes, grouping, MMR, and saved settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fakes import FakeEmbedder, open_fake_index
+from ragkit import ConfigError, Document, Hit
+
+CORPUS = [
+    Document("oxalic-1", "Treat varroa mites with oxalic acid dribble in winter.", {"topic": "varroa"}),
+    Document("oxalic-2", "Treat varroa mites with oxalic acid dribble in winter!", {"topic": "varroa"}),
+    Document("oxalic-3", "Treat varroa mites with oxalic acid dribble, in winter.", {"topic": "varroa"}),
+    Document("count", "Count varroa mites with a sugar roll of three hundred bees.", {"topic": "varroa"}),
+    Document("queen", "A mated queen lays up to two thousand eggs a day in spring.", {"topic": "queens"}),
+    Document("smoke", "Cool white smoke from dry pine needles calms the guard bees.", {"topic": "handling"}),
+    Document("honey", "Extract honey when most of the frame is capped with wax.", {"topic": "harvest"}),
+]
+
+# One long paragraph whose sentences each make one chunk at chunk_size=12 (the fake counts words);
+# neighbouring chunks are one space apart, so they touch.
+SECTIONS = [f"Section {i} explains {word} in plain words for beginners." for i, word in
+            enumerate(["swarming", "swarming", "feeding", "wintering", "swarming", "requeening"])]
+LONG = " ".join(SECTIONS)
+SHORT = [d for d in CORPUS[3:] if len(d.text.split()) <= 12]  # one chunk each at chunk_size=12
+
+
+@pytest.fixture
+def index(fake_index):  # type: ignore[no-untyped-def]
+    fake_index.add(CORPUS)
+    return fake_index
+
+
+@pytest.fixture
+def long_index(tmp_path: Path):  # type: ignore[no-untyped-def]
+    with open_fake_index(tmp_path / "long.ragkit", FakeEmbedder(), chunk_size=12, chunk_overlap=0) as index:
+        index.add([Document("guide", LONG), *SHORT])
+        assert len(index) == len(SECTIONS) + len(SHORT), "each section should be one chunk"
+        yield index
+
+
+def doc_ids(hits: list[Hit]) -> list[str]:
+    return [h.doc_id for h in hits]
+
+
+# -- validation -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("settings, complaint", [
+    ({"method": "borda"}, "method"),
+    ({"weight": 1.5}, "weight"),
+    ({"weight": -0.1}, "weight"),
+    ({"normalization": "softmax"}, "normalization"),
+    ({"group_by": "title"}, "group_by"),
+    ({"depth": 0}, "depth"),
+    ({"mmr_lambda": 2.0}, "mmr_lambda"),
+    ({"association_weight": float("nan")}, "association_weight"),
+    ({"association_weight": -1.0}, "association_weight"),
+    ({"association_threshold": 1.0}, "association_threshold"),
+])
+def test_bad_settings_are_config_errors_naming_the_setting(index, settings: dict, complaint: str) -> None:
+    with pytest.raises(ConfigError, match=complaint):
+        index.search("varroa", k=3, **settings)
+    with pytest.raises(ConfigError, match=complaint):
+        index.retriever(**settings)
+
+
+def test_an_unknown_setting_is_refused(index) -> None:
+    with pytest.raises((ConfigError, TypeError)):
+        index.search("varroa", k=3, wieght=0.5)
+
+
+# -- fusion -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["adaptive", "rrf", "convex", "dbsf"])
+def test_every_method_ranks_the_union_of_both_legs(index, method: str) -> None:
+    hits = index.search("varroa mites sugar roll", k=len(CORPUS), method=method)
+    assert sorted(doc_ids(hits)) == sorted(d.id for d in CORPUS)  # dense reaches every chunk
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert all(h.dense_rank is not None for h in hits)
+    assert {h.doc_id for h in hits if h.bm25_rank is not None} == {"oxalic-1", "oxalic-2", "oxalic-3", "count"}
+    assert hits[0].doc_id == "count"  # the only chunk with "sugar" and "roll": first on both legs
+
+
+def dense_order(hits: list[Hit]) -> list[float]:
+    """The hits' dense scores, rounded: near-copies tie, and a tie may come out in either order."""
+    return [round(h.dense_score, 5) for h in hits]  # type: ignore[arg-type]
+
+
+def test_convex_weight_one_is_the_dense_ranking(index) -> None:
+    query = "guard bees calm smoke"
+    dense = index.search(query, k=len(CORPUS), mode="dense")
+    fused = index.search(query, k=len(CORPUS), method="convex", weight=1.0)
+    assert dense_order(fused) == dense_order(dense) and set(doc_ids(fused)) == set(doc_ids(dense))
+    assert fused[0].doc_id == dense[0].doc_id == "smoke"
+
+
+def test_convex_weight_zero_puts_the_bm25_ranking_first(index) -> None:
+    query = "varroa sugar roll bees"
+    bm25 = index.search(query, k=len(CORPUS), mode="bm25")
+    fused = index.search(query, k=len(CORPUS), method="convex", weight=0.0)
+    assert doc_ids(fused)[: len(bm25)] == doc_ids(bm25)
+
+
+def test_depth_one_still_returns_k_hits_from_the_union(index) -> None:
+    hits = index.search("varroa mites", k=2, depth=1)
+    assert 1 <= len(hits) <= 2 and all(h.bm25_rank in (None, 1) and h.dense_rank in (None, 1) for h in hits)
+
+
+# -- grouping and diversity -------------------------------------------------------------------------
+def test_group_by_document_keeps_the_best_chunk_of_each(long_index) -> None:
+    plain = long_index.search("swarming", k=20, mode="bm25")
+    assert doc_ids(plain).count("guide") == 3  # three sections mention swarming
+    grouped = long_index.search("swarming", k=20, mode="bm25", group_by="document")
+    assert doc_ids(grouped) == ["guide"]
+    assert grouped[0].chunk_id == plain[0].chunk_id and grouped[0].rank == 1
+
+
+def test_group_by_neighbors_merges_touching_chunks_of_a_document(long_index) -> None:
+    plain = long_index.search("swarming", k=3, mode="bm25")
+    spans = sorted((h.start, h.end) for h in plain)
+    merged = long_index.search("swarming", k=3, mode="bm25", group_by="neighbors")
+    guide = [h for h in merged if h.doc_id == "guide"]
+    assert len(guide) == 2  # sections 0 and 1 touch and merge; section 4 stands apart
+    first, apart = sorted(guide, key=lambda h: h.start)
+    assert (first.start, first.end) == (spans[0][0], spans[1][1]) and (apart.start, apart.end) == spans[2]
+    assert SECTIONS[0] in first.text and SECTIONS[1] in first.text and SECTIONS[4] == apart.text
+    assert [h.rank for h in merged] == list(range(1, len(merged) + 1))
+
+
+def test_mmr_trades_near_duplicates_for_variety(index) -> None:
+    query = "treat varroa mites"
+    plain = index.search(query, k=3)
+    assert set(doc_ids(plain)) == {"oxalic-1", "oxalic-2", "oxalic-3"}, "the three near-copies rank first"
+    diverse = index.search(query, k=3, mmr=True, mmr_lambda=0.5)
+    assert len(diverse) == 3 and len(set(doc_ids(diverse)) - {"oxalic-1", "oxalic-2", "oxalic-3"}) >= 1
+    assert diverse[0].doc_id == plain[0].doc_id  # the most relevant stays first
+
+
+def test_mmr_lambda_one_is_plain_relevance(index) -> None:
+    query = "treat varroa mites"
+    assert doc_ids(index.search(query, k=4, mmr=True, mmr_lambda=1.0)) == doc_ids(index.search(query, k=4))
+
+
+# -- saved settings ---------------------------------------------------------------------------------
+def test_saved_settings_apply_to_plain_search_and_survive_reopening(index, tmp_path: Path) -> None:
+    index.save_retrieval_settings({"method": "convex", "weight": 1.0})
+    query = "guard bees calm smoke"
+    assert dense_order(index.search(query, k=5)) == dense_order(index.search(query, k=5, mode="dense"))
+    assert dense_order(index.search(query, k=5, method="convex", weight=0.0)) != dense_order(index.search(query, k=5))
+    index.close()
+    with open_fake_index(tmp_path / "kb.ragkit") as again:
+        assert again.config.retrieval == {"method": "convex", "weight": 1.0}
+        assert dense_order(again.search(query, k=5)) == dense_order(again.search(query, k=5, mode="dense"))
+        # a call's own settings override the saved ones
+        assert doc_ids(again.search(query, k=5, weight=0.0))[0] == again.search(query, k=1, mode="bm25")[0].doc_id
+
+
+@pytest.mark.parametrize("settings", [{"weight": 3.0}, {"method": "nope"}, {"weight": float("nan")}])
+def test_invalid_settings_are_not_saved(index, settings: dict) -> None:
+    with pytest.raises(ConfigError):
+        index.save_retrieval_settings(settings)
+    assert index.config.retrieval is None
