@@ -22,7 +22,7 @@ MOVED = {
     "ragkit.association": "ragkit.retrieval.association",
     "ragkit.backend": "ragkit.storage.base",
     "ragkit.budget": "ragkit.prompting.budget",
-    "ragkit.check": "ragkit.storage.local.check",
+    "ragkit.check": "ragkit.storage.location",
     "ragkit.chunking": "ragkit.ingest.chunking",
     "ragkit.citations": "ragkit.prompting.citations",
     "ragkit.cli_eval": "ragkit.cli.eval",

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -29,17 +29,17 @@ from ragkit.errors import ConfigError, ModelMismatchError
 from ragkit.storage.filters import Filters
 from ragkit.storage.bm25 import BM25Params
 from ragkit.ingest.loading import iter_files, load_file
-from ragkit.storage.local.backend import LocalBackend
 from ragkit.progress import progress
 from ragkit.storage.local.store import FORMAT_VERSION
 from ragkit.types import Chunk, Document, Hit, SyncReport
 
-if TYPE_CHECKING:
-    from ragkit.retrieval.retriever import HybridRetriever
+from ragkit.retrieval.retriever import HybridRetriever
+from ragkit.retrieval.settings import RetrievalSettings, SearchMode
+from ragkit.retrieval.source import LearnedState, QueryEncoder
+from ragkit.storage.base import SearchView
+from ragkit.storage.location import open_backend
 
 logger = logging.getLogger(__name__)
-
-SearchMode = Literal["hybrid", "bm25", "dense"]
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ class Index:
         self.embedder: TextEmbedder = embedder or Embedder(self.config.model, device=device)
         self.analyzer = self.config.analyzer
         self._chunker: Chunker | None = None
-        self._query_vectors: dict[str, np.ndarray] = {}
+        self._encoder = QueryEncoder(self.analyzer, self.embedder)
         self._decoded: dict[str, tuple[dict[str, Any], Any]] = {}  # config field -> (stored, decoded)
 
     def _configure(self, given: dict[str, Any]) -> None:
@@ -164,8 +164,6 @@ class Index:
                 self.config = replace(self.config, **bm25)
                 self.config.bm25  # validate before storing
                 self.backend.set_config(self.config.to_dict())
-        self.backend.dense_kind = self.config.dense_index
-        self.backend.bm25_params = self.config.bm25
 
     def _check_compatible(self, given: dict[str, Any]) -> None:
         model = given.get("model")
@@ -339,18 +337,22 @@ class Index:
     # -- searching --------------------------------------------------------------------------
     def embed_query(self, query: str) -> np.ndarray:
         """The query's unit vector (the last 256 queries are cached)."""
-        vector = self._query_vectors.get(query)
-        if vector is None:
-            vector = self.embedder.encode([query])[0]
-            if len(self._query_vectors) >= 256:
-                self._query_vectors.pop(next(iter(self._query_vectors)))
-            self._query_vectors[query] = vector
-        return vector
+        return self._encoder.vector(query)
 
-    def retriever(self, **settings: Any) -> "HybridRetriever":
+    # What a retriever needs of an index (ragkit.retrieval.source.SearchSource).
+    @property
+    def query_encoder(self) -> QueryEncoder:
+        return self._encoder
+
+    def snapshot(self) -> SearchView | None:
+        """A consistent view of the searchable state (None while the index is empty)."""
+        return self.backend.snapshot()
+
+    def learned_state(self) -> LearnedState:
+        return LearnedState(self.query_adapter, self.query_associations)
+
+    def retriever(self, **settings: Any) -> HybridRetriever:
         """A :class:`HybridRetriever` with the index's saved settings, overridden by ``settings``."""
-        from ragkit.retrieval.retriever import HybridRetriever
-
         saved = dict(self.config.retrieval or {})
         saved.update(settings)
         return HybridRetriever(self, **saved)
@@ -404,9 +406,7 @@ class Index:
         """Store fusion settings (as `ragkit tune` does) so plain ``search`` uses them from now on."""
         import json
 
-        from ragkit.retrieval.retriever import HybridRetriever
-
-        HybridRetriever(self, **settings)  # validate before storing
+        RetrievalSettings.from_dict(settings)  # validate before storing
         try:
             json.dumps(settings, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -439,20 +439,6 @@ class Index:
 
     def __len__(self) -> int:
         return self.backend.counts()["chunks"]
-
-
-def open_backend(path: str | os.PathLike[str], *, create: bool, token: str | None) -> Any:
-    """The storage backend for ``path``: a local directory, or ``milvus://host:port/collection``
-    (a Milvus server or cluster) or ``milvus-lite:///path/file.db`` (embedded Milvus Lite)."""
-    text = os.fspath(path)
-    if text.startswith(("milvus://", "milvus-lite://", "milvus+https://")):
-        from ragkit.storage.milvus.backend import MilvusBackend
-
-        return MilvusBackend.from_uri(text, token=token, create=create)
-    if "://" in text:
-        raise ConfigError(f"unknown index location {text!r}: use a directory, milvus://host:port/collection "
-                          "or milvus-lite:///path/kb.db")
-    return LocalBackend(Path(text), create=create)
 
 
 def embedding_text(chunk: Chunk) -> str:

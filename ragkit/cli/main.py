@@ -167,7 +167,7 @@ def format_hits(hits: Sequence[Any], width: int = 100) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ragkit.storage.local.check import check_index
+    from ragkit.storage.location import check_index
 
     problems = check_index(args.index)
     if problems:

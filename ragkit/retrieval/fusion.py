@@ -15,19 +15,16 @@ chunk ranked below every candidate.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ragkit.errors import ConfigError
+from ragkit.retrieval.settings import ADAPTIVE_WEIGHT, NORMALIZATIONS, Normalization
 from ragkit.storage.base import LegCandidates
 
-Normalization = Literal["minmax", "zscore", "dbsf"]
-NORMALIZATIONS = ("minmax", "zscore", "dbsf")
 
 # adaptive_fusion defaults, chosen on SciFact train queries and controlled degradations (see README).
-ADAPTIVE_WEIGHT = 0.4
 ADAPTIVE_RAMP = 2.0
 ADAPTIVE_SHIFT = 0.5
 ADAPTIVE_SOFTNESS = 0.25

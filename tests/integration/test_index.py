@@ -27,7 +27,7 @@ import pytest
 from conftest import Location, SamplesBuild, index_problems, index_storage, open_index
 from pdfutil import make_pdf
 
-from ragkit.storage.local.check import check_index
+from ragkit.storage.location import check_index
 from ragkit.errors import (
     ConfigError,
     FilterError,

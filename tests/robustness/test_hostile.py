@@ -29,7 +29,7 @@ from hostile import (
     text_bomb_pdf,
 )
 
-from ragkit.storage.local.check import check_index
+from ragkit.storage.location import check_index
 from ragkit.errors import LoadError
 from ragkit.ingest.loading import load_file
 from ragkit.types import Hit

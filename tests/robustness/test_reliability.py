@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 from conftest import open_index
 
-from ragkit.storage.local.check import check_index
+from ragkit.storage.location import check_index
 from ragkit.errors import IndexCorruptError
 from ragkit.types import Document
 

@@ -1,10 +1,10 @@
 """The local backend: SQLite records plus BM25 and faiss segments in one directory.
 
-This is the storage/search side of :class:`ragkit.Index` (see ``backend.py``
-for the interface a Milvus backend also implements). Writes go through
+This is the storage/search side of :class:`ragkit.Index` (see ``storage/base.py``
+for the protocol the Milvus backend also implements). Writes go through
 :meth:`LocalBackend.apply`, one atomic transaction (see ``store.py``); reads
-go through a :class:`Snapshot`, the in-memory arrays of one committed segment
-version, reloaded only when another writer has committed a newer one.
+go through a :class:`LocalView` of a :class:`Snapshot`, the in-memory arrays of one
+committed segment version, reloaded only when another writer has committed a newer one.
 """
 
 from __future__ import annotations
@@ -12,52 +12,42 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ragkit.storage.base import Changes, FileEntry, LegStatistics, StaleSnapshot
-from ragkit.types import Chunk
+from ragkit.errors import IndexCorruptError
+from ragkit.storage.base import (
+    BACKGROUND_SAMPLE,
+    Changes,
+    FileEntry,
+    LegCandidates,
+    LegStatistics,
+    Query,
+    StaleSnapshot,
+    StorageSettings,
+)
+from ragkit.storage.bm25 import BM25Index, bm25_ideal_score
 from ragkit.storage.dense import DenseIndex
 from ragkit.storage.filters import Filters, compile_filters, filter_mask
-from ragkit.retrieval.fusion import LegCandidates
-from ragkit.storage.bm25 import BM25Index, BM25Params, bm25_ideal_score
-from ragkit.errors import IndexCorruptError
+from ragkit.storage.local.snapshot import Snapshot
 from ragkit.storage.local.store import Store
+from ragkit.storage.local.verify import problems
+from ragkit.storage.util import batches, filter_key
+from ragkit.types import Chunk
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Snapshot:
-    """The searchable arrays of one segment version. Row ``i`` of every array is chunk ``rows[i]``."""
-
-    version: int
-    rows: np.ndarray
-    bm25: BM25Index
-    dense: DenseIndex
-    _records: list[dict[str, Any]] | None = None
-    _masks: "OrderedDict[str, np.ndarray]" = field(default_factory=OrderedDict)
-    _row_pos: dict[int, int] | None = None
-    _background: np.ndarray | None = None
-
-    def position_of(self, rowid: int) -> int | None:
-        if self._row_pos is None:
-            self._row_pos = {int(r): i for i, r in enumerate(self.rows)}
-        return self._row_pos.get(rowid)
 
 
 class LocalBackend:
     """Records in SQLite, BM25 term frequencies and unit vectors in versioned segment files."""
 
-    def __init__(self, path: str | Path, *, create: bool = True, dense_kind: str = "flat") -> None:
+    def __init__(self, path: str | Path, *, create: bool = True, settings: StorageSettings | None = None) -> None:
         self.store = Store(path, create=create)
         self.path = self.store.path
-        self.dense_kind = dense_kind
-        self.bm25_params = BM25Params()
+        self.settings = settings or StorageSettings.from_config(self.get_config())
         self._snapshot: Snapshot | None = None
         self._snapshot_lock = threading.Lock()
 
@@ -71,6 +61,7 @@ class LocalBackend:
     def set_config(self, config: Mapping[str, Any]) -> None:
         with self.store.write_transaction() as db:
             Store.set_meta(db, "config", dict(config))
+        self.settings = StorageSettings.from_config(config)
         self._snapshot = None
 
     def manifest(self, root: str) -> dict[str, FileEntry]:
@@ -79,7 +70,7 @@ class LocalBackend:
 
     def document_roots(self, doc_ids: Sequence[str]) -> dict[str, str | None]:
         found: dict[str, str | None] = {}
-        for batch in _batches(list(doc_ids)):
+        for batch in batches(list(doc_ids)):
             marks = ",".join("?" * len(batch))
             for doc_id, root in self.store.query(f"SELECT id, root FROM documents WHERE id IN ({marks})", batch):
                 found[doc_id] = root
@@ -87,7 +78,7 @@ class LocalBackend:
 
     def document_hashes(self, doc_ids: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}
-        for batch in _batches(list(doc_ids)):
+        for batch in batches(list(doc_ids)):
             marks = ",".join("?" * len(batch))
             found.update(self.store.query(f"SELECT id, text_hash FROM documents WHERE id IN ({marks})", batch))
         return found
@@ -107,7 +98,7 @@ class LocalBackend:
         """Apply one batch of changes atomically: records, manifest and a new segment."""
         with self.store.write_transaction() as db:
             version = int(self.store.get_meta("segment", 0, db=db))
-            snap = self._load(version) if version else None
+            snap = self.load_version(version) if version else None
             removed = _rows_of_documents(db, changes.remove_doc_ids)
             db.executemany("DELETE FROM chunks WHERE doc_id = ?", [(d,) for d in changes.remove_doc_ids])
             db.executemany("DELETE FROM documents WHERE id = ?", [(d,) for d in changes.remove_doc_ids])
@@ -144,7 +135,7 @@ class LocalBackend:
         tokens: list[list[str]], vectors: list[np.ndarray],
     ) -> None:
         if snap is None:
-            bm25, dense, rows = BM25Index.empty(self.bm25_params), None, np.zeros(0, np.int64)
+            bm25, dense, rows = BM25Index.empty(self.settings.bm25), None, np.zeros(0, np.int64)
         else:
             keep = ~np.isin(snap.rows, np.fromiter(removed, np.int64, len(removed)))
             bm25, dense, rows = snap.bm25.keep_rows(keep), snap.dense.keep_rows(keep), snap.rows[keep]
@@ -152,13 +143,13 @@ class LocalBackend:
         dim = snap.dense.dimension if snap is not None else 0
         new_vectors = np.asarray(vectors, np.float32).reshape(len(vectors), -1) if vectors else np.zeros((0, dim), np.float32)
         if dense is None or dense.n_rows == 0:
-            dense = DenseIndex(new_vectors, self.dense_kind)  # type: ignore[arg-type]
+            dense = DenseIndex(new_vectors, self.settings.dense_kind)
         else:
             dense = dense.append(new_vectors)
         rows = np.concatenate([rows, np.asarray(new_rows, np.int64)])
         arrays = {"rows": rows, "vectors": dense.vectors, **bm25.to_arrays()}
         blobs = {"terms.json": json.dumps(bm25.terms(), ensure_ascii=False).encode()}
-        if self.dense_kind == "hnsw" and dense.n_rows:
+        if self.settings.dense_kind == "hnsw" and dense.n_rows:
             import faiss
 
             blobs["dense.faiss"] = faiss.serialize_index(dense.faiss_index).tobytes()
@@ -171,8 +162,13 @@ class LocalBackend:
             db.execute("DELETE FROM embeddings WHERE hash NOT IN (SELECT embed_hash FROM chunks)")
 
     # -- reads --------------------------------------------------------------------------------
-    def snapshot(self) -> Snapshot | None:
-        """The current segment's arrays; reloaded only when a writer has committed a new version."""
+    def snapshot(self) -> "LocalView | None":
+        """A view of the current segment; its arrays are reloaded only when a writer has committed a new version."""
+        snap = self.current_snapshot()
+        return None if snap is None else LocalView(self, snap)
+
+    def current_snapshot(self) -> Snapshot | None:
+        """The current segment's arrays (None before the first write)."""
         for attempt in range(5):
             version = int(self.store.get_meta("segment", 0))
             snap = self._snapshot
@@ -183,7 +179,7 @@ class LocalBackend:
             with self._snapshot_lock:
                 try:
                     if self._snapshot is None or self._snapshot.version != version:
-                        self._snapshot = self._load(version)
+                        self._snapshot = self.load_version(version)
                     return self._snapshot
                 except IndexCorruptError:
                     # A missing file is corruption, unless newer commits removed this version while
@@ -192,81 +188,43 @@ class LocalBackend:
                         raise
         return None
 
-    def _load(self, version: int) -> Snapshot:
+    def load_version(self, version: int) -> Snapshot:
+        """The arrays of segment ``version``, read and checksummed from disk."""
         arrays, blobs = self.store.read_segment(version)
-        bm25 = BM25Index.from_arrays(arrays, json.loads(blobs["terms.json"]), self.bm25_params)
-        dense = DenseIndex(arrays["vectors"], self.dense_kind)  # type: ignore[arg-type]
+        bm25 = BM25Index.from_arrays(arrays, json.loads(blobs["terms.json"]), self.settings.bm25)
+        dense = DenseIndex(arrays["vectors"], self.settings.dense_kind)
         if "dense.faiss" in blobs:
             import faiss
 
             dense.set_faiss_index(faiss.deserialize_index(np.frombuffer(blobs["dense.faiss"], np.uint8)))
         return Snapshot(version, arrays["rows"], bm25, dense)
 
-    def filter_mask(self, snap: Snapshot, filters: Filters | None) -> np.ndarray | None:
-        if not filters:
-            return None
-        compile_filters(filters)  # validate first: a bad filter must be a FilterError, not a TypeError here
-        key = json.dumps(filters, sort_keys=True, default=str)
-        mask = snap._masks.get(key)
-        if mask is None:
-            if snap._records is None:
-                snap._records = self._records_of(snap)
-            mask = filter_mask(filters, snap._records)
-            snap._masks[key] = mask
-            if len(snap._masks) > 64:
-                snap._masks.popitem(last=False)
-        return mask
+    def records_of(self, snap: Snapshot) -> list[dict[str, Any]]:
+        """Each row's chunk metadata plus ``doc_id`` and ``chunk_id``: what filters test."""
+        if snap.records is None:
+            meta: dict[int, dict[str, Any]] = {}
+            for row, chunk_id, doc_id, metadata in self.store.query("SELECT row, id, doc_id, metadata FROM chunks"):
+                meta[row] = {**json.loads(metadata), "doc_id": doc_id, "chunk_id": chunk_id}
+            snap.records = [meta.get(int(r), {}) for r in snap.rows]
+        return snap.records
 
-    def _records_of(self, snap: Snapshot) -> list[dict[str, Any]]:
-        meta: dict[int, dict[str, Any]] = {}
-        for row, chunk_id, doc_id, metadata in self.store.query("SELECT row, id, doc_id, metadata FROM chunks"):
-            meta[row] = {**json.loads(metadata), "doc_id": doc_id, "chunk_id": chunk_id}
-        return [meta.get(int(r), {}) for r in snap.rows]
-
-    def lexical_candidates(self, snap: Snapshot, tokens: list[str], depth: int, mask: np.ndarray | None) -> LegCandidates:
-        ids, scores = snap.bm25.top_k(tokens, depth, mask)
-        return LegCandidates(ids, scores)
-
-    def dense_candidates(self, snap: Snapshot, vector: np.ndarray, depth: int, mask: np.ndarray | None) -> LegCandidates:
-        ids, scores = snap.dense.top_k(vector, depth, mask)
-        return LegCandidates(ids, scores.astype(np.float64))
-
-    def exact_scores(
-        self, snap: Snapshot, tokens: list[str], vector: np.ndarray, ids: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Each leg's exact score for ``ids``: BM25 from the postings, dense by dot product."""
-        return snap.bm25.scores(tokens)[ids], snap.dense.vectors[ids] @ vector
-
-    def leg_statistics(
-        self, snap: Snapshot, tokens: list[str], vector: np.ndarray, mask: np.ndarray | None
-    ) -> LegStatistics:
-        """What adaptive fusion calibrates with: BM25's ideal score, a sample of dense scores."""
-        return LegStatistics(
-            bm25_ideal=bm25_ideal_score(snap.bm25, tokens),
-            dense_background=_background(snap, mask) @ vector,
-            n_searched=int(mask.sum()) if mask is not None else snap.dense.n_rows,
-        )
-
-    def vectors(self, snap: Snapshot, ids: np.ndarray) -> np.ndarray:
-        return snap.dense.vectors[ids]
-
-    def is_empty(self, snap: Snapshot) -> bool:
-        return snap.bm25.n_docs == 0
-
-    def fetch(self, snap: Snapshot, positions: Sequence[int]) -> list[Chunk]:
-        """Chunk records for row positions of ``snap``, in the order given."""
-        rowids = [int(snap.rows[p]) for p in positions]
-        found: dict[int] = {}
-        for batch in _batches(rowids):
+    def fetch_rows(self, rowids: Sequence[int]) -> list[Chunk]:
+        """Chunk records by SQLite row id, in the order given; StaleSnapshot if a newer commit removed one."""
+        found: dict[int, Chunk] = {}
+        for batch in batches(list(rowids)):
             marks = ",".join("?" * len(batch))
             for row, cid, doc_id, start, end, text, metadata in self.store.query(
                 f"SELECT row, id, doc_id, start, end, text, metadata FROM chunks WHERE row IN ({marks})", batch
             ):
                 found[row] = Chunk(cid, doc_id, text, start, end, json.loads(metadata))
         missing = [r for r in rowids if r not in found]
-        if missing:  # a writer replaced these rows after we loaded the snapshot: the caller retries
+        if missing:  # a writer replaced these rows after the view was opened: the caller retries
             raise StaleSnapshot(missing)
         return [found[r] for r in rowids]
+
+    def verify(self) -> list[str]:
+        """Every inconsistency between the index's parts (see :func:`ragkit.storage.local.verify.problems`)."""
+        return problems(self.store, self.load_version)
 
     # -- inspection ---------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -283,31 +241,74 @@ class LocalBackend:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
 
 
-def _background(snap: Snapshot, mask: np.ndarray | None, size: int = 1024) -> np.ndarray:
-    """Evenly spaced vectors (within the filter) to estimate a query's dense score distribution.
-
-    Unfiltered, the sample is built once per snapshot: copying it per query would cost more than
-    the search itself.
-    """
-    if mask is None and snap._background is not None:
-        return snap._background
-    rows = np.flatnonzero(mask) if mask is not None else np.arange(snap.dense.n_rows)
-    if len(rows) > size:
-        rows = rows[np.linspace(0, len(rows) - 1, size).astype(np.int64)]
-    sample = np.ascontiguousarray(snap.dense.vectors[rows])
-    if mask is None:
-        snap._background = sample
-    return sample
-
-
 def _rows_of_documents(db: Any, doc_ids: Sequence[str]) -> list[int]:
     rows: list[int] = []
-    for batch in _batches(list(doc_ids)):
+    for batch in batches(list(doc_ids)):
         marks = ",".join("?" * len(batch))
         rows.extend(r for (r,) in db.execute(f"SELECT row FROM chunks WHERE doc_id IN ({marks})", batch))
     return rows
 
 
-def _batches(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+@dataclass(frozen=True)
+class LocalView:
+    """One search's view of a :class:`Snapshot`, optionally narrowed to the rows a filter matches."""
+
+    backend: LocalBackend
+    snap: Snapshot
+    mask: np.ndarray | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.snap.bm25.n_docs == 0
+
+    def filtered(self, filters: Filters | None) -> "LocalView":
+        if not filters:
+            return self
+        compile_filters(filters)  # validate first: a bad filter must be a FilterError, not a TypeError here
+        records = lambda: self.backend.records_of(self.snap)  # noqa: E731 - read only on a cache miss
+        mask = self.snap.masks.get_or_make(filter_key(filters), lambda: filter_mask(filters, records()))
+        return LocalView(self.backend, self.snap, mask)
+
+    def lexical(self, query: Query, depth: int) -> LegCandidates:
+        ids, scores = self.snap.bm25.top_k(query.tokens, depth, self.mask)
+        return LegCandidates(ids, scores)
+
+    def dense(self, query: Query, depth: int) -> LegCandidates:
+        ids, scores = self.snap.dense.top_k(query.needs_vector(), depth, self.mask)
+        return LegCandidates(ids, scores.astype(np.float64))
+
+    def exact_scores(self, query: Query, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each leg's exact score for ``ids``: BM25 from the postings, dense by dot product."""
+        return self.snap.bm25.scores(query.tokens)[ids], self.snap.dense.vectors[ids] @ query.needs_vector()
+
+    def statistics(self, query: Query) -> LegStatistics:
+        """What adaptive fusion calibrates with: BM25's ideal score, a sample of dense scores."""
+        return LegStatistics(
+            bm25_ideal=bm25_ideal_score(self.snap.bm25, query.tokens),
+            dense_background=self._background() @ query.needs_vector(),
+            n_searched=int(self.mask.sum()) if self.mask is not None else self.snap.dense.n_rows,
+        )
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        return self.snap.dense.vectors[ids]
+
+    def fetch(self, ids: Sequence[int]) -> list[Chunk]:
+        """Chunk records for row positions of this view, in the order given."""
+        return self.backend.fetch_rows([int(self.snap.rows[p]) for p in ids])
+
+    def _background(self) -> np.ndarray:
+        """Evenly spaced vectors (within the filter) to estimate a query's dense score distribution.
+
+        Unfiltered, the sample is built once per snapshot: copying it per query would cost more than
+        the search itself.
+        """
+        snap, mask = self.snap, self.mask
+        if mask is None and snap.background is not None:
+            return snap.background
+        rows = np.flatnonzero(mask) if mask is not None else np.arange(snap.dense.n_rows)
+        if len(rows) > BACKGROUND_SAMPLE:
+            rows = rows[np.linspace(0, len(rows) - 1, BACKGROUND_SAMPLE).astype(np.int64)]
+        sample = np.ascontiguousarray(snap.dense.vectors[rows])
+        if mask is None:
+            snap.background = sample
+        return sample
