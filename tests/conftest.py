@@ -136,19 +136,21 @@ def rebase_index(index_dir: Path, old_root: Path, new_root: Path) -> None:
 def _rebase_milvus(db: Path, old: str, new: str) -> None:
     """``rebase_index`` for Milvus Lite: manifest rows are keyed by (root, path), so they are re-keyed."""
     from ragkit.storage.base import FileEntry
-    from ragkit.storage.milvus.backend import MilvusBackend, _lit
+    from ragkit.storage.milvus.backend import MilvusBackend
+    from ragkit.storage.milvus.expressions import literal
+    from ragkit.storage.milvus.rows import doc_row, file_rows
 
     backend = MilvusBackend.from_uri(f"{LITE}{db}", create=False)
+    cols = backend.cols
     try:
-        rows = list(backend._scan("files", f"root == {_lit(old)}", ["path", "size", "mtime_ns", "sha256", "doc_ids"]))
+        rows = list(cols.scan("files", f"root == {literal(old)}", ["path", "size", "mtime_ns", "sha256", "doc_ids"]))
         entries = [FileEntry(r["path"], r["size"], r["mtime_ns"], r["sha256"], tuple(r["doc_ids"])) for r in rows]
-        backend._upsert("files", backend._file_rows(new, entries))
-        backend._client.delete(backend._coll("files"), ids=[r["pk"] for r in rows])
-        docs = list(backend._scan("docs", f"root == {_lit(old)}", ["doc_id", "part", "text", "metadata", "text_hash"]))
-        backend._upsert("docs", [backend._doc_row(d["doc_id"], d["part"], d["text"], d["metadata"], d["text_hash"], new)
-                                 for d in docs])
-        for suffix in ("files", "docs"):
-            backend._client.flush(backend._coll(suffix))
+        cols.upsert("files", file_rows(new, entries))
+        cols.delete("files", [r["pk"] for r in rows])
+        docs = list(cols.scan("docs", f"root == {literal(old)}", ["doc_id", "part", "text", "metadata", "text_hash"]))
+        cols.upsert("docs", [doc_row(d["doc_id"], d["part"], d["text"], d["metadata"], d["text_hash"], new)
+                             for d in docs])
+        cols.flush("files", "docs")
     finally:
         backend.close()
 
@@ -216,7 +218,7 @@ def index_problems(index: Any) -> list[str]:
 
     if not isinstance(index.backend, MilvusBackend):
         return check_index(index.path)
-    return milvus_problems(index.backend)
+    return index.backend.verify()
 
 
 def location_problems(location: Location) -> list[str]:
@@ -230,46 +232,9 @@ def location_problems(location: Location) -> list[str]:
 
     backend = MilvusBackend.from_uri(str(location), create=False)
     try:
-        return milvus_problems(backend)
+        return backend.verify()
     finally:
         backend.close()
-
-
-def milvus_problems(backend: Any) -> list[str]:
-    """What ``check_index`` checks, for Milvus: BM25 statistics equal the chunks' own counts, every chunk
-    belongs to a finished document, every manifest file's documents exist, and no write is unfinished
-    (no pending document row, dirty manifest entry or writing marker)."""
-    from collections import Counter
-
-    from ragkit.storage.milvus.backend import EMPTY_TERM, N_CHUNKS, N_TOKENS
-
-    problems = []
-    counts: Counter[int] = Counter()
-    chunk_docs = set()
-    for row in backend._scan("", "pk >= 0", ["sparse", "dl", "doc_id"]):
-        counts.update(t for t in row["sparse"] if t != EMPTY_TERM)
-        counts[N_CHUNKS] += 1
-        counts[N_TOKENS] += row["dl"]
-        chunk_docs.add(row["doc_id"])
-    stored = {t: n for t, n in backend._stat_sums(list(counts)).items() if n}
-    if stored != +counts:
-        wrong = sorted(t for t in set(stored) | set(counts) if stored.get(t, 0) != counts[t])
-        problems.append(f"BM25 statistics differ from the chunks for {len(wrong)} terms (e.g. {wrong[:3]})")
-    docs = {r["doc_id"]: r["text_hash"] for r in backend._scan("docs", "part == 0", ["doc_id", "text_hash"])}
-    pending = sorted(d for d, h in docs.items() if not h)
-    if pending:
-        problems.append(f"unfinished documents {pending[:3]}")
-    if chunk_docs - set(docs):
-        problems.append(f"chunks of missing documents {sorted(chunk_docs - set(docs))[:3]}")
-    for row in backend._scan("files", "pk >= 0", ["path", "size", "doc_ids"]):
-        if row["size"] < 0:
-            problems.append(f"manifest file {row['path']} is marked dirty by an unfinished write")
-        missing = [d for d in row["doc_ids"] if d not in docs]
-        if missing:
-            problems.append(f"manifest file {row['path']} lists missing documents {missing[:3]}")
-    if backend._meta("writing"):
-        problems.append("the writing marker of an unfinished write is set")
-    return problems
 
 
 # --------------------------------------------------------------------------- tiers and the fake embedder

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import milvus_problems, open_index, rebase_index
+from conftest import open_index, rebase_index
 
 try:
     import milvus_lite  # noqa: F401
@@ -34,7 +34,9 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 from ragkit.storage.base import Changes, PreparedDocument
 from ragkit.errors import ConfigError, IndexLockedError
-from ragkit.storage.milvus.backend import EMPTY_TERM, N_CHUNKS, N_TOKENS, MilvusBackend, _condition
+from ragkit.storage.milvus import lite, statistics
+from ragkit.storage.milvus.backend import MilvusBackend
+from ragkit.storage.milvus.expressions import condition
 from ragkit.types import Chunk, Document
 
 HOT = "Varroa mites spread fast. Count varroa weekly, treat varroa with oxalic acid; varroa kills colonies."
@@ -106,11 +108,11 @@ def assert_same_results(ours: list, theirs: list) -> None:
 def assert_statistics_exact(backend: MilvusBackend) -> None:
     """The stored BM25 statistics equal what the chunks hold (no drift after a write or a crash)."""
     counts: Counter[int] = Counter()
-    for row in backend._scan("", "pk >= 0", ["sparse", "dl"]):
-        counts.update(t for t in row["sparse"] if t != EMPTY_TERM)
-        counts[N_CHUNKS] += 1
-        counts[N_TOKENS] += row["dl"]
-    stored = backend._stat_sums(list(counts))
+    for row in backend.cols.scan("", "pk >= 0", ["sparse", "dl"]):
+        counts.update(t for t in row["sparse"] if t != statistics.EMPTY_TERM)
+        counts[statistics.N_CHUNKS] += 1
+        counts[statistics.N_TOKENS] += row["dl"]
+    stored = statistics.sums(backend.cols, list(counts))
     assert {t: n for t, n in stored.items() if n} == +counts
 
 
@@ -171,13 +173,13 @@ def test_filters_select_the_same_chunks_as_local(built: tuple[Path, Path, Path],
 
 
 def test_conditions_translate_to_milvus_expressions() -> None:
-    assert _condition("source", "eq", 'a"b', {"str"}) == ('source == "a\\"b"', True)
-    assert _condition("page", "ne", 3, {"int", "null"}) == ("page is null or page != 3", True)
-    assert _condition("year", "in", [1, 2], {"int"}) == ('metadata["year"] == 1 or metadata["year"] == 2', True)
-    assert _condition("tags", "eq", "x", {"list"}) == ('json_contains_any(metadata["tags"], ["x"])', True)
-    assert _condition("source", "glob", "a/*.md", {"str"}) == ('source like "a/%.md"', True)
-    assert _condition("source", "glob", "a_b/*", {"str"}) == ('source like "a_b/%"', False)  # superset
-    assert _condition("mixed", "eq", 1, {"int", "str"}) == (None, False)  # Python decides
+    assert condition("source", "eq", 'a"b', {"str"}) == ('source == "a\\"b"', True)
+    assert condition("page", "ne", 3, {"int", "null"}) == ("page is null or page != 3", True)
+    assert condition("year", "in", [1, 2], {"int"}) == ('metadata["year"] == 1 or metadata["year"] == 2', True)
+    assert condition("tags", "eq", "x", {"list"}) == ('json_contains_any(metadata["tags"], ["x"])', True)
+    assert condition("source", "glob", "a/*.md", {"str"}) == ('source like "a/%.md"', True)
+    assert condition("source", "glob", "a_b/*", {"str"}) == ('source like "a_b/%"', False)  # superset
+    assert condition("mixed", "eq", 1, {"int", "str"}) == (None, False)  # Python decides
 
 
 # --------------------------------------------------------------------------- sync semantics
@@ -201,14 +203,14 @@ def test_server_mode_statistics_are_delta_rows_that_rebuild_folds(copy: tuple[Pa
     db, _ = copy
     with open_index(uri(db)) as index:
         expected = {q: results(index, q, "bm25", k=5) for q in QUERIES}
-        index.backend._exclusive = False  # what a Milvus server's writers do: insert-only statistics
+        index.backend.exclusive = False  # what a Milvus server's writers do: insert-only statistics
         index.delete(["paper-b"])
         index.add([EXTRA[1]])
-        assert index.backend._meta("stats_deltas") is True
+        assert index.backend.cols.meta("stats_deltas") is True
         assert_statistics_exact(index.backend)
         deltas = {q: results(index, q, "bm25", k=5) for q in QUERIES}
         index.backend.rebuild_statistics()
-        assert index.backend._meta("stats_deltas") is False
+        assert index.backend.cols.meta("stats_deltas") is False
         assert_statistics_exact(index.backend)
         for query in QUERIES:
             assert_same_results(results(index, query, "bm25", k=5), deltas[query])
@@ -239,7 +241,7 @@ def test_writers_exclude_each_other_in_process_and_other_processes_are_refused(c
         cli = subprocess.run([sys.executable, "-m", "ragkit.cli", "index", str(docs), "--index", uri(db), "-q"],
                              capture_output=True, text=True, timeout=300)
         assert cli.returncode == 2 and "open in another process" in cli.stderr, cli.stderr
-    assert first.backend._client is None and second.backend._client is None
+    assert first.backend.client is None and second.backend.client is None
 
 
 # --------------------------------------------------------------------------- crashes and shards
@@ -324,7 +326,7 @@ def test_an_index_file_a_kill_left_half_written_is_rebuilt_when_the_index_opens(
         for cut in (4, sizes[kind] - 1):  # where a kill can stop the write: in the header, before the end
             os.truncate(path, cut)
             caplog.clear()
-            with caplog.at_level("WARNING", logger="ragkit.milvus"), open_index(uri(db)) as index:
+            with caplog.at_level("WARNING", logger="ragkit.storage.milvus"), open_index(uri(db)) as index:
                 for query in QUERIES[:2]:
                     assert_same_results(results(index, query, "hybrid", k=5), expected[query])
                 assert index.search("varroa", k=3, filters={"doc_id": "hot/varroa-1.md"})  # the scalar index
@@ -365,11 +367,11 @@ def _killed_syncs(copy: tuple[Path, Path], stops: list[str]) -> list[tuple[float
             # the whole index is as before the sync or as after it (a killed write is rolled back), never a mixture
             held = {d.id: d.text for d in index.documents() if d.id in before or d.id in after}
             assert held == after if finished else held in (before, after), (stop_at, finished)
-            assert milvus_problems(index.backend) == [], stop_at  # consistent at once, before any repair
+            assert index.backend.verify() == [], stop_at  # consistent at once, before any repair
             index.sync(docs)
             assert {d.id: d.text for d in index.documents() if d.id in after or d.id in before} == after
             assert_statistics_exact(index.backend)
-            chunk_docs = {r["doc_id"] for r in index.backend._scan("", "pk >= 0", ["doc_id"])}
+            chunk_docs = {r["doc_id"] for r in index.backend.cols.scan("", "pk >= 0", ["doc_id"])}
             assert chunk_docs == {d.id for d in index.documents()}  # no orphan chunks
             for doc_id, text in after.items():
                 marker = re.search(r"marker\w+", text).group()  # type: ignore[union-attr]
