@@ -103,8 +103,9 @@ def forget_fusion_alias() -> Any:
 
 
 # -- packages that kept an old module's name ----------------------------------------------------------
-def forwarding_packages() -> list[tuple[str, dict[str, str], str | None]]:
-    """``(package, exports, old module)`` of every ``__getattr__ = forward_attributes(...)`` in the source."""
+def forwarding_packages() -> list[tuple[str, dict[str, str], tuple[str, ...] | None]]:
+    """``(package, exports, old modules)`` of every ``__getattr__ = forward_attributes(...)`` in the source:
+    the old modules are where the names of the old module ``package`` live now."""
     found = []
     for init in sorted(PACKAGE.rglob("__init__.py")):
         tree = ast.parse(init.read_text(encoding="utf-8"))
@@ -117,8 +118,8 @@ def forwarding_packages() -> list[tuple[str, dict[str, str], str | None]]:
                     package = ".".join(init.relative_to(PACKAGE.parent).parent.parts)
                     args = call.args
                     exports = values.get(args[1].id, {}) if isinstance(args[1], ast.Name) else ast.literal_eval(args[1])
-                    old = ast.literal_eval(args[2]) if len(args) > 2 else None
-                    found.append((package, exports, old))
+                    old = ast.literal_eval(args[2]) if len(args) > 2 else None  # one module, or those it split into
+                    found.append((package, exports, old if isinstance(old, (tuple, type(None))) else (old,)))
                 else:
                     try:
                         values[name] = ast.literal_eval(call)
@@ -144,10 +145,16 @@ def test_from_ragkit_retrieval_import_hybrid_retriever_does_not_warn() -> None:
 
 
 @pytest.mark.parametrize("package, exports, old", FORWARDING, ids=[p for p, _, _ in FORWARDING])
-def test_a_package_export_resolves_without_a_warning(package: str, exports: dict[str, str], old: str | None) -> None:
+def test_a_package_export_resolves_without_a_warning(
+    package: str, exports: dict[str, str], old: tuple[str, ...] | None
+) -> None:
+    """Also after the submodules are imported: a submodule named like an export (``ragkit.cli.main``)
+    would otherwise shadow the exported function with the module."""
     import importlib
 
     module = importlib.import_module(package)
+    for where in set(exports.values()):
+        importlib.import_module(where)
     for name, where in exports.items():
         with warnings.catch_warnings():
             warnings.simplefilter("error")
@@ -156,22 +163,29 @@ def test_a_package_export_resolves_without_a_warning(package: str, exports: dict
 
 
 @pytest.mark.parametrize("package, exports, old", [f for f in FORWARDING if f[2]], ids=[p for p, _, o in FORWARDING if o])
-def test_an_old_name_through_a_package_warns_and_forwards(package: str, exports: dict[str, str], old: str) -> None:
+def test_an_old_name_through_a_package_warns_and_forwards(
+    package: str, exports: dict[str, str], old: tuple[str, ...]
+) -> None:
     """A name the old module had (here: one of its private helpers, the least "API" there is) still
     resolves on the package, with a warning naming where it lives now; an unknown name is an AttributeError."""
     import importlib
 
     module = importlib.import_module(package)
-    source = importlib.import_module(old)
-    private = sorted(n for n, v in vars(source).items()
-                     if n.startswith("_") and not n.startswith("__") and callable(v) and n not in exports)
-    assert private, f"{old} has no private helper to try"
-    name = private[0]
-    with pytest.warns(DeprecationWarning) as caught:
-        value = getattr(module, name)
-    assert value is getattr(source, name)
-    message = str(caught[0].message)
-    assert f"{package}.{name}" in message and f"{old}.{name}" in message, message
+    seen: set[str] = set()
+    for where in old:  # a name of each module the old one was split into (the first that has it wins)
+        source = importlib.import_module(where)
+        private = sorted(n for n, v in vars(source).items() if n.startswith("_") and not n.startswith("__")
+                         and callable(v) and n not in exports and n not in seen)
+        seen.update(vars(source))
+        if not private:
+            continue
+        name = private[0]
+        with pytest.warns(DeprecationWarning) as caught:
+            value = getattr(module, name)
+        assert value is getattr(source, name)
+        message = str(caught[0].message)
+        assert f"{package}.{name}" in message and f"{where}.{name}" in message, message
+    assert seen, f"{package} forwards no old module"
     with pytest.raises(AttributeError, match="no attribute"):
         getattr(module, "no_such_name_anywhere")
     with pytest.raises(AttributeError):
