@@ -6,6 +6,8 @@ import argparse
 import os
 from typing import Any
 
+from ragkit.retrieval.settings import FUSION_METHODS, SEARCH_MODES
+
 DEFAULT_INDEX = "kb.ragkit"
 
 
@@ -16,10 +18,10 @@ def index_arg(p: argparse.ArgumentParser) -> None:
 
 def search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-k", type=int, default=5, help="number of hits (default 5)")
-    p.add_argument("--mode", choices=["hybrid", "bm25", "dense"], default="hybrid")
+    p.add_argument("--mode", choices=SEARCH_MODES, default="hybrid")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="metadata filter: key=value, key=a,b (any of), key!=v, key>=n, key<n, key~glob")
-    p.add_argument("--method", choices=["adaptive", "rrf", "convex", "dbsf"], help="fusion method")
+    p.add_argument("--method", choices=FUSION_METHODS, help="fusion method")
     p.add_argument("--weight", type=float, help="dense leg's share in fusion, 0..1")
 
 

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from ragkit.errors import ConfigError
+from ragkit.retrieval.settings import SEARCH_MODES
 
 TOKEN_ENV = "RAGKIT_SERVER_TOKEN"
 
@@ -33,7 +34,7 @@ def register(sub: Any, name: str) -> None:
     p.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the upstream's API key")
     p.add_argument("--token", help=f"require 'Authorization: Bearer TOKEN' (default ${TOKEN_ENV})")
     p.add_argument("-k", "--k", type=int, default=5, help="passages retrieved per question (default 5)")
-    p.add_argument("--mode", choices=["hybrid", "bm25", "dense"], default="hybrid", help="search mode")
+    p.add_argument("--mode", choices=SEARCH_MODES, default="hybrid", help="search mode")
     p.add_argument("--template", default="qa", help="prompt template: name, file or string (default qa)")
     p.add_argument("--max-tokens", type=int, default=4096, help="prompt budget in tokens (default 4096)")
     p.add_argument("--condense", choices=["rule", "generator", "none"], default="rule",

@@ -34,6 +34,7 @@ from typing import Any, Literal
 from ragkit.text.analysis import ENGLISH_STOPWORDS
 from ragkit.prompting.citations import Citation
 from ragkit.errors import ConfigError
+from ragkit.retrieval.settings import SEARCH_MODES
 from ragkit.generators.backends import agenerate, as_generator, astream, generate, stream
 from ragkit.prompting.builder import Prompt, PromptBuilder
 from ragkit.types import Hit
@@ -45,7 +46,6 @@ __all__ = [
 
 Condense = Literal["rule", "generator"] | None
 CONDENSE_MODES = ("rule", "generator", None)
-SEARCH_MODES = ("hybrid", "bm25", "dense")
 Message = dict[str, str]
 
 AUGMENT_TEMPLATE = """\

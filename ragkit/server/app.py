@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import asdict
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from ragkit.errors import (
     ConfigError,
@@ -44,6 +44,7 @@ from ragkit.errors import (
     RagkitError,
 )
 from ragkit.pipeline.rag import RAG, Answer, AsyncStreamedAnswer, Retrieved
+from ragkit.retrieval.settings import SearchMode
 
 try:
     from fastapi import FastAPI
@@ -92,7 +93,7 @@ class ChatRequest(BaseModel):
 class SearchRequest(BaseModel):
     query: str = Field(min_length=1)
     k: int | None = Field(default=None, ge=1, le=1000)
-    mode: Literal["hybrid", "bm25", "dense"] | None = None
+    mode: SearchMode | None = None
     filters: dict[str, Any] | None = None
 
 
