@@ -4,7 +4,7 @@
 
 Re-embedding the corpus takes 5+ minutes on 2 cores, so the chunks, their vectors and the config come
 from an existing local SciFact index (``--source``, built by ``benchmarks/scifact.py``; opened
-read-only). Both backends ingest the same :class:`~ragkit.backend.PreparedDocument` batches through
+read-only). Both backends ingest the same :class:`~ragkit.storage.base.PreparedDocument` batches through
 ``apply``; both are then searched through ``ragkit.Index`` with the same query vectors. Reported per
 backend: nDCG@10 and Recall@10 (k=10 hits; each leg fetches 100 candidates) on the test queries for bm25, dense and hybrid (default adaptive
 fusion, and RRF), ms/query excluding the query embedding, and ingestion in chunks/s. Also: how far
@@ -69,8 +69,7 @@ def read_source(source: Path) -> tuple[dict, list[PreparedDocument]]:
 
 def ingest(backend, config: dict, prepared: list[PreparedDocument], batch: int) -> float:
     """Chunks per second through ``apply`` (no embedding), in batches of ``batch`` documents."""
-    backend.set_config(config)
-    backend.bm25_params = IndexConfig.from_dict(config).bm25
+    backend.set_config(config)  # a backend takes its settings (dense kind, BM25 constants) from its config
     started = time.perf_counter()
     for start in range(0, len(prepared), batch):
         backend.apply(Changes(add=tuple(prepared[start : start + batch])))

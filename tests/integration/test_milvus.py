@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +231,39 @@ def test_uri_errors_and_the_install_hint(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setitem(sys.modules, "pymilvus", None)
     with pytest.raises(ImportError, match=r'pip install "ragkit\[milvus\]"'):
         MilvusBackend.from_uri(f"milvus-lite://{tmp_path}/kb.db")
+
+
+def test_without_milvus_lites_private_api_a_write_falls_back_to_repair_by_resync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A milvus-lite without the private calls the rollback needs: one warning naming its version, and
+    writes still work, guarded by the unfinished-write marker instead of a snapshot."""
+    monkeypatch.setattr(lite, "missing_private_api", lambda: ["MilvusLite.create_snapshot"])
+    lite.rollback_supported.cache_clear()
+    try:
+        chunk = Chunk("d#0", "d", "varroa mites", 0, 12)
+        vector = np.ones(8, np.float32) / np.sqrt(8)
+        with caplog.at_level("WARNING"):
+            for round_ in range(2):  # two opens, two writes: still one warning
+                backend = MilvusBackend.from_uri(uri(tmp_path / "kb.db"))
+                try:
+                    doc = Document("d", f"varroa mites {round_}")
+                    backend.apply(Changes(add=(PreparedDocument(doc, f"h{round_}", [chunk], [["varroa", "mites"]],
+                                                                [vector], ["e"]),)))
+                    assert list(backend.iter_documents()) == [("d", doc.text, {})]
+                    assert backend.verify() == []
+                    assert not list((tmp_path / "kb.db").rglob(f"{lite.ROLLBACK}*"))  # no snapshot, no marker
+                finally:
+                    backend.close()
+        warnings = [r.getMessage() for r in caplog.records if "lacks" in r.getMessage()]
+        assert len(warnings) == 1 and metadata.version("milvus-lite") in warnings[0], warnings
+        assert "MilvusLite.create_snapshot" in warnings[0] and "re-sync" in warnings[0]
+    finally:
+        lite.rollback_supported.cache_clear()  # the next test probes the real milvus-lite again
+
+
+def test_the_capability_probe_finds_what_the_installed_milvus_lite_has() -> None:
+    assert lite.missing_private_api() == []  # the tests above exercise the rollback, not the fallback
 
 
 def test_writers_exclude_each_other_in_process_and_other_processes_are_refused(copy: tuple[Path, Path]) -> None:
