@@ -77,21 +77,26 @@ def install() -> None:
         sys.meta_path.append(_MovedFinder())
 
 
-def forward_attributes(package: str, exports: dict[str, str], old_module: str | None = None) -> Callable[[str], Any]:
+def forward_attributes(
+    package: str, exports: dict[str, str], old_module: str | tuple[str, ...] | None = None
+) -> Callable[[str], Any]:
     """A module ``__getattr__`` for ``package``: ``exports`` (name -> submodule) load on first use, so
     importing one submodule does not import its siblings; other names the old module ``package`` had
-    (now in ``old_module``) still resolve, with a deprecation warning naming where they live."""
+    (now in ``old_module``, or in one of several modules it was split into) still resolve, with a
+    deprecation warning naming where they live."""
+    old_modules = (old_module,) if isinstance(old_module, str) else old_module or ()
 
     def __getattr__(name: str) -> Any:
         if name in exports:
             return getattr(importlib.import_module(exports[name]), name)
-        if name.startswith("__") or old_module is None:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        try:
-            value = getattr(importlib.import_module(old_module), name)
-        except AttributeError:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
-        _warn(f"{package}.{name}", f"{old_module}.{name}")
-        return value
+        if not name.startswith("__"):
+            for module in old_modules:
+                try:
+                    value = getattr(importlib.import_module(module), name)
+                except AttributeError:
+                    continue
+                _warn(f"{package}.{name}", f"{module}.{name}")
+                return value
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__

@@ -102,7 +102,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from ragkit.evaluation.datasets import load_beir, split_queries
-    from ragkit.evaluation.evaluate import MIN_TUNING_GAIN, tune
+    from ragkit.evaluation.evaluate import describe_settings
+    from ragkit.evaluation.tuning import MIN_TUNING_GAIN, tune
 
     index, train = _open(args)
     heldout = None
@@ -114,7 +115,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                   associate=args.associate, seed=args.seed, show_progress=not args.quiet)
     best = dict(result.best)
     fusion = {k: v for k, v in best.items() if k != "query_adapter" and not k.startswith("association")}
-    chosen = _describe(fusion) if fusion else f"the untuned default (no setting beat it by {MIN_TUNING_GAIN})"
+    chosen = describe_settings(fusion, ", ") if fusion else f"the untuned default (no setting beat it by {MIN_TUNING_GAIN})"
     print(f"tuned on {len(train.queries)} queries ({train.name}); best fusion for {result.metric}: {chosen}")
     if result.adapter:
         fit = result.adapter
@@ -153,12 +154,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     index.save_retrieval_settings(best)
     index.save_query_adapter(result.adapter.adapter if result.adapter else None)
     index.save_query_associations(result.associations)
-    print(f"saved to {args.index}: plain `search` now uses {_describe(best)}")
+    print(f"saved to {args.index}: plain `search` now uses {describe_settings(best, ', ')}")
     return 0
-
-
-def _describe(settings: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in settings.items())
 
 
 def _plot(result: Any, path: Path) -> None:

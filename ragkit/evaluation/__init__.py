@@ -2,6 +2,7 @@
 
 from ragkit._moved import forward_attributes
 
-_EXPORTS = {"evaluate_index": "ragkit.evaluation.evaluate", "tune": "ragkit.evaluation.evaluate", "load_beir": "ragkit.evaluation.datasets", "EvalDataset": "ragkit.evaluation.datasets", "evaluate": "ragkit.evaluation.metrics"}
+_EXPORTS = {"evaluate_index": "ragkit.evaluation.evaluate", "tune": "ragkit.evaluation.tuning", "load_beir": "ragkit.evaluation.datasets", "EvalDataset": "ragkit.evaluation.datasets", "evaluate": "ragkit.evaluation.metrics"}
 __all__ = sorted(_EXPORTS)
-__getattr__ = forward_attributes(__name__, _EXPORTS, "ragkit.evaluation.evaluate")
+# The old module ragkit.evaluation is now evaluate.py (measuring) and tuning.py (tuning).
+__getattr__ = forward_attributes(__name__, _EXPORTS, ("ragkit.evaluation.evaluate", "ragkit.evaluation.tuning"))

@@ -12,7 +12,8 @@ import pytest
 
 from ragkit.evaluation.datasets import EvalDataset
 from ragkit.errors import ConfigError
-from ragkit.evaluation.evaluate import MIN_TUNING_QUERIES, evaluate_index, tune, tuning_grid
+from ragkit.evaluation.evaluate import evaluate_index
+from ragkit.evaluation.tuning import MIN_TUNING_QUERIES, tune, tuning_grid
 
 TOPICS = {
     "varroa": "Varroa mites feed on bee brood; treat with oxalic acid when the mite count passes three per hundred bees.",
@@ -231,7 +232,7 @@ def mislabelled(data: EvalDataset) -> EvalDataset:
 
 
 def test_tune_with_associations_cross_validates_them_and_keeps_the_guard(topic_index) -> None:  # type: ignore[no-untyped-def]
-    from ragkit.evaluation.evaluate import ASSOCIATION_GRID
+    from ragkit.evaluation.tuning import ASSOCIATION_GRID
 
     # Questions the legs answer already: associations can add nothing, so tune must not keep them.
     plain = tune(topic_index, doubled(dataset()), grid=tuning_grid()[:3], depths=(50,), associate=True)
