@@ -29,7 +29,7 @@ import scipy.sparse as sp
 
 import ragkit
 from ragkit.evaluation.datasets import load_beir
-from ragkit.evaluation.evaluate import QueryCache, evaluate_index
+from ragkit.evaluation.measure import QueryCache, evaluate_index
 from ragkit.storage.local.store import Store
 
 CONFIGS = {

@@ -26,7 +26,7 @@ from scifact import build, table  # noqa: E402
 
 from ragkit.retrieval.adapter import document_disjoint_split  # noqa: E402
 from ragkit.evaluation.datasets import EvalDataset, load_beir  # noqa: E402
-from ragkit.evaluation.evaluate import QueryCache, evaluate_over_untuned  # noqa: E402
+from ragkit.evaluation.measure import QueryCache, evaluate_over_untuned  # noqa: E402
 from ragkit.evaluation.tuning import tune  # noqa: E402
 
 METRIC = "ndcg@10"

@@ -62,7 +62,7 @@ def _open(args: argparse.Namespace, split: str | None = None) -> tuple[Any, Any]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ragkit.evaluation.evaluate import DEFAULT_CONFIGS, DEFAULT_METRICS, UNTUNED_SETTINGS, QueryCache, evaluate_index
+    from ragkit.evaluation.measure import DEFAULT_CONFIGS, DEFAULT_METRICS, UNTUNED_SETTINGS, QueryCache, evaluate_index
 
     index, dataset = _open(args)
     configs = dict(DEFAULT_CONFIGS)
@@ -102,7 +102,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from ragkit.evaluation.datasets import load_beir, split_queries
-    from ragkit.evaluation.evaluate import describe_settings
+    from ragkit.evaluation.measure import describe_settings
     from ragkit.evaluation.tuning import MIN_TUNING_GAIN, tune
 
     index, train = _open(args)

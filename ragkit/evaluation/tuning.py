@@ -20,7 +20,7 @@ import numpy as np
 
 from ragkit.errors import ConfigError
 from ragkit.evaluation.datasets import EvalDataset, split_queries
-from ragkit.evaluation.evaluate import QueryCache, evaluate_over_untuned
+from ragkit.evaluation.measure import QueryCache, evaluate_over_untuned
 from ragkit.progress import progress
 from ragkit.retrieval.adapter import AdapterFit, fit_query_adapter
 from ragkit.retrieval.association import QueryAssociations

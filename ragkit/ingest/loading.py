@@ -10,13 +10,13 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 from ragkit.errors import LoadError
+
 # iter_files and SUPPORTED_SUFFIXES are named here too for code that imported them from here.
 from ragkit.ingest.files import SUPPORTED_SUFFIXES, file_kind, iter_files
 from ragkit.types import Document

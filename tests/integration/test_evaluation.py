@@ -12,7 +12,7 @@ import pytest
 
 from ragkit.evaluation.datasets import EvalDataset
 from ragkit.errors import ConfigError
-from ragkit.evaluation.evaluate import evaluate_index
+from ragkit.evaluation.measure import evaluate_index
 from ragkit.evaluation.tuning import MIN_TUNING_QUERIES, tune, tuning_grid
 
 TOPICS = {
@@ -144,7 +144,7 @@ def doubled(data: EvalDataset, name: str = "train") -> EvalDataset:
 
 
 def test_tune_with_an_adapter_chooses_fusion_on_plain_vectors_and_keeps_the_guard(topic_index) -> None:  # type: ignore[no-untyped-def]
-    from ragkit.evaluation.evaluate import UNTUNED_SETTINGS
+    from ragkit.evaluation.measure import UNTUNED_SETTINGS
 
     data = dataset()
     train = doubled(data)
