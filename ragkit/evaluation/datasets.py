@@ -77,12 +77,20 @@ def _record_id(path: Path, lineno: int, record: dict[str, Any]) -> str:
     return str(value)
 
 
+def _records_by_id(path: Path, what: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each record of a BEIR JSONL file with its id; an id seen before is an error."""
+    seen: set[str] = set()
+    for lineno, record in _read_jsonl(path):
+        record_id = _record_id(path, lineno, record)
+        if record_id in seen:
+            raise DatasetError(f"{path}:{lineno}: duplicate {what} id {record_id!r}")
+        seen.add(record_id)
+        yield record_id, record
+
+
 def _read_beir_corpus(path: Path) -> dict[str, Document]:
     corpus: dict[str, Document] = {}
-    for lineno, record in _read_jsonl(path):
-        doc_id = _record_id(path, lineno, record)
-        if doc_id in corpus:
-            raise DatasetError(f"{path}:{lineno}: duplicate document id {doc_id!r}")
+    for doc_id, record in _records_by_id(path, "document"):
         title = str(record.get("title") or "")
         text = str(record.get("text") or "")
         # BEIR's own retrievers embed title + " " + text; keep that, without a stray space.
@@ -92,13 +100,7 @@ def _read_beir_corpus(path: Path) -> dict[str, Document]:
 
 
 def _read_beir_queries(path: Path) -> dict[str, str]:
-    queries: dict[str, str] = {}
-    for lineno, record in _read_jsonl(path):
-        qid = _record_id(path, lineno, record)
-        if qid in queries:
-            raise DatasetError(f"{path}:{lineno}: duplicate query id {qid!r}")
-        queries[qid] = str(record.get("text") or "")
-    return queries
+    return {qid: str(record.get("text") or "") for qid, record in _records_by_id(path, "query")}
 
 
 def _read_qrels_tsv(path: Path) -> Iterator[tuple[int, str, str, int]]:
