@@ -28,7 +28,8 @@ from ragkit.text.embedding import DEFAULT_MODEL, Embedder, TextEmbedder
 from ragkit.errors import ConfigError, ModelMismatchError
 from ragkit.storage.filters import Filters
 from ragkit.storage.bm25 import BM25Params
-from ragkit.ingest.loading import iter_files, load_file
+from ragkit.ingest.files import iter_files
+from ragkit.ingest.loading import load_file
 from ragkit.progress import progress
 from ragkit.storage.local.store import FORMAT_VERSION
 from ragkit.types import Chunk, Document, Hit, SyncReport

@@ -1,7 +1,7 @@
-"""The ``ragkit`` command line: one module per group of commands, ``main`` in ``main.py``."""
+"""The ``ragkit`` command line: ``main`` and the core commands in ``commands.py``, one module per other group."""
 
 from ragkit._moved import forward_attributes
 
-_EXPORTS = {"main": "ragkit.cli.main"}
+_EXPORTS = {"main": "ragkit.cli.commands"}
 __all__ = sorted(_EXPORTS)
-__getattr__ = forward_attributes(__name__, _EXPORTS, "ragkit.cli.main")
+__getattr__ = forward_attributes(__name__, _EXPORTS, "ragkit.cli.commands")

@@ -1,5 +1,5 @@
 """``python -m ragkit.cli``."""
 
-from ragkit.cli.main import main
+from ragkit.cli.commands import main
 
 raise SystemExit(main())

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ragkit import Document, Index
-from ragkit.cli.main import main
+from ragkit.cli.commands import main
 
 SAMPLE_EXAMPLES = Path(__file__).resolve().parents[2] / "samples" / "examples.jsonl"
 DOCS = [
