@@ -8,7 +8,7 @@ re-embedding): :func:`fresh_copy` (local) or :func:`backend_copy`.
 
 Backend-agnostic tests take the :func:`backend` fixture (``local`` and ``milvus-lite``) and the
 fixtures built on it: :func:`backend_build`, :func:`backend_samples`, :func:`backend_copy`,
-:func:`new_index`; :func:`index_problems` and :func:`location_problems` are ``check_index`` for either.
+:func:`new_index`; :func:`index_problems` and :func:`location_problems` are ``verify``/``check_index`` for either.
 """
 
 from __future__ import annotations
@@ -212,29 +212,16 @@ def new_index(backend: str, tmp_path: Path) -> Location:
 
 
 def index_problems(index: Any) -> list[str]:
-    """``ragkit.check.check_index`` for either backend: every inconsistency between the index's parts."""
-    from ragkit.storage.local.check import check_index
-    from ragkit.storage.milvus.backend import MilvusBackend
-
-    if not isinstance(index.backend, MilvusBackend):
-        return check_index(index.path)
+    """Every inconsistency between an open index's parts (``Backend.verify``, either backend)."""
     return index.backend.verify()
 
 
 def location_problems(location: Location) -> list[str]:
     """``check_index`` for either backend, given where the index is. A Milvus Lite index is opened for it
     (as a restart would: that restores a write a killed process left unfinished)."""
-    from ragkit.storage.local.check import check_index
+    from ragkit.storage.location import check_index
 
-    if not str(location).startswith(LITE):
-        return check_index(location)
-    from ragkit.storage.milvus.backend import MilvusBackend
-
-    backend = MilvusBackend.from_uri(str(location), create=False)
-    try:
-        return backend.verify()
-    finally:
-        backend.close()
+    return check_index(location)
 
 
 # --------------------------------------------------------------------------- tiers and the fake embedder
