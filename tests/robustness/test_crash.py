@@ -87,10 +87,10 @@ def leftovers(location: Location) -> list[str]:
     folder = index_storage(location)
     if (folder / "segments").is_dir():  # local: segment folders being built
         return [p.name for p in (folder / "segments").iterdir() if ".tmp" in p.name]
-    from ragkit.storage.milvus.backend import _broken_lite_index_files
+    from ragkit.storage.milvus.lite import broken_index_files
 
     rollback = [p.name for p in folder.rglob("ragkit-rollback*")]  # Milvus Lite: write markers and snapshots
-    return rollback + [p.name for c in folder.glob("collections/*") for p in _broken_lite_index_files(c)]
+    return rollback + [p.name for c in folder.glob("collections/*") for p in broken_index_files(c)]
 
 
 def index_state(index_dir: Location) -> dict[str, str]:
