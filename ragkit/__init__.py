@@ -51,9 +51,9 @@ _LAZY = {
     "RAG": ".pipeline.rag",
     "Answer": ".pipeline.rag",
     "augment": ".pipeline.rag",
-    "OpenAICompatible": ".generators.backends",
-    "Ollama": ".generators.backends",
-    "HuggingFaceLocal": ".generators.backends",
+    "OpenAICompatible": ".generators.http",
+    "Ollama": ".generators.http",
+    "HuggingFaceLocal": ".generators.huggingface",
 }
 
 __all__ = sorted(
@@ -84,7 +84,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from .prompting.citations import Citation, extract_citations
     from .prompting.examples import ExampleSet
-    from .generators.backends import HuggingFaceLocal, Ollama, OpenAICompatible
+    from .generators.http import Ollama, OpenAICompatible
+    from .generators.huggingface import HuggingFaceLocal
     from .index import Index
     from .pipeline.rag import RAG, Answer, augment
     from .prompting.builder import Prompt, PromptBuilder

@@ -49,7 +49,7 @@ def register(sub: Any, name: str) -> None:
 def build_app(args: argparse.Namespace) -> Any:
     """The app ``ragkit serve`` would run for ``args``."""
     from ragkit.cli.common import open_index
-    from ragkit.generators.backends import OpenAICompatible
+    from ragkit.generators.http import OpenAICompatible
     from ragkit.pipeline.rag import RAG
     from ragkit.prompting.builder import PromptBuilder
     from ragkit.server.app import create_app

@@ -1,7 +1,22 @@
-"""Generators: the model backends a prompt is sent to (OpenAI-compatible, Ollama, Hugging Face, callables)."""
+"""Generators: the model backends a prompt is sent to (``base.py``: the protocol and entry points;
+``http.py``: OpenAI-compatible servers and Ollama; ``huggingface.py``: a local transformers pipeline)."""
 
 from ragkit._moved import forward_attributes
 
-_EXPORTS = {"OpenAICompatible": "ragkit.generators.backends", "Ollama": "ragkit.generators.backends", "HuggingFaceLocal": "ragkit.generators.backends", "CallableGenerator": "ragkit.generators.backends", "as_generator": "ragkit.generators.backends", "generate": "ragkit.generators.backends", "stream": "ragkit.generators.backends", "agenerate": "ragkit.generators.backends", "astream": "ragkit.generators.backends"}
+_EXPORTS = {
+    "OpenAICompatible": "ragkit.generators.http",
+    "Ollama": "ragkit.generators.http",
+    "HuggingFaceLocal": "ragkit.generators.huggingface",
+    "CallableGenerator": "ragkit.generators.base",
+    "Generator": "ragkit.generators.base",
+    "StreamingGenerator": "ragkit.generators.base",
+    "as_generator": "ragkit.generators.base",
+    "generate": "ragkit.generators.base",
+    "stream": "ragkit.generators.base",
+    "agenerate": "ragkit.generators.base",
+    "astream": "ragkit.generators.base",
+}
 __all__ = sorted(_EXPORTS)
-__getattr__ = forward_attributes(__name__, _EXPORTS, "ragkit.generators.backends")
+# The old module ragkit.generators was split into these three.
+__getattr__ = forward_attributes(__name__, _EXPORTS, ("ragkit.generators.base", "ragkit.generators.http",
+                                                      "ragkit.generators.huggingface"))

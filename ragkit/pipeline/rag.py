@@ -35,7 +35,7 @@ from ragkit.text.analysis import ENGLISH_STOPWORDS
 from ragkit.prompting.citations import Citation
 from ragkit.errors import ConfigError
 from ragkit.retrieval.settings import SEARCH_MODES
-from ragkit.generators.backends import agenerate, as_generator, astream, generate, stream
+from ragkit.generators.base import agenerate, as_generator, astream, generate, stream
 from ragkit.prompting.builder import Prompt, PromptBuilder
 from ragkit.types import Hit
 

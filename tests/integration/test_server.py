@@ -22,7 +22,7 @@ from fakellm import serve_fake_llm
 
 from ragkit import Document, Index
 from ragkit.cli.commands import main as cli_main
-from ragkit.generators.backends import OpenAICompatible
+from ragkit.generators.http import OpenAICompatible
 from ragkit.pipeline.rag import RAG
 from ragkit.server.app import create_app
 

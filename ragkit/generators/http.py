@@ -1,20 +1,6 @@
-"""Generators: turn OpenAI-style chat messages into text.
-
-A generator is anything with ``generate(messages, **options) -> str``; it may add
-``stream`` (an iterator of text pieces) and the async forms ``agenerate`` and
-``astream``. A plain callable ``fn(messages, **options)`` returning a string, or
-an iterator of strings, counts too: :func:`as_generator` wraps it. The module
-functions :func:`generate`, :func:`stream`, :func:`agenerate` and :func:`astream`
-accept either and fill in what a backend lacks (whole answer as one piece; sync
-code run in a thread).
-
-Backends, all taking ``temperature``, ``max_tokens``, ``top_p``, ``stop`` and
-``seed`` (other options pass through to the request body):
-
-* :class:`OpenAICompatible`: any ``/v1/chat/completions`` server: OpenAI, vLLM,
-  llama.cpp's server, Ollama's OpenAI route, LM Studio.
-* :class:`Ollama`: Ollama's native ``/api/chat``.
-* :class:`HuggingFaceLocal`: a local transformers pipeline (``pip install "ragkit[hf]"``).
+"""HTTP generator backends: any ``/v1/chat/completions`` server (:class:`OpenAICompatible`) and
+Ollama's native ``/api/chat`` (:class:`Ollama`), both taking ``temperature``, ``max_tokens``, ``top_p``,
+``stop`` and ``seed`` (other options pass through to the request body).
 
 HTTP failures map onto :mod:`ragkit.errors`: timeouts raise
 ``GeneratorTimeoutError``; HTTP 408/409/429/5xx and connection errors are retried
@@ -26,18 +12,16 @@ with exponential backoff (honouring ``Retry-After``) and then raise
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import inspect
 import json
 import logging
 import os
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ragkit.errors import (
     ConfigError,
@@ -45,8 +29,8 @@ from ragkit.errors import (
     GeneratorError,
     GeneratorResponseError,
     GeneratorTimeoutError,
-    ModelNotAvailableError,
 )
+from ragkit.generators.base import Message, check_messages, merged_options
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self needs Python 3.11
@@ -56,217 +40,13 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the extra
     httpx = None  # type: ignore[assignment]
 
-__all__ = [
-    "CallableGenerator",
-    "Generator",
-    "HuggingFaceLocal",
-    "Message",
-    "Ollama",
-    "OpenAICompatible",
-    "StreamingGenerator",
-    "agenerate",
-    "as_generator",
-    "astream",
-    "generate",
-    "stream",
-]
-
 logger = logging.getLogger(__name__)
 
-Message = dict[str, str]
-
 _HTTPX_HINT = 'OpenAICompatible and Ollama need httpx: pip install "ragkit[server]" (or pip install httpx)'
-_HF_HINT = 'HuggingFaceLocal needs transformers: pip install "ragkit[hf]"'
 _RETRY_STATUS = frozenset({408, 409, 429})  # and every 5xx, as OpenAI's own client does
 _MAX_WAIT = 60.0  # never sleep longer than this between attempts, whatever Retry-After says
 _EXCERPT = 200
 _DONE = object()  # a stream line that ends the stream
-
-
-# -- the protocol and the module-level entry points ----------------------------------------------
-
-
-@runtime_checkable
-class Generator(Protocol):
-    """Anything that answers chat messages with text."""
-
-    def generate(self, messages: list[Message], **options: Any) -> str: ...
-
-
-@runtime_checkable
-class StreamingGenerator(Generator, Protocol):
-    """A generator that can also yield its answer piece by piece."""
-
-    def stream(self, messages: list[Message], **options: Any) -> Iterator[str]: ...
-
-
-def as_generator(obj: Any) -> Generator:
-    """Return ``obj`` if it is a :class:`Generator`, wrap it if it is a callable, else raise TypeError.
-
-    >>> as_generator(lambda messages, **o: "hi").generate([{"role": "user", "content": "?"}])
-    'hi'
-    """
-    if isinstance(obj, Generator):
-        return obj
-    if callable(obj):
-        return CallableGenerator(obj)
-    raise TypeError(
-        "expected a Generator (an object with .generate(messages, **options)) or a callable "
-        f"fn(messages, **options) -> str; got {type(obj).__name__} {obj!r:.80}"
-    )
-
-
-def generate(generator: Any, messages: list[Message], **options: Any) -> str:
-    """The whole answer of ``generator`` (a Generator or a callable) to ``messages``."""
-    return as_generator(generator).generate(messages, **options)
-
-
-def stream(generator: Any, messages: list[Message], **options: Any) -> Iterator[str]:
-    """Pieces of the answer: the backend's own ``stream`` if it has one, else the whole answer once."""
-    gen = as_generator(generator)
-    native = getattr(gen, "stream", None)
-    if callable(native):
-        return iter(native(messages, **options))
-    return _once_sync(gen.generate, messages, options)
-
-
-async def agenerate(generator: Any, messages: list[Message], **options: Any) -> str:
-    """Async :func:`generate`: the backend's ``agenerate`` if it has one, else ``generate`` in a thread."""
-    gen = as_generator(generator)
-    native = getattr(gen, "agenerate", None)
-    if callable(native):
-        return await native(messages, **options)
-    return await asyncio.to_thread(gen.generate, messages, **options)
-
-
-def astream(generator: Any, messages: list[Message], **options: Any) -> AsyncIterator[str]:
-    """Async :func:`stream`: native ``astream``, else sync ``stream`` in a thread, else one piece.
-
-    >>> async for piece in astream(gen, messages):  # doctest: +SKIP
-    ...     print(piece, end="")
-    """
-    gen = as_generator(generator)
-    native = getattr(gen, "astream", None)
-    if callable(native):
-        return native(messages, **options)
-    if callable(getattr(gen, "stream", None)):
-        return _stream_in_thread(gen.stream, messages, options)  # type: ignore[attr-defined]
-    return _once_async(gen, messages, options)
-
-
-def _once_sync(fn: Callable[..., str], messages: list[Message], options: dict[str, Any]) -> Iterator[str]:
-    yield fn(messages, **options)
-
-
-async def _once_async(gen: Generator, messages: list[Message], options: dict[str, Any]) -> AsyncIterator[str]:
-    yield await agenerate(gen, messages, **options)
-
-
-async def _stream_in_thread(
-    fn: Callable[..., Iterable[str]], messages: list[Message], options: dict[str, Any]
-) -> AsyncIterator[str]:
-    """Drive a sync stream from async code, one ``next()`` per worker-thread hop."""
-    iterator = await asyncio.to_thread(lambda: iter(fn(messages, **options)))
-    end = object()
-    try:
-        while (piece := await asyncio.to_thread(next, iterator, end)) is not end:
-            yield piece  # type: ignore[misc]
-    finally:
-        close = getattr(iterator, "close", None)
-        if close is not None:
-            try:
-                close()
-            except ValueError:  # still running in its thread after a cancellation
-                pass
-
-
-# -- plain callables ----------------------------------------------------------------------------
-
-
-class CallableGenerator:
-    """A Generator around ``fn(messages, **options)`` returning a str or an iterator of str.
-
-    ``fn`` may be ``async def`` (returning a str) or an async generator; then
-    :meth:`agenerate`/:meth:`astream` are native and the sync forms use ``asyncio.run``.
-    """
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        if not callable(fn):
-            raise TypeError(f"CallableGenerator needs a callable, got {type(fn).__name__}")
-        self.fn = fn
-        call = getattr(fn, "__call__", None)  # noqa: B004 - async __call__ on an instance
-        self.is_async = any(
-            inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f) for f in (fn, call)
-        )
-
-    def __repr__(self) -> str:
-        return f"CallableGenerator({getattr(self.fn, '__qualname__', type(self.fn).__name__)})"
-
-    def generate(self, messages: list[Message], **options: Any) -> str:
-        if self.is_async:
-            return asyncio.run(self.agenerate(messages, **options))
-        return "".join(self.stream(messages, **options))
-
-    def stream(self, messages: list[Message], **options: Any) -> Iterator[str]:
-        if self.is_async:
-            yield self.generate(messages, **options)
-            return
-        yield from _pieces_of(self.fn(messages, **options), self.fn)
-
-    async def agenerate(self, messages: list[Message], **options: Any) -> str:
-        if not self.is_async:
-            return await asyncio.to_thread(self.generate, messages, **options)
-        return "".join([piece async for piece in self.astream(messages, **options)])
-
-    async def astream(self, messages: list[Message], **options: Any) -> AsyncIterator[str]:
-        if not self.is_async:
-            async for piece in _stream_in_thread(self.stream, messages, options):
-                yield piece
-            return
-        result = self.fn(messages, **options)
-        if inspect.isawaitable(result):
-            result = await result
-        if hasattr(result, "__aiter__"):
-            async for piece in result:
-                yield _checked_piece(piece, self.fn)
-        else:
-            for piece in _pieces_of(result, self.fn):
-                yield piece
-
-
-def _pieces_of(result: Any, fn: Any) -> Iterator[str]:
-    if isinstance(result, str):
-        yield result
-    elif isinstance(result, Iterable) and not isinstance(result, (bytes, Mapping)):
-        for piece in result:
-            yield _checked_piece(piece, fn)
-    else:
-        raise TypeError(
-            f"generator callable {fn!r:.60} returned {type(result).__name__}, expected str or an iterator of str"
-        )
-
-
-def _checked_piece(piece: Any, fn: Any) -> str:
-    if not isinstance(piece, str):
-        raise TypeError(f"generator callable {fn!r:.60} yielded {type(piece).__name__}, expected str")
-    return piece
-
-
-# -- HTTP backends ------------------------------------------------------------------------------
-
-
-def _check_messages(messages: Any) -> list[dict[str, Any]]:
-    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Iterable):
-        raise ConfigError(
-            f"messages must be a list of {{'role': ..., 'content': ...}} dicts, got {messages!r:.80}"
-        )
-    checked = list(messages)
-    for i, message in enumerate(checked):
-        if not isinstance(message, Mapping) or "role" not in message:
-            raise ConfigError(f"messages[{i}] must be a dict with 'role' and 'content', got {message!r:.80}")
-    if not checked:
-        raise ConfigError("messages is empty; give at least one {'role': 'user', 'content': ...}")
-    return [dict(m) for m in checked]
 
 
 def _check_url(base_url: Any) -> str:
@@ -280,7 +60,7 @@ def _check_url(base_url: Any) -> str:
     return str(base_url).rstrip("/")
 
 
-def _retry_after(response: Any) -> float | None:
+def retry_after(response: Any) -> float | None:
     """Seconds the server asked us to wait (Retry-After as seconds or HTTP date, or retry-after-ms)."""
     if response is None:
         return None
@@ -510,7 +290,7 @@ class _HTTPChat:
 
     def _wait(self, attempt: int, response: Any, reason: str) -> float:
         wait = self.backoff * 2**attempt + random.uniform(0, self.backoff)
-        asked = _retry_after(response)
+        asked = retry_after(response)
         if asked is not None:
             wait = max(wait, asked)
         wait = min(wait, _MAX_WAIT)
@@ -597,13 +377,6 @@ class _HTTPChat:
         return data
 
 
-def _merged(defaults: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
-    """Per-call options over defaults; a None option means "not set": the default (if any) stays."""
-    merged = {k: v for k, v in defaults.items() if v is not None}
-    merged.update((k, v) for k, v in options.items() if v is not None)
-    return merged
-
-
 class OpenAICompatible(_HTTPChat):
     """A chat-completions server: OpenAI, vLLM, llama.cpp, Ollama's ``/v1``, LM Studio.
 
@@ -623,8 +396,8 @@ class OpenAICompatible(_HTTPChat):
     api_key_env = "OPENAI_API_KEY"
 
     def _body(self, messages: Any, options: dict[str, Any], *, stream: bool) -> dict[str, Any]:
-        body = {"model": self.model, **_merged(self.default_options, options)}
-        return {**body, "messages": _check_messages(messages), "stream": stream}
+        body = {"model": self.model, **merged_options(self.default_options, options)}
+        return {**body, "messages": check_messages(messages), "stream": stream}
 
     def _text(self, data: dict[str, Any]) -> str:
         try:
@@ -673,7 +446,7 @@ class Ollama(_HTTPChat):
     default_base_url = "http://localhost:11434"
 
     def _body(self, messages: Any, options: dict[str, Any], *, stream: bool) -> dict[str, Any]:
-        merged = _merged(self.default_options, options)
+        merged = merged_options(self.default_options, options)
         model_options = dict(merged.pop("options", None) or {})
         top = {"model": self.model}
         for key, value in merged.items():
@@ -681,7 +454,7 @@ class Ollama(_HTTPChat):
                 top[key] = value
             else:
                 model_options[self._RENAMED.get(key, key)] = value
-        body = {**top, "messages": _check_messages(messages), "stream": stream}
+        body = {**top, "messages": check_messages(messages), "stream": stream}
         return {**body, "options": model_options} if model_options else body
 
     def _text(self, data: dict[str, Any]) -> str:
@@ -699,128 +472,3 @@ class Ollama(_HTTPChat):
         if data.get("done") and not data.get("message"):
             return None
         return self._text(data) or None
-
-
-class HuggingFaceLocal:
-    """A local transformers ``text-generation`` pipeline, prompted through the model's chat template.
-
-    ``model`` is a model id or local path (loaded on first use; offline unless the
-    weights are cached), or an already built pipeline. Options: ``max_tokens``
-    (default 256), ``temperature`` (0 or absent: greedy), ``top_p``, ``seed``,
-    ``stop`` (str or list; the answer is cut before the first one, but generation
-    itself runs on to ``max_tokens``, since transformers' ``stop_strings`` fails on
-    some tokenizers); others go to the model's ``generate()``.
-
-    >>> gen = HuggingFaceLocal("Qwen/Qwen2.5-0.5B-Instruct")  # doctest: +SKIP
-    >>> gen.generate([{"role": "user", "content": "Hi"}], max_tokens=20)  # doctest: +SKIP
-    """
-
-    def __init__(
-        self,
-        model: Any,
-        *,
-        device: str | int | None = None,
-        default_options: Mapping[str, Any] | None = None,
-        pipeline_kwargs: Mapping[str, Any] | None = None,
-    ) -> None:
-        if importlib.util.find_spec("transformers") is None:
-            raise ImportError(_HF_HINT)
-        self.model = model
-        self.device = device
-        self.default_options = dict(default_options or {})
-        self.pipeline_kwargs = dict(pipeline_kwargs or {})
-        self._pipeline: Any = None if isinstance(model, str) else model
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        name = self.model if isinstance(self.model, str) else type(self.model).__name__
-        return f"HuggingFaceLocal({name!r})"
-
-    @property
-    def pipeline(self) -> Any:
-        """The transformers pipeline, built on first use."""
-        with self._lock:
-            if self._pipeline is None:
-                transformers = _import_transformers()
-                kwargs = {"device": self.device} if self.device is not None else {}
-                try:
-                    self._pipeline = transformers.pipeline(
-                        "text-generation", model=self.model, **kwargs, **self.pipeline_kwargs
-                    )
-                except OSError as exc:
-                    raise ModelNotAvailableError(f"cannot load model {self.model!r}: {exc}") from exc
-            return self._pipeline
-
-    def generate(self, messages: list[Message], **options: Any) -> str:
-        kwargs, stops = self._generate_kwargs(options)
-        out = self.pipeline(_check_messages(messages), return_full_text=False, **kwargs)
-        return _cut_at_stop(out[0]["generated_text"], stops)
-
-    def stream(self, messages: list[Message], **options: Any) -> Iterator[str]:
-        kwargs, stops = self._generate_kwargs(options)
-        checked, pipe = _check_messages(messages), self.pipeline
-        streamer = _import_transformers().TextIteratorStreamer(
-            pipe.tokenizer, skip_prompt=True, skip_special_tokens=True
-        )
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                pipe(checked, streamer=streamer, **kwargs)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
-                failure.append(exc)
-                streamer.end()  # unblock the consumer
-
-        worker = threading.Thread(target=run, name="ragkit-hf-stream", daemon=True)
-        worker.start()
-        yield from _stream_until_stop((p for p in streamer if p), stops)
-        worker.join()
-        if failure:
-            raise GeneratorError(f"{self!r} failed while generating: {failure[0]}") from failure[0]
-
-    def _generate_kwargs(self, options: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-        opts = _merged(self.default_options, options)
-        stop = opts.pop("stop", None)
-        stops = [stop] if isinstance(stop, str) else list(stop or [])
-        if "seed" in opts:
-            _import_transformers().set_seed(int(opts.pop("seed")))
-        kwargs: dict[str, Any] = {"max_new_tokens": opts.pop("max_tokens", 256)}
-        temperature = opts.pop("temperature", 0)
-        kwargs["do_sample"] = bool(temperature)
-        if temperature:
-            kwargs["temperature"] = temperature
-        return {**kwargs, **opts}, stops
-
-
-def _import_transformers() -> Any:
-    try:
-        import transformers
-    except ImportError as exc:
-        raise ImportError(_HF_HINT) from exc
-    return transformers
-
-
-def _cut_at_stop(text: str, stops: list[str]) -> str:
-    cuts = [i for i in (text.find(s) for s in stops if s) if i >= 0]
-    return text[: min(cuts)] if cuts else text
-
-
-def _stream_until_stop(pieces: Iterable[str], stops: list[str]) -> Iterator[str]:
-    """Pass pieces on, holding back just enough text to cut the answer at the first stop string."""
-    if not stops:
-        yield from pieces
-        return
-    hold = max(len(s) for s in stops) - 1
-    buffer = ""
-    for piece in pieces:
-        buffer += piece
-        cut = _cut_at_stop(buffer, stops)
-        if len(cut) < len(buffer):
-            if cut:
-                yield cut
-            return
-        if len(buffer) > hold:
-            yield buffer[: len(buffer) - hold]
-            buffer = buffer[len(buffer) - hold :]
-    if buffer:
-        yield buffer
