@@ -261,6 +261,11 @@ class LocalView:
     def empty(self) -> bool:
         return self.snap.bm25.n_docs == 0
 
+    @property
+    def version(self) -> int:
+        """The committed segment version this view reads."""
+        return self.snap.version
+
     def filtered(self, filters: Filters | None) -> "LocalView":
         if not filters:
             return self
