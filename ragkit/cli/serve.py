@@ -10,7 +10,6 @@ Loopback only unless ``--host`` says otherwise; the bearer token comes from ``--
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import sys
 from typing import Any
@@ -77,7 +76,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ImportError(f'ragkit serve needs uvicorn: pip install "ragkit[server]" ({exc})') from exc
     app = build_app(args)
-    if not _is_loopback(args.host) and not (args.token or os.environ.get(TOKEN_ENV)):
+    from ragkit.server.auth import is_loopback
+
+    if not is_loopback(args.host) and not (args.token or os.environ.get(TOKEN_ENV)):
         print(f"ragkit serve: warning: listening on {args.host} with no --token; anyone who can reach it "
               "can query the index and the model", file=sys.stderr)
     rag = app.state.rag
@@ -109,12 +110,3 @@ def _first_model(upstream: str, api_key: str | None, timeout: float) -> str:
         print(f"ragkit serve: warning: could not list {upstream}/models ({type(exc).__name__}); "
               "using model name 'default' (pass --model)", file=sys.stderr)
         return "default"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
@@ -45,6 +44,7 @@ from ragkit.errors import (
 )
 from ragkit.pipeline.rag import RAG, Answer, AsyncStreamedAnswer, Retrieved
 from ragkit.retrieval.settings import SearchMode
+from ragkit.server.auth import BearerAuth
 
 try:
     from fastapi import FastAPI
@@ -349,29 +349,3 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def crashed(_: Any, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error")
         return error_response(500, f"internal error ({type(exc).__name__})", "server_error", "internal_error")
-
-
-class BearerAuth:
-    """ASGI middleware: every path but ``/health`` needs ``Authorization: Bearer <token>``.
-
-    It answers before routing, so a refused request is never parsed, retrieved for or sent on.
-    """
-
-    open_paths = frozenset({"/health"})
-
-    def __init__(self, app: Any, *, token: str) -> None:
-        self.app = app
-        self._token = token.encode()
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in self.open_paths or self._authorized(scope):
-            await self.app(scope, receive, send)
-            return
-        response = error_response(401, "missing or wrong bearer token: send 'Authorization: Bearer <token>'",
-                                  "invalid_request_error", "invalid_api_key", {"WWW-Authenticate": "Bearer"})
-        await response(scope, receive, send)
-
-    def _authorized(self, scope: dict[str, Any]) -> bool:
-        header = dict(scope.get("headers") or []).get(b"authorization", b"")
-        scheme, _, presented = header.partition(b" ")
-        return scheme.lower() == b"bearer" and secrets.compare_digest(presented.strip(), self._token)
