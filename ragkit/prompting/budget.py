@@ -1,7 +1,9 @@
 """Token budgeting: which passages, examples and history turns fit a prompt, as pure functions.
 
 One budget, ``max_tokens - reserve_tokens`` (the context window less room for the answer), is
-shared by every part of a prompt. :func:`allocate` fills what the fixed text leaves, in this
+shared by every part of a prompt. Without an explicit ``reserve_tokens`` the answer gets
+:func:`default_reserve_tokens` (a quarter of ``max_tokens``, at most 512): the one rule the Python
+API and the CLI share, so a small ``max_tokens`` alone is always a valid budget. :func:`allocate` fills what the fixed text leaves, in this
 priority order (highest first):
 
 0. the template's own text, the system text and the question: always (they are the ``room``
@@ -16,7 +18,8 @@ Each kind also has its own cap (``max_passage_tokens``, ``max_example_tokens``,
 ``max_history_tokens``) on the tokens of all its items together. A passage that does not fit
 is skipped (``overflow="drop"``; a shorter, lower-ranked one may still fit) or cut after its
 last whole sentence that fits (``overflow="truncate"``; skipped when not even its first
-sentence fits). Everything left out is reported as an :class:`Omission` with the reason.
+sentence fits). The top passage is always cut to fit rather than skipped while no passage is in
+yet: too little room must not look like "nothing relevant" (the builder raises when even that fails). Everything left out is reported as an :class:`Omission` with the reason.
 
 Costs are estimates (item text plus a framing overhead); the prompt builder measures the
 rendered prompt and calls :func:`allocate` again with less room until the real count fits.
@@ -32,7 +35,9 @@ from typing import Literal
 
 from ragkit.errors import ConfigError
 
-__all__ = ["Allocation", "Budget", "Candidate", "Omission", "allocate", "truncate_to_sentences"]
+__all__ = [
+    "Allocation", "Budget", "Candidate", "Omission", "allocate", "default_reserve_tokens", "truncate_to_sentences",
+]
 
 PartKind = Literal["passage", "example", "history"]
 Overflow = Literal["drop", "truncate"]
@@ -40,6 +45,16 @@ OVERFLOWS = ("drop", "truncate")
 
 # A sentence ends at . ! ? … (with closing quotes/brackets) before whitespace, or at a CJK stop.
 _SENTENCE_END = re.compile(r"[.!?…]+[\"')\]’”»]*(?=\s|$)|[。！？]+[」』）”’]*")
+MAX_DEFAULT_RESERVE = 512  # room for the answer when nobody says; enough for a grounded paragraph
+
+
+def default_reserve_tokens(max_tokens: int) -> int:
+    """The answer's room when ``reserve_tokens`` is not given: a quarter of ``max_tokens``, at most 512.
+
+    >>> default_reserve_tokens(4096), default_reserve_tokens(256)
+    (512, 64)
+    """
+    return max(0, min(MAX_DEFAULT_RESERVE, max_tokens // 4))
 
 
 @dataclass(frozen=True)
@@ -51,13 +66,15 @@ class Budget:
     """
 
     max_tokens: int = 4096
-    reserve_tokens: int = 512
+    reserve_tokens: int | None = None  # None: default_reserve_tokens(max_tokens)
     max_passage_tokens: int | None = None
     max_example_tokens: int | None = None
     max_history_tokens: int | None = None
     min_passages: int = 1
 
     def __post_init__(self) -> None:
+        if self.reserve_tokens is None:
+            object.__setattr__(self, "reserve_tokens", default_reserve_tokens(self.max_tokens))
         if self.reserve_tokens < 0 or self.max_tokens <= self.reserve_tokens:
             raise ConfigError(
                 f"need max_tokens > reserve_tokens >= 0, got max_tokens={self.max_tokens}, "
@@ -73,7 +90,7 @@ class Budget:
     @property
     def limit(self) -> int:
         """The tokens the prompt itself may use: ``max_tokens - reserve_tokens``."""
-        return self.max_tokens - self.reserve_tokens
+        return self.max_tokens - self.reserve_tokens  # type: ignore[operator]
 
     def cap(self, kind: PartKind) -> float:
         value = {"passage": self.max_passage_tokens, "example": self.max_example_tokens}.get(
@@ -191,7 +208,7 @@ def _place_passage(
         ledger.take("passage", item.tokens)
         chosen[i] = item.text
         return
-    if overflow == "truncate":
+    if overflow == "truncate" or not chosen:  # the first passage in is cut, not skipped (module docstring)
         space = ledger.space("passage") - item.overhead
         cut = truncate_to_sentences(item.text, int(max(space, 0)), counter)
         if cut:

@@ -7,7 +7,9 @@
 holds the same prompt as plain text and as chat messages, and what was left out and why.
 
 The budget is a hard limit: the rendered prompt (text and messages, template text included) is
-measured with the same token counter, and parts are dropped until it fits.
+measured with the same token counter, and parts are dropped until it fits. Too little room is never
+passed off as "no relevant context": the top passage is cut to its leading sentences, and when not
+even that fits, :meth:`PromptBuilder.build` raises a :class:`~ragkit.errors.ConfigError` saying so.
 
 Example::
 
@@ -26,7 +28,7 @@ from typing import Any, Literal
 
 from ragkit.prompting.budget import OVERFLOWS, Allocation, Budget, Candidate, Omission, Overflow, allocate
 from ragkit.prompting.citations import Citation, citations_for, extract_citations
-from ragkit.errors import ConfigError
+from ragkit.errors import ConfigError, TemplateError
 from ragkit.prompting.examples import STRATEGIES, Example, ExampleSet, Strategy
 from ragkit.prompting.templates import load_template, messages_to_text
 from ragkit.text.tokens import MESSAGE_OVERHEAD, count_message_tokens, resolve_token_counter
@@ -52,7 +54,8 @@ class Prompt:
     shown, in marker order. ``dropped`` lists what was left out or cut short, each an
     :class:`~ragkit.budget.Omission` whose ``key`` is a passage's ``chunk_id``, ``examples[i]``
     (index in the :class:`~ragkit.examples.ExampleSet`) or ``history[i]`` (index in ``history``).
-    ``context_sufficient`` is False when no passage was shown.
+    ``context_sufficient`` is about relevance, not room: False when no hit was given or all were
+    below ``min_score`` (the budget never drops every passage; it raises instead).
     """
 
     text: str
@@ -81,7 +84,9 @@ class PromptBuilder:
     ``template`` is a built-in name (``qa``, ``chat``, ``summarize``, ``fewshot``), a name in
     ``template_dir``, a file path or a template string. ``min_score`` drops hits whose
     ``Hit.score`` is below it; with no passage left, templates get ``context_sufficient=False``
-    and tell the model the context does not contain the answer. ``examples_as="turns"`` puts
+    and tell the model the context does not contain the answer. ``reserve_tokens`` (room for the
+    answer) defaults to :func:`~ragkit.prompting.budget.default_reserve_tokens` of ``max_tokens``,
+    the rule the CLI uses too. ``examples_as="turns"`` puts
     examples in as user/assistant messages instead of into the template's ``examples``.
     Remaining keyword arguments are template variables.
 
@@ -100,7 +105,7 @@ class PromptBuilder:
         example_strategy: Strategy = "similar",
         num_examples: int = 3,
         max_tokens: int = 4096,
-        reserve_tokens: int = 512,
+        reserve_tokens: int | None = None,
         token_counter: str | Callable[[str], int] | None = None,
         min_score: float | None = None,
         overflow: Overflow = "drop",
@@ -161,7 +166,7 @@ class PromptBuilder:
                 alloc.passage_texts,
                 [examples[i] for i in alloc.examples],
                 [turns[i] for i in alloc.history],
-                variables,
+                {**variables, "context_sufficient": bool(hits)},
             )
 
         alloc, messages, used = self._fit(hits, examples, turns, render)
@@ -174,7 +179,7 @@ class PromptBuilder:
             dropped=dropped + list(alloc.omitted),
             passages=chosen,
             examples=[examples[i] for i in alloc.examples],
-            context_sufficient=bool(chosen),
+            context_sufficient=bool(hits),
             budget=self.budget,
         )
 
@@ -228,8 +233,7 @@ class PromptBuilder:
     ) -> tuple[Allocation, list[dict[str, str]], int]:
         """Allocate, render, measure; with less room each round until the rendered prompt fits."""
         limit = self.budget.limit
-        minimal = render(Allocation())
-        fixed = self.measure(minimal)
+        minimal, fixed = self._fixed_cost(hits, render)
         if fixed > limit:
             raise ConfigError(
                 f"template {self.template.name!r} with the question and system text alone needs "
@@ -246,13 +250,47 @@ class PromptBuilder:
                 counter=self.count,
                 overflow=self.overflow,
             )
+            if hits and not alloc.passages:
+                break  # the room only shrinks from here
             messages = render(alloc)
             used = self.measure(messages)
             if used <= limit:
                 return alloc, messages, used
             cut += (used - limit) * 2**round_
+        if hits:
+            self._no_room(hits, alloc, limit, fixed)
         empty = allocate(0, *candidates, budget=self.budget, counter=self.count, overflow="drop")
         return Allocation(omitted=empty.omitted), minimal, fixed
+
+    def _fixed_cost(
+        self, hits: list[Hit], render: Callable[[Allocation], list[dict[str, str]]]
+    ) -> tuple[list[dict[str, str]], int]:
+        """The prompt without passages, examples or history, and its tokens.
+
+        A template that indexes ``passages`` (``passages[0].source``) cannot render without any, so
+        it is measured with every passage's header and no text, less the framing each passage's
+        own cost already counts.
+        """
+        try:
+            minimal = render(Allocation())
+            return minimal, self.measure(minimal)
+        except TemplateError:
+            if not hits:
+                raise
+        skeleton = render(Allocation(passages=tuple(range(len(hits))), passage_texts=("",) * len(hits)))
+        framing = sum(self.count(_header(h)) + _PASSAGE_FRAMING for h in hits)
+        return skeleton, max(0, self.measure(skeleton) - framing)
+
+    def _no_room(self, hits: list[Hit], alloc: Allocation, limit: int, fixed: int) -> None:
+        """Raise: relevant passages exist but not even the top one's first sentence fits."""
+        why = next((o.reason for o in alloc.omitted if o.key == hits[0].chunk_id), "over the token budget")
+        raise ConfigError(
+            f"no passage fits the token budget: the top passage {hits[0].chunk_id!r} is {why}, even cut to "
+            f"its first sentence; the budget is {limit} tokens (max_tokens {self.budget.max_tokens} - "
+            f"reserve_tokens {self.budget.reserve_tokens}), of which the template, question and system text "
+            f"take {fixed}; raise max_tokens (or max_passage_tokens), lower reserve_tokens, or use fewer "
+            "examples or history turns"
+        )
 
     def _candidates(
         self, hits: list[Hit], examples: list[Example], turns: list[dict[str, str]]
@@ -292,7 +330,6 @@ class PromptBuilder:
             question=question,
             passages=passages,
             examples=[e.to_dict() for e in examples] if inline else [],
-            context_sufficient=bool(passages),
             system=self.system,
         )
         if self.system and not self.template.uses("system"):

@@ -113,7 +113,11 @@ def test_prompt_never_exceeds_the_budget(
         min_passages=min_passages,
     )
     hits = [hit(i + 1, text, score=1.0 / (i + 1)) for i, text in enumerate(passages)]
-    prompt = builder.build("How do I treat varroa mites in late summer?", hits, history=history)
+    try:
+        prompt = builder.build("How do I treat varroa mites in late summer?", hits, history=history)
+    except ConfigError as exc:  # too little room is a clear error, never an empty context
+        assert hits and "no passage fits the token budget" in str(exc)
+        return
     count = counter or approximate_token_count
     assert count(prompt.text) <= budget
     assert count_message_tokens(prompt.messages, count) <= budget
@@ -363,3 +367,48 @@ def test_tiktoken_counter_without_tiktoken(monkeypatch: pytest.MonkeyPatch) -> N
 def test_duplicate_hits_are_dropped_once() -> None:
     prompt = PromptBuilder("qa").build("Q?", [hit(1, "A."), hit(1, "A.")])
     assert len(prompt.passages) == 1 and prompt.dropped[0].reason == "duplicate chunk_id"
+
+
+# -- issue 14: budget problems are not "nothing relevant"; templates may index passages -----------
+def test_a_template_indexing_passages_renders() -> None:
+    hits = [hit(1, "Set the cookie with Set-Cookie.", source="a.md"), hit(2, "Cookies expire.")]
+    for template, shown in (("Q={{ question }} {{ passages[0].source }}", "a.md"),
+                            ("Q={{ question }} {{ passages[-1].source }}", "doc2.md")):
+        prompt = PromptBuilder(template, max_tokens=1024).build("set a cookie", hits)
+        assert prompt.text == f"Q=set a cookie {shown}"
+        assert [h.chunk_id for h in prompt.passages] == ["c1", "c2"]
+
+
+def test_too_little_room_cuts_the_top_passage_instead_of_claiming_no_context() -> None:
+    hits = [hit(i, sentences(40, seed=i)) for i in range(1, 4)]
+    prompt = PromptBuilder("qa", max_tokens=300).build("Why?", hits)
+    assert prompt.context_sufficient and [h.chunk_id for h in prompt.passages] == ["c1"]
+    assert "No relevant context" not in prompt.text
+    shown = prompt.citations[1].text
+    assert hits[0].text.startswith(shown) and shown.endswith(".") and len(shown) < len(hits[0].text)
+    assert prompt.dropped[0].key == "c1" and prompt.dropped[0].reason.startswith("truncated from")
+    assert prompt.token_count <= prompt.budget.limit
+
+
+def test_no_room_for_even_one_sentence_is_a_budget_error() -> None:
+    one_long_sentence = hit(1, " ".join(["word"] * 400))
+    with pytest.raises(ConfigError, match=r"no passage fits the token budget: the top passage 'c1'"):
+        PromptBuilder("qa", max_tokens=300).build("Why?", [one_long_sentence])
+    with pytest.raises(ConfigError, match="no passage fits the token budget"):
+        PromptBuilder("qa", max_passage_tokens=0).build("Why?", [hit(1, "Short.")])
+
+
+def test_context_sufficient_is_relevance_not_room() -> None:
+    below = PromptBuilder("qa", min_score=0.5).build("Why?", [hit(1, "Because.", score=0.1)])
+    assert below.context_sufficient is False and "No relevant context" in below.text
+
+
+def test_reserve_tokens_default_is_one_rule_that_fits_any_max_tokens() -> None:
+    from ragkit.prompting.budget import default_reserve_tokens
+
+    assert PromptBuilder("qa", max_tokens=4096).budget.reserve_tokens == 512
+    small = PromptBuilder("Q: {{ question }}", max_tokens=256)  # raised "need max_tokens > reserve_tokens"
+    assert small.budget.reserve_tokens == default_reserve_tokens(256) == 64
+    assert small.build("Why?").text == "Q: Why?"
+    with pytest.raises(ConfigError, match="max_tokens > reserve_tokens"):
+        PromptBuilder("qa", max_tokens=256, reserve_tokens=256)  # an explicit reserve is still checked
