@@ -13,6 +13,8 @@ templates), the error subclasses that built-in too::
     ├── ModelNotAvailableError            a model cannot be loaded (offline, missing)
     ├── IndexCorruptError                 an index file is missing, truncated or fails its checksum
     ├── IndexLockedError                  another writer holds the index
+    ├── RebuildError                      a rebuild failed; the old index is untouched
+    ├── EnvironmentProblemError (OSError) disk full, permission denied, read-only, too many open files
     ├── TemplateError                     a template is missing, malformed or lacks a variable
     │   └── TemplateNotFoundError (LookupError)
     ├── ExampleFormatError (ValueError)   an examples file has a malformed record (file + line)
@@ -63,6 +65,18 @@ class IndexCorruptError(RagkitError):
 
 class IndexLockedError(RagkitError):
     """Another process holds the index's writer lock."""
+
+
+class RebuildError(RagkitError):
+    """``--rebuild`` failed before the new index was swapped in: the old index is untouched."""
+
+
+class EnvironmentProblemError(RagkitError, OSError):
+    """The system refused a read or write (disk full, permission denied, read-only file system, too
+    many open files): nothing is lost, and the message names the path and what to do."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
 
 
 class TemplateError(RagkitError):

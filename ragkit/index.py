@@ -147,6 +147,7 @@ class Index:
         self._chunker: Chunker | None = None
         self._encoder = QueryEncoder(self.analyzer, self.embedder)
         self._decoded: dict[str, tuple[dict[str, Any], Any]] = {}  # config field -> (stored, decoded)
+        self._generation = getattr(self.backend, "generation", 0)
 
     def _configure(self, given: dict[str, Any]) -> None:
         stored = self.backend.get_config()
@@ -238,6 +239,7 @@ class Index:
             raise ConfigError(f"sync: {root} is not a folder")
         root_key = str(root.resolve())
         with self.backend.writer_lock(self.lock_timeout):
+            self._follow_rebuild()
             files = iter_files(root, include=include, exclude=exclude, include_hidden=include_hidden,
                                max_file_bytes=max_file_bytes)
             plan = plan_sync(
@@ -347,7 +349,23 @@ class Index:
 
     def snapshot(self) -> SearchView | None:
         """A consistent view of the searchable state (None while the index is empty)."""
-        return self.backend.snapshot()
+        view = self.backend.snapshot()
+        self._follow_rebuild()
+        return view
+
+    def _follow_rebuild(self) -> None:
+        """After the backend reopened a rebuilt index (``--rebuild`` swapped it in), use its config."""
+        generation = getattr(self.backend, "generation", 0)
+        if generation == self._generation:
+            return
+        stored = self.backend.get_config()
+        config = IndexConfig.from_dict(stored) if stored else self.config
+        if config.model != self.config.model:
+            raise ModelMismatchError(f"index {self.path} was rebuilt with embedding model {config.model!r}, "
+                                     f"not {self.config.model!r}; open it again")
+        self.config, self._generation, self._chunker = config, generation, None
+        self.analyzer = config.analyzer
+        self._encoder = QueryEncoder(self.analyzer, self.embedder)
 
     def learned_state(self) -> LearnedState:
         return LearnedState(self.query_adapter, self.query_associations)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ragkit.errors import LoadError
 
-__all__ = ["SUPPORTED_SUFFIXES", "file_kind", "file_sha256", "iter_files"]
+__all__ = ["SUPPORTED_SUFFIXES", "file_kind", "file_sha256", "iter_files", "printable"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,17 @@ def file_kind(name: str, *, known_only: bool = False) -> str | None:
         return "code"
     kind = _KINDS.get(os.path.splitext(name)[1].lower())
     return kind if kind or known_only else "text"
+
+
+# C0 and C1 controls, DEL, and the bidirectional overrides that reorder what a terminal shows.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: each control character (an ANSI escape's ESC, a
+    carriage return, a bidi override) shown as a visible ``\\xNN`` escape, undecodable bytes too."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return _UNPRINTABLE.sub(lambda m: ascii(m.group())[1:-1], text)
 
 
 # --------------------------------------------------------------------------- listing files

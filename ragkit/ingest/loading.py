@@ -216,7 +216,7 @@ def _read_json(
             raise LoadError(rel, f"{where}: duplicate id {doc_id!r}")
         ids.add(doc_id)
         extra = {
-            k: v
+            _clean(k): _clean(v) if isinstance(v, str) else v  # metadata is shown too: no control characters
             for k, v in record.items()
             if k not in (text_field, id_field, "source", "type")
             and (v is None or isinstance(v, (str, int, float, bool)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -34,6 +35,7 @@ from ragkit.storage.dense import DenseIndex
 from ragkit.storage.filters import Filters, compile_filters, filter_mask
 from ragkit.storage.local.snapshot import Snapshot
 from ragkit.storage.local.store import Store
+from ragkit.storage.local.swap import recover_swap
 from ragkit.storage.local.verify import problems
 from ragkit.storage.util import batches, filter_key
 from ragkit.types import Chunk
@@ -45,11 +47,30 @@ class LocalBackend:
     """Records in SQLite, BM25 term frequencies and unit vectors in versioned segment files."""
 
     def __init__(self, path: str | Path, *, create: bool = True, settings: StorageSettings | None = None) -> None:
+        recover_swap(Path(path))
         self.store = Store(path, create=create)
         self.path = self.store.path
         self.settings = settings or StorageSettings.from_config(self.get_config())
         self._snapshot: Snapshot | None = None
         self._snapshot_lock = threading.Lock()
+        self.generation = 0  # counts the times a rebuild swapped the folder and this backend reopened
+
+    def reopen_if_replaced(self) -> bool:
+        """Reopen the database when a rebuild has swapped the index folder (``--rebuild``).
+
+        The old store is not closed here: searches still holding a view of it finish on it (its
+        files stay readable while open), and it closes when the last of them lets go.
+        """
+        if not self.store.replaced():
+            return False
+        with self._snapshot_lock:
+            if self.store.replaced():
+                self.store = Store(self.path, create=False)
+                self.settings = StorageSettings.from_config(self.get_config())
+                self._snapshot = None
+                self.generation += 1
+                logger.info("%s was rebuilt; reopened it (generation %d)", self.path, self.generation)
+        return True
 
     def close(self) -> None:
         self.store.close()
@@ -83,8 +104,12 @@ class LocalBackend:
             found.update(self.store.query(f"SELECT id, text_hash FROM documents WHERE id IN ({marks})", batch))
         return found
 
-    def writer_lock(self, timeout: float | None):  # type: ignore[no-untyped-def]
-        return self.store.writer_lock(timeout)
+    @contextmanager
+    def writer_lock(self, timeout: float | None) -> Iterator[None]:
+        """The writer lock; once held, a folder swapped by a rebuild meanwhile is reopened first."""
+        with self.store.writer_lock(timeout):
+            self.reopen_if_replaced()
+            yield
 
     # -- embedding cache ----------------------------------------------------------------------
     def cached_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]:
@@ -169,6 +194,7 @@ class LocalBackend:
 
     def current_snapshot(self) -> Snapshot | None:
         """The current segment's arrays (None before the first write)."""
+        self.reopen_if_replaced()
         for attempt in range(5):
             version = int(self.store.get_meta("segment", 0))
             snap = self._snapshot
@@ -190,30 +216,36 @@ class LocalBackend:
 
     def load_version(self, version: int) -> Snapshot:
         """The arrays of segment ``version``, read and checksummed from disk."""
-        arrays, blobs = self.store.read_segment(version)
+        store = self.store
+        arrays, blobs = store.read_segment(version)
         bm25 = BM25Index.from_arrays(arrays, json.loads(blobs["terms.json"]), self.settings.bm25)
         dense = DenseIndex(arrays["vectors"], self.settings.dense_kind)
         if "dense.faiss" in blobs:
             import faiss
 
             dense.set_faiss_index(faiss.deserialize_index(np.frombuffer(blobs["dense.faiss"], np.uint8)))
-        return Snapshot(version, arrays["rows"], bm25, dense)
+        _check_rows(store, version, len(arrays["rows"]))
+        return Snapshot(version, arrays["rows"], bm25, dense, store=store)
 
     def records_of(self, snap: Snapshot) -> list[dict[str, Any]]:
         """Each row's chunk metadata plus ``doc_id`` and ``chunk_id``: what filters test."""
         if snap.records is None:
             meta: dict[int, dict[str, Any]] = {}
-            for row, chunk_id, doc_id, metadata in self.store.query("SELECT row, id, doc_id, metadata FROM chunks"):
+            for row, chunk_id, doc_id, metadata in (snap.store or self.store).query(
+                "SELECT row, id, doc_id, metadata FROM chunks"
+            ):
                 meta[row] = {**json.loads(metadata), "doc_id": doc_id, "chunk_id": chunk_id}
             snap.records = [meta.get(int(r), {}) for r in snap.rows]
         return snap.records
 
-    def fetch_rows(self, rowids: Sequence[int]) -> list[Chunk]:
-        """Chunk records by SQLite row id, in the order given; StaleSnapshot if a newer commit removed one."""
+    def fetch_rows(self, rowids: Sequence[int], store: Store | None = None) -> list[Chunk]:
+        """Chunk records by SQLite row id, in the order given; StaleSnapshot if a newer commit removed one.
+
+        ``store``: the database the rows' snapshot came from (a rebuild may have swapped in another)."""
         found: dict[int, Chunk] = {}
         for batch in batches(list(rowids)):
             marks = ",".join("?" * len(batch))
-            for row, cid, doc_id, start, end, text, metadata in self.store.query(
+            for row, cid, doc_id, start, end, text, metadata in (store or self.store).query(
                 f"SELECT row, id, doc_id, start, end, text, metadata FROM chunks WHERE row IN ({marks})", batch
             ):
                 found[row] = Chunk(cid, doc_id, text, start, end, json.loads(metadata))
@@ -239,6 +271,16 @@ class LocalBackend:
 
     def size_on_disk(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+
+def _check_rows(store: Store, version: int, n_rows: int) -> None:
+    """A segment must list as many rows as SQLite holds chunks (a lost chunk row is corruption).
+
+    Both counts are read in one read transaction, so a writer committing meanwhile is not damage."""
+    chunks, current = store.count_chunks_at_segment()
+    if current == version and chunks != n_rows:
+        raise IndexCorruptError(
+            f"{store.db_path} holds {chunks} chunks but segment v{version} lists {n_rows}; {store.hint}")
 
 
 def _rows_of_documents(db: Any, doc_ids: Sequence[str]) -> list[int]:
@@ -299,7 +341,7 @@ class LocalView:
 
     def fetch(self, ids: Sequence[int]) -> list[Chunk]:
         """Chunk records for row positions of this view, in the order given."""
-        return self.backend.fetch_rows([int(self.snap.rows[p]) for p in ids])
+        return self.backend.fetch_rows([int(self.snap.rows[p]) for p in ids], self.snap.store)
 
     def _background(self) -> np.ndarray:
         """Evenly spaced vectors (within the filter) to estimate a query's dense score distribution.

@@ -27,3 +27,4 @@ class Snapshot:
     records: list[dict[str, Any]] | None = None
     masks: LRU[str, np.ndarray] = field(default_factory=lambda: LRU(64))
     background: np.ndarray | None = None
+    store: Any = None  # the Store whose rows these are: a rebuild may swap another in while a search runs

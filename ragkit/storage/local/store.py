@@ -41,6 +41,7 @@ import numpy as np
 
 from ragkit.errors import IndexCorruptError, IndexLockedError
 from ragkit.ingest.files import file_sha256
+from ragkit.storage.local.guard import cache_checksum, cache_row_vector, database_error, environment_error
 
 logger = logging.getLogger(__name__)
 
@@ -72,24 +73,82 @@ class Store:
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
-        if not (self.path / DB_NAME).exists():
+        self.db_path = self.path / DB_NAME
+        self.hint = f"rebuild with `ragkit index FOLDER --index {self.path} --rebuild`"
+        segments = self._has_segments()
+        if not self.db_path.exists():
+            if segments:  # the records are gone but the arrays are not: never start over silently
+                raise IndexCorruptError(f"{self.db_path} is missing beside existing segments; {self.hint}")
             if not create:
                 raise FileNotFoundError(f"no ragkit index at {self.path} (missing {DB_NAME})")
             self.path.mkdir(parents=True, exist_ok=True)
+        elif segments:
+            self._check_header()
         (self.path / SEGMENTS).mkdir(exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            self.path / DB_NAME, timeout=60, check_same_thread=False, isolation_level=None
-        )
-        try:
+        with self.errors():
+            self._db, self.identity = self._connect()
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(embeddings)")}
+            if "checksum" not in columns:  # indexes written before cache rows carried a checksum
+                self._db.execute("ALTER TABLE embeddings ADD COLUMN checksum TEXT")
+            if segments and self.get_meta("config") is None and not self.get_meta("segment", 0):
+                raise IndexCorruptError(f"{self.db_path} holds no records beside existing segments; {self.hint}")
+
+    def _connect(self) -> tuple[sqlite3.Connection, tuple[int, int]]:
+        """A connection, and the identity of the file it opened (stat before and after: a rebuild may
+        swap the folder in between)."""
+        while True:
+            before = _identity(os.stat(self.db_path)) if self.db_path.exists() else None
+            db = sqlite3.connect(self.db_path, timeout=60, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA schema_version").fetchall()  # creates the file of a new index
+            after = _identity(os.stat(self.db_path))
+            if before in (None, after):
+                return db, after
+            db.close()
+
+    def _has_segments(self) -> bool:
+        folder = self.path / SEGMENTS
+        return folder.is_dir() and any(e.name.startswith("v") and e.name[1:].isdigit() for e in folder.iterdir())
+
+    def _check_header(self) -> None:
+        """An empty or truncated database file is corruption (SQLite would read it as a new one)."""
+        try:
+            size = self.db_path.stat().st_size
+            with open(self.db_path, "rb") as fh:
+                head = fh.read(100)
+        except OSError as exc:
+            raise environment_error(exc, self.db_path) from exc
+        if size == 0:
+            raise IndexCorruptError(f"{self.db_path} is empty (0 bytes) beside existing segments; {self.hint}")
+        if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+            raise IndexCorruptError(f"{self.db_path} is not a SQLite database; {self.hint}")
+        page = int.from_bytes(head[16:18], "big")
+        page = 65536 if page == 1 else page
+        pages = int.from_bytes(head[28:32], "big")
+        valid = head[24:28] == head[92:96]  # the header's page count is trustworthy only then
+        if valid and pages and size < pages * page:
             raise IndexCorruptError(
-                f"{self.path / DB_NAME} is not a readable SQLite database ({exc}); "
-                f"rebuild with `ragkit index FOLDER --index {self.path} --rebuild`"
-            ) from exc
+                f"{self.db_path} is truncated ({size} bytes, its header says {pages * page}); {self.hint}")
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """SQLite's errors as ragkit's: damage is IndexCorruptError naming the file and the fix."""
+        try:
+            yield
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise  # a bug in the caller, not the state of the file
+        except sqlite3.DatabaseError as exc:
+            raise database_error(exc, self.db_path, self.hint) from exc
+
+    def replaced(self) -> bool:
+        """Whether the database at the path is no longer the one this store opened (a rebuild swapped it)."""
+        try:
+            return _identity(os.stat(self.db_path)) != self.identity
+        except OSError:
+            return False  # mid-swap or gone: keep reading what is open
 
     def close(self) -> None:
         with self._lock:
@@ -99,22 +158,37 @@ class Store:
     @contextmanager
     def write_transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic write: everything inside commits together or not at all."""
-        with self._lock:
+        with self._lock, self.errors():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite may already have rolled back (disk full, I/O error)
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
     def query(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._lock, self.errors():
             return self._db.execute(sql, params).fetchall()
+
+    def count_chunks_at_segment(self) -> tuple[int, int]:
+        """(chunks in SQLite, the segment version) read together in one read transaction."""
+        with self._lock, self.errors():
+            outer = self._db.in_transaction  # inside a write: already consistent
+            if not outer:
+                self._db.execute("BEGIN")
+            try:
+                (chunks,), = self._db.execute("SELECT count(*) FROM chunks").fetchall()
+                row = self._db.execute("SELECT value FROM meta WHERE key = 'segment'").fetchone()
+            finally:
+                if not outer:
+                    self._db.execute("COMMIT")
+        return int(chunks), int(json.loads(row[0])) if row else 0
 
     # -- config ---------------------------------------------------------------------------
     def get_meta(self, key: str, default: Any = None, db: sqlite3.Connection | None = None) -> Any:
-        with self._lock:
+        with self._lock, self.errors():
             row = (db or self._db).execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
@@ -124,30 +198,54 @@ class Store:
 
     # -- embedding cache --------------------------------------------------------------------
     def cached_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]:
+        """Cached vectors by content hash; a row that fails its checksum is dropped (and re-embedded)."""
         found: dict[str, np.ndarray] = {}
+        bad = []
         for start in range(0, len(hashes), 500):
             batch = hashes[start : start + 500]
             marks = ",".join("?" * len(batch))
-            for h, blob in self.query(f"SELECT hash, vector FROM embeddings WHERE hash IN ({marks})", batch):
-                found[h] = np.frombuffer(blob, dtype=np.float32)
+            sql = f"SELECT hash, vector, checksum FROM embeddings WHERE hash IN ({marks})"
+            for h, blob, checksum in self.query(sql, batch):
+                vector = cache_row_vector(h, blob, checksum)
+                if vector is None:
+                    bad.append(h)
+                else:
+                    found[h] = vector
+        if bad:
+            logger.warning("%s: %d embedding cache rows fail their checksum; re-embedding them", self.db_path, len(bad))
         return found
 
     def cache_vectors(self, vectors: dict[str, np.ndarray]) -> None:
         """Store embeddings by content hash; safe to commit ahead of the write that uses them."""
+        rows = []
+        for h, v in vectors.items():
+            blob = np.asarray(v, np.float32).tobytes()
+            rows.append((h, blob, cache_checksum(h, blob)))
         with self.write_transaction() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO embeddings (hash, vector) VALUES (?, ?)",
-                [(h, np.asarray(v, np.float32).tobytes()) for h, v in vectors.items()],
-            )
+            db.executemany("INSERT OR REPLACE INTO embeddings (hash, vector, checksum) VALUES (?, ?, ?)", rows)
 
     # -- segments -------------------------------------------------------------------------
     def segment_dir(self, version: int) -> Path:
         return self.path / SEGMENTS / f"v{version:08d}"
 
     def write_segment(self, version: int, arrays: dict[str, np.ndarray], blobs: dict[str, bytes]) -> None:
-        """Write a complete segment folder, then rename it into place (atomic on POSIX)."""
+        """Write a complete segment folder, then rename it into place (atomic on POSIX).
+
+        A full disk (or any environment failure) removes the partial folder and is one clear error."""
         final = self.segment_dir(version)
         tmp = final.with_name(final.name + f".tmp{os.getpid()}")
+        try:
+            self._write_segment(version, arrays, blobs, final, tmp)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            err = environment_error(exc, self.path)
+            if err is exc:
+                raise
+            raise err from exc
+
+    def _write_segment(
+        self, version: int, arrays: dict[str, np.ndarray], blobs: dict[str, bytes], final: Path, tmp: Path
+    ) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         files: dict[str, dict[str, Any]] = {}
@@ -215,7 +313,7 @@ class Store:
                 continue
             if ".tmp" in name:
                 pid = name.rsplit(".tmp", 1)[1]
-                if pid.isdigit() and _pid_alive(int(pid)) and int(pid) != os.getpid():
+                if pid.isdigit() and pid_alive(int(pid)) and int(pid) != os.getpid():
                     continue
             shutil.rmtree(entry, ignore_errors=True)
 
@@ -231,22 +329,47 @@ def file_lock(path: Path, timeout: float | None, message: str, append: bool = Tr
 
     Closing the file releases the lock, so a killed writer never leaves the index locked.
     """
-    fh = open(path, "a+" if append else "r")
     deadline = None if timeout is None else time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    while True:
+        try:
+            fh = open(path, "a+" if append else "r")
+        except OSError as exc:
+            err = environment_error(exc, path)
+            if err is exc:
+                raise
+            raise err from exc
+        try:
+            _acquire(fh, deadline, message)
+            if _same_file(fh, path):
                 break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise IndexLockedError(f"{message}; retry later or pass lock_timeout=<seconds> (None waits)") from None
-                time.sleep(0.05)
+        except BaseException:
+            fh.close()
+            raise
+        fh.close()  # a rebuild swapped the folder while we waited: lock the new one
+    try:
         yield
     finally:
         fh.close()
+
+
+def _acquire(fh: Any, deadline: float | None, message: str) -> None:
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            if deadline is not None and time.monotonic() >= deadline:
+                raise IndexLockedError(f"{message}; retry later or pass lock_timeout=<seconds> (None waits)") from None
+            time.sleep(0.05)
+
+
+def _same_file(fh: Any, path: Path) -> bool:
+    try:
+        return _identity(os.fstat(fh.fileno())) == _identity(os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def fsync_path(path: Path) -> None:
@@ -258,7 +381,11 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
