@@ -93,36 +93,52 @@ def _extra_commands(sub: Any) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    import shutil
     import time
+
+    from ragkit.errors import ConfigError
 
     shard = None
     if args.shard:
         try:
             i, n = (int(x) for x in args.shard.split("/"))
         except ValueError:
-            from ragkit.errors import ConfigError
-
             raise ConfigError(f"--shard must look like 0/4, got {args.shard!r}") from None
         shard = (i, n)
-    if args.rebuild and os.path.isdir(args.index):
-        if not os.path.exists(os.path.join(args.index, "ragkit.sqlite")):
-            from ragkit.errors import ConfigError
-
-            raise ConfigError(f"--rebuild: {args.index} exists but is not a ragkit index; not deleting it")
-        shutil.rmtree(args.index)
     options = {"model": args.model, "chunk_size": args.chunk_size, "chunk_overlap": args.chunk_overlap,
                "dense_index": args.dense_index}
-    index = open_index(args.index, create=True, lock_timeout=args.wait, show_progress=not args.quiet,
-                       token=args.token, **{k: v for k, v in options.items() if v is not None})
+    options = {k: v for k, v in options.items() if v is not None}
     started = time.perf_counter()
-    report = index.sync(args.folder, include=args.include, exclude=args.exclude,
-                        json_text_field=args.json_text_field, max_file_bytes=args.max_file_bytes, shard=shard)
+
+    def build(path: Any) -> Any:
+        index = open_index(str(path), create=True, lock_timeout=args.wait, show_progress=not args.quiet,
+                           token=args.token, **options)
+        try:
+            return index.sync(args.folder, include=args.include, exclude=args.exclude,
+                              json_text_field=args.json_text_field, max_file_bytes=args.max_file_bytes,
+                              shard=shard)
+        finally:
+            index.close()
+
+    if args.rebuild and "://" not in args.index:
+        if not os.path.isdir(args.folder):  # checked first: a mistyped folder must not cost the index
+            raise ConfigError(f"--rebuild: {args.folder} is not a folder; the index at {args.index} is untouched")
+        from ragkit.storage.local.swap import rebuild
+
+        report = rebuild(args.index, build, lock_timeout=args.wait)
+    else:
+        report = build(args.index)
     for failure in report.failed:
-        print(f"  failed: {failure.path}: {failure.reason}", file=sys.stderr)
-    print(f"{args.folder} -> {args.index}: {report.summary()}")
+        print(f"  failed: {_printable(failure.path)}: {_printable(failure.reason)}", file=sys.stderr)
+    print(f"{_printable(args.folder)} -> {args.index}: {report.summary()}")
     logging.getLogger(__name__).info("index took %.2fs", time.perf_counter() - started)
     return 0
+
+
+def _printable(text: str) -> str:
+    """Text from a file (a name, a reason quoting it) without the control characters a terminal obeys."""
+    from ragkit.ingest.files import printable
+
+    return printable(text)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
