@@ -81,8 +81,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _extra_commands(sub: Any) -> None:
     """Commands whose modules are optional parts of the toolkit."""
-    for name in ("prompt", "eval", "tune", "serve"):
-        module = {"prompt": "prompt", "eval": "eval", "tune": "eval", "serve": "serve"}[name]
+    for name in ("prompt", "eval", "tune", "serve", "mcp"):
+        module = {"prompt": "prompt", "eval": "eval", "tune": "eval", "serve": "serve", "mcp": "mcp"}[name]
         try:
             from importlib import import_module
 

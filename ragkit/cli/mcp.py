@@ -1,0 +1,71 @@
+"""``ragkit mcp``: serve an index to MCP clients (desktop apps, agents), see :mod:`ragkit.integrations.mcp_server`.
+
+    ragkit mcp --index kb.ragkit                                   # stdio, for a desktop client
+    ragkit mcp --index kb.ragkit --http --port 8765 --token s3cret # streamable HTTP at /mcp
+    ragkit mcp --index kb.ragkit --allow-sync docs/                # adds the `sync` tool, for docs/ only
+
+Over HTTP it listens on loopback unless ``--host`` says otherwise, and with ``--token`` (or
+``$RAGKIT_SERVER_TOKEN``, as ``ragkit serve``) every request needs ``Authorization: Bearer TOKEN``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from typing import Any
+
+DEFAULT_PORT = 8765
+
+
+def register(sub: Any, name: str) -> None:
+    from ragkit.cli.common import index_arg
+    from ragkit.cli.serve import TOKEN_ENV
+
+    p = sub.add_parser(name, help="serve the index to MCP clients (stdio, or streamable HTTP with --http)")
+    index_arg(p)
+    p.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp instead of stdio")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on with --http (default loopback)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port with --http (default {DEFAULT_PORT})")
+    p.add_argument("--token", help=f"with --http, require 'Authorization: Bearer TOKEN' (default ${TOKEN_ENV})")
+    p.add_argument("--allow-sync", action="append", default=[], metavar="FOLDER",
+                   help="offer a `sync` tool that re-indexes FOLDER (repeatable); clients can sync nothing else")
+    p.add_argument("--template", default="qa", help="build_prompt's template (default qa)")
+    p.add_argument("--max-tokens", type=int, default=4096, help="build_prompt's token budget (default 4096)")
+    p.set_defaults(func=cmd_mcp)
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from ragkit.cli.common import open_index
+    from ragkit.integrations.mcp_server import create_server
+
+    index = open_index(args.index)
+    # Load the model now, with stray prints kept off stdout (the stdio transport's channel), so the
+    # first search is not slowed by it and nothing a library prints can corrupt the protocol.
+    with contextlib.redirect_stdout(sys.stderr):
+        index.embed_query("warm up")
+    server = create_server(index, sync_folders=args.allow_sync, template=args.template,
+                           max_tokens=args.max_tokens)
+    if not args.http:
+        server.run("stdio")
+        return 0
+    return _serve_http(server, args)
+
+
+def _serve_http(server: Any, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ragkit.cli.serve import TOKEN_ENV
+    from ragkit.server.auth import BearerAuth, is_loopback
+
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    app = server.streamable_http_app(host=args.host)
+    if token:
+        app = BearerAuth(app, token=token)  # refuses before the MCP app sees the request
+    elif not is_loopback(args.host):
+        print(f"ragkit mcp: warning: listening on {args.host} with no --token; anyone who can reach it "
+              "can query the index", file=sys.stderr)
+    print(f"ragkit mcp: http://{args.host}:{args.port}/mcp (index {args.index})", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+    return 0
