@@ -35,7 +35,9 @@ from ragkit.storage.local.store import FORMAT_VERSION
 from ragkit.types import Chunk, Document, Hit, SyncReport
 
 from ragkit.retrieval.retriever import HybridRetriever
-from ragkit.retrieval.settings import RetrievalSettings, SearchMode
+from ragkit.retrieval.settings import (
+    UNSET, FusionMethod, Grouping, Normalization, RetrievalSettings, SearchMode, Unset, given_settings,
+)
 from ragkit.retrieval.source import LearnedState, QueryEncoder
 from ragkit.storage.base import SearchView
 from ragkit.storage.location import open_backend
@@ -378,13 +380,27 @@ class Index:
 
     def search(
         self, query: str, k: int = 10, *, mode: SearchMode = "hybrid", filters: Filters | None = None,
-        query_vector: np.ndarray | None = None, **settings: Any,
+        query_vector: np.ndarray | None = None,
+        method: FusionMethod | Unset = UNSET, weight: float | None | Unset = UNSET,
+        normalization: Normalization | Unset = UNSET, rrf_k: float | Unset = UNSET,
+        depth: int | None | Unset = UNSET, mmr: bool | Unset = UNSET, mmr_lambda: float | Unset = UNSET,
+        group_by: Grouping | None | Unset = UNSET, reranker: str | None | Unset = UNSET,
+        rerank_depth: int | Unset = UNSET, query_adapter: bool | QueryAdapter | Unset = UNSET,
+        associations: bool | QueryAssociations | Unset = UNSET, association_weight: float | Unset = UNSET,
+        association_threshold: float | Unset = UNSET, min_score: float | None | Unset = UNSET,
     ) -> list[Hit]:
         """The ``k`` best chunks for ``query``. ``mode``: "hybrid" (default), "bm25" or "dense".
 
-        ``filters`` restrict both legs before their top-k cut (see :mod:`ragkit.filters`).
-        Other keyword arguments override the retriever's fusion settings for this call.
+        ``filters`` restrict both legs before their top-k cut (see :mod:`ragkit.storage.filters`).
+        The other options are the fields of :class:`~ragkit.retrieval.settings.RetrievalSettings`
+        (see there); each one given overrides the index's saved setting for this call.
         """
+        settings = given_settings(
+            method=method, weight=weight, normalization=normalization, rrf_k=rrf_k, depth=depth, mmr=mmr,
+            mmr_lambda=mmr_lambda, group_by=group_by, reranker=reranker, rerank_depth=rerank_depth,
+            query_adapter=query_adapter, associations=associations, association_weight=association_weight,
+            association_threshold=association_threshold, min_score=min_score,
+        )
         return self.retriever(**settings).search(query, k, mode=mode, filters=filters, query_vector=query_vector)
 
     @property

@@ -57,8 +57,10 @@ class Hit:
 
     ``score`` is the final score in the mode searched (fused score for hybrid).
     ``bm25_score``/``bm25_rank`` and ``dense_score``/``dense_rank`` are each
-    leg's raw score and 1-based rank among its candidates, ``None`` where that
-    leg did not return the chunk. ``rerank_score`` is set when a cross-encoder
+    leg's raw score and 1-based rank among its candidates. Where a hybrid search's
+    leg did not return the chunk, its rank is ``None`` and its score is the exact
+    score that leg gives the chunk (what fusion used); both are ``None`` for a leg
+    that was not searched. ``rerank_score`` is set when a cross-encoder
     reranked the results. ``association_score`` (0..1) and ``associated_question`` are set when
     the chunk's document was lifted because the query resembles a labelled question
     (see :mod:`ragkit.association`).
@@ -86,10 +88,12 @@ class Hit:
         return self.metadata.get("source")
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field."""
+        """A JSON-ready dict of every field, plus ``source`` (as :attr:`source`) at the top level."""
         from dataclasses import asdict
 
-        return asdict(self)
+        out = asdict(self)
+        out["source"] = self.source
+        return out
 
 
 @dataclass(frozen=True)

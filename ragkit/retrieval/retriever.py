@@ -5,7 +5,8 @@ A search runs in these steps, each optional step off by default:
 1. filters narrow the storage view to the matching rows, which both legs apply *before* their top-k cut;
 2. each leg fetches ``depth`` candidates (default ``max(100, 10 * k)``);
 3. fusion scores the union (see :mod:`ragkit.retrieval.fusion`); missing leg scores are
-   filled with the exact score that leg gives the chunk;
+   filled with the exact score that leg gives the chunk, and the hit shows that score (rank None);
+   with ``min_score``, candidates whose fused score is below it are dropped;
 4. where the index holds labelled questions (``ragkit tune --associate``), candidates of
    documents labelled for a similar question are lifted (see :mod:`ragkit.retrieval.association`);
 5. optional MMR diversification and cross-encoder reranking of the top;
@@ -119,7 +120,11 @@ class HybridRetriever:
             text, with_vector=mode != "bm25", vector=vector, adapter=self._adapter(learned))
         pool = self._pool(k)
         ranked = self._rank(view, view.filtered(filters), query, raw, mode, learned, self.config.depth or max(100, 10 * k))
-        ids, scores = ranked.ids[:pool], ranked.scores[:pool]
+        ids, scores = ranked.ids, ranked.scores
+        if self.config.min_score is not None:  # before the cut, so MMR and reranking see only these
+            keep = scores >= self.config.min_score
+            ids, scores = ids[keep], scores[keep]
+        ids, scores = ids[:pool], scores[:pool]
         if self.config.mmr and len(ids) > 1:
             if query.vector is None:
                 query = replace(query, vector=self.source.query_encoder.encode(
@@ -146,7 +151,8 @@ class HybridRetriever:
             return _Ranked(dense.ids, dense.scores, None, dense, {})  # type: ignore[union-attr]
         if dense is None:
             return _Ranked(bm25.ids, bm25.scores, bm25, None, {})
-        ids, fused = self._fuse(view, scoped, query, bm25, dense)
+        bm25, dense = _with_exact_fill(view, query, bm25, dense)
+        ids, fused = self._fuse(scoped, query, bm25, dense)
         ids, fused, lifted = self._associate(view, raw, ids, fused, learned)  # type: ignore[arg-type]
         return _Ranked(ids, fused, bm25, dense, lifted)
 
@@ -181,13 +187,8 @@ class HybridRetriever:
         return ids[order], lifted[order], evidence
 
     def _fuse(
-        self, view: SearchView, scoped: SearchView, query: Query, bm25: LegCandidates, dense: LegCandidates,
+        self, scoped: SearchView, query: Query, bm25: LegCandidates, dense: LegCandidates,
     ) -> tuple[np.ndarray, np.ndarray]:
-        union = np.union1d(bm25.ids, dense.ids)
-        if len(union):  # exact scores for ids a leg missed, instead of a guess
-            bm25_fill, dense_fill = view.exact_scores(query, union)
-            bm25 = LegCandidates(bm25.ids, bm25.scores, union, bm25_fill)
-            dense = LegCandidates(dense.ids, dense.scores, union, dense_fill)
         cfg = self.config
         legs, weights = [bm25, dense], [1.0 - cfg.weight, cfg.weight]  # type: ignore[operator]
         if cfg.method == "rrf":
@@ -210,24 +211,49 @@ class HybridRetriever:
         return ids[order], fused[order]
 
 
+def _with_exact_fill(
+    view: SearchView, query: Query, bm25: LegCandidates, dense: LegCandidates
+) -> tuple[LegCandidates, LegCandidates]:
+    """Both legs with their exact scores for every id of the union: fusion needs them for ids a
+    leg missed (instead of a guess), and the hits show them."""
+    union = np.union1d(bm25.ids, dense.ids)
+    if not len(union):
+        return bm25, dense
+    bm25_fill, dense_fill = view.exact_scores(query, union)
+    return (LegCandidates(bm25.ids, bm25.scores, union, bm25_fill),
+            LegCandidates(dense.ids, dense.scores, union, dense_fill))
+
+
 def _hits(view: SearchView, ids: np.ndarray, fused: np.ndarray, ranked: _Ranked) -> list[Hit]:
     """Hits for the chosen rows, each with its legs' scores and ranks and any association lift."""
     records = view.fetch(positions(ids))
-    bm25_rank, dense_rank = _ranks(ranked.bm25), _ranks(ranked.dense)
+    bm25, dense = _Evidence(ranked.bm25), _Evidence(ranked.dense)
     hits = []
     for pos, score, rec in zip(ids, fused, records):
-        b, d = bm25_rank.get(int(pos)), dense_rank.get(int(pos))
         strength, question = ranked.lifted.get(int(pos), (None, None))
         hits.append(Hit(
             chunk_id=rec.id, doc_id=rec.doc_id, text=rec.text, score=float(score), metadata=rec.metadata,
-            start=rec.start, end=rec.end,
-            bm25_score=None if b is None else float(ranked.bm25.scores[b - 1]),  # type: ignore[union-attr]
-            bm25_rank=b,
-            dense_score=None if d is None else float(ranked.dense.scores[d - 1]),  # type: ignore[union-attr]
-            dense_rank=d, association_score=strength, associated_question=question,
+            start=rec.start, end=rec.end, bm25_score=bm25.score(int(pos)), bm25_rank=bm25.rank(int(pos)),
+            dense_score=dense.score(int(pos)), dense_rank=dense.rank(int(pos)),
+            association_score=strength, associated_question=question,
         ))
     return hits
 
 
-def _ranks(leg: LegCandidates | None) -> dict[int, int]:
-    return {} if leg is None else {int(i): r + 1 for r, i in enumerate(leg.ids)}
+class _Evidence:
+    """One leg's rank and score for a row: its own candidates first, else its exact fill-in score."""
+
+    def __init__(self, leg: LegCandidates | None) -> None:
+        self.leg = leg
+        self.ranks = {} if leg is None else {int(i): r + 1 for r, i in enumerate(leg.ids)}
+        fill = None if leg is None else leg.fill_ids
+        self.fill = {} if fill is None else {int(i): float(v) for i, v in zip(fill, leg.fill_scores)}  # type: ignore[union-attr, arg-type]
+
+    def rank(self, pos: int) -> int | None:
+        return self.ranks.get(pos)
+
+    def score(self, pos: int) -> float | None:
+        rank = self.ranks.get(pos)
+        if rank is not None:
+            return float(self.leg.scores[rank - 1])  # type: ignore[union-attr]
+        return self.fill.get(pos)

@@ -7,6 +7,7 @@ nothing heavy, so the CLI can build its parser from it without loading numpy.
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal, Mapping, Union, get_args
@@ -31,6 +32,24 @@ ADAPTIVE_WEIGHT = 0.4
 DEFAULT_WEIGHT = 0.5  # the other methods: both legs alike
 
 
+class Unset(enum.Enum):
+    """The type of :data:`UNSET`: "this option was not given", where ``None`` is a real value
+    (``weight=None`` means the method's default, overriding a tuned weight)."""
+
+    UNSET = "unset"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = Unset.UNSET
+
+
+def given_settings(**options: Any) -> dict[str, Any]:
+    """The options that were given (not :data:`UNSET`), as keyword settings."""
+    return {name: value for name, value in options.items() if value is not UNSET}
+
+
 def check_choice(option: str, value: Any, valid: tuple[Any, ...]) -> None:
     """Raise a ConfigError naming ``option`` and its valid values when ``value`` is not one of them."""
     if value not in valid:
@@ -43,7 +62,8 @@ class RetrievalSettings:
 
     ``weight`` is the dense leg's share (BM25 gets ``1 - weight``); None means the method's default
     (0.4 for "adaptive", 0.5 otherwise). ``query_adapter`` / ``associations``: use the index's learned
-    ones when it has them (True), ignore them (False), or use the object given.
+    ones when it has them (True), ignore them (False), or use the object given. ``min_score`` drops
+    candidates whose fused score (the leg's score in a one-leg mode) is below it; None (default) keeps all.
     """
 
     method: FusionMethod = "adaptive"
@@ -60,6 +80,7 @@ class RetrievalSettings:
     associations: Union[bool, "QueryAssociations"] = True
     association_weight: float = 1.0
     association_threshold: float = 0.5
+    min_score: float | None = None
 
     def __post_init__(self) -> None:
         check_choice("fusion method", self.method, FUSION_METHODS)
@@ -70,6 +91,8 @@ class RetrievalSettings:
             object.__setattr__(self, "weight", ADAPTIVE_WEIGHT if self.method == "adaptive" else DEFAULT_WEIGHT)
         _in_range("weight (the dense leg's share)", self.weight, 0.0, 1.0)
         _in_range("mmr_lambda", self.mmr_lambda, 0.0, 1.0)
+        if self.min_score is not None and not -math.inf < self.min_score < math.inf:  # also refuses NaN
+            raise ConfigError(f"min_score must be None or a finite number, got {self.min_score}")
         if self.depth is not None and self.depth < 1:
             raise ConfigError(f"depth must be >= 1, got {self.depth}")
         if not 0.0 <= self.association_weight < math.inf:  # also refuses NaN

@@ -12,12 +12,15 @@ Fields are ``doc_id``, ``chunk_id`` and any chunk metadata key (``source``,
 ``title``, ``type``, ``page``, ``headings``, your own). A list-valued field
 (``headings``) matches when any element matches. A field no chunk has is a
 :class:`~ragkit.errors.FilterError`, since a typo would otherwise silently
-match nothing.
+match nothing. So is a range bound that is not a number or an ISO date (``"2"``, ``"abc"``),
+and a bound of another kind than the field holds (a number against dates).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import math
+import re
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -26,6 +29,31 @@ from ragkit.errors import FilterError
 
 Filters = Mapping[str, Any]
 OPERATORS = ("eq", "ne", "in", "nin", "gt", "gte", "lt", "lte", "glob")
+RANGES = ("gt", "gte", "lt", "lte")
+# 2024, 2024-05, 2024-05-01, 2024-05-01T10:30[:00[.5]][Z|+02:00]: strings that sort like the dates they are
+_ISO_DATE = re.compile(r"\d{4}(-\d{2}(-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?)?)?")
+
+
+def _kind(value: Any) -> str | None:
+    """What a range compares a value as: "number", "text", or None (never compared)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return "number"
+    return "text" if isinstance(value, str) else None
+
+
+def _check_range_bound(field: str, op: str, expected: Any) -> None:
+    number = _kind(expected) == "number" and not math.isnan(expected)
+    if number or (isinstance(expected, str) and _ISO_DATE.fullmatch(expected)):
+        return
+    hint = ""
+    if isinstance(expected, str) and _number_or_text(expected) is not expected:
+        hint = f"; for a number write {expected} without quotes"
+    raise FilterError(
+        f"filter on {field!r}: {op!r} needs a number or an ISO date (e.g. 2024-05-01), "
+        f"got {expected!r} ({type(expected).__name__}){hint}"
+    )
 
 
 def _predicate(field: str, op: str, expected: Any) -> Callable[[Any], bool]:
@@ -33,6 +61,8 @@ def _predicate(field: str, op: str, expected: Any) -> Callable[[Any], bool]:
         raise FilterError(f"filter on {field!r}: {op!r} needs a list of values, got {expected!r}")
     if op == "glob" and not isinstance(expected, str):
         raise FilterError(f"filter on {field!r}: 'glob' needs a string pattern, got {expected!r}")
+    if op in RANGES:
+        _check_range_bound(field, op, expected)
 
     def compare(value: Any) -> bool:
         try:
@@ -51,7 +81,7 @@ def _predicate(field: str, op: str, expected: Any) -> Callable[[Any], bool]:
             return bool(
                 {"gt": value > expected, "gte": value >= expected, "lt": value < expected, "lte": value <= expected}[op]
             )
-        except TypeError:  # comparing e.g. a str with an int: not a match
+        except TypeError:  # a record of another kind than the rest (filter_mask checks the field's kind)
             return False
 
     return compare
@@ -84,6 +114,7 @@ def filter_mask(filters: Filters, records: Sequence[Mapping[str, Any]]) -> np.nd
     for field, _ in compiled:
         if field not in known and records:
             raise FilterError(f"unknown filter field {field!r}; fields in this index: {', '.join(sorted(known))}")
+    _check_range_kinds(filters, records)
     mask = np.ones(len(records), dtype=bool)
     for field, test in compiled:
         for i, record in enumerate(records):
@@ -91,6 +122,28 @@ def filter_mask(filters: Filters, records: Sequence[Mapping[str, Any]]) -> np.nd
                 value = record.get(field)
                 mask[i] = any(test(v) for v in value) if isinstance(value, list) else test(value)
     return mask
+
+
+def _check_range_kinds(filters: Filters, records: Sequence[Mapping[str, Any]]) -> None:
+    """A range bound must be of a kind the field holds: a number never matches a date field."""
+    for field, condition in filters.items():
+        bounds = [(op, v) for op, v in condition.items() if op in RANGES] if isinstance(condition, Mapping) else []
+        if not bounds:
+            continue
+        kinds: set[str] = set()
+        for record in records:
+            value = record.get(field)
+            for v in value if isinstance(value, list) else [value]:
+                kind = _kind(v)
+                if kind:
+                    kinds.add(kind)
+        for op, bound in bounds:
+            if kinds and _kind(bound) not in kinds:
+                holds = " and ".join(sorted(kinds))
+                raise FilterError(
+                    f"filter on {field!r}: {op!r} {bound!r} is {'a number' if _kind(bound) == 'number' else 'text'}, "
+                    f"but {field!r} holds {holds} values; give a {holds.replace('text', 'date string')} bound"
+                )
 
 
 def parse_cli_filter(expression: str) -> tuple[str, Any]:

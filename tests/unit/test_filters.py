@@ -38,7 +38,6 @@ def matching(filters: dict) -> list[str]:
     ({"headings": {"in": ["Queens", "Varroa"]}}, ["a", "c"]),
     ({"type": "pdf", "page": {"gt": 5}}, ["d"]),  # keys AND together
     ({"date": {"gte": "2024-01-01"}}, ["d"]),  # ISO dates compare as strings
-    ({"page": {"gt": "3"}}, []),  # str vs int does not compare: no match, no error
 ])
 def test_filters_select_the_matching_records(filters: dict, expected: list[str]) -> None:
     assert matching(filters) == expected
@@ -51,6 +50,27 @@ def test_an_unknown_field_names_the_known_ones() -> None:
 
 def test_an_empty_index_accepts_any_field() -> None:
     assert filter_mask({"anything": 1}, []).shape == (0,)
+
+
+@pytest.mark.parametrize("filters, complaint", [
+    # issue 14: these matched nothing, silently
+    ({"page": {"gt": "3"}}, r"filter on 'page': 'gt' needs a number or an ISO date .*got '3' \(str\); "
+                            r"for a number write 3 without quotes"),
+    ({"page": {"gte": "abc"}}, r"filter on 'page': 'gte' needs a number or an ISO date .*got 'abc' \(str\)"),
+    ({"page": {"lt": None}}, r"'lt' needs a number or an ISO date .*got None \(NoneType\)"),
+    ({"page": {"lt": float("nan")}}, "'lt' needs a number or an ISO date"),
+    ({"date": {"gte": 2024}}, r"filter on 'date': 'gte' 2024 is a number, but 'date' holds text values"),
+    ({"page": {"gte": "2024-01-01"}}, r"'gte' '2024-01-01' is text, but 'page' holds number values"),
+])
+def test_a_range_bound_of_the_wrong_kind_is_a_filter_error(filters: dict, complaint: str) -> None:
+    with pytest.raises(FilterError, match=complaint):
+        filter_mask(filters, RECORDS)
+
+
+def test_a_non_numeric_cli_range_names_field_value_and_type() -> None:
+    field, condition = parse_cli_filter("page>=abc")
+    with pytest.raises(FilterError, match=r"filter on 'page': 'gte' needs a number .*got 'abc' \(str\)"):
+        filter_mask({field: condition}, RECORDS)
 
 
 @pytest.mark.parametrize("filters, complaint", [

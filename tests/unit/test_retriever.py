@@ -161,3 +161,46 @@ def test_invalid_settings_are_not_saved(index, settings: dict) -> None:
     with pytest.raises(ConfigError):
         index.save_retrieval_settings(settings)
     assert index.config.retrieval is None
+
+
+# -- issue 14: typed search options, exact fill-in scores, min_score, source in JSON ------------------
+def test_search_options_are_typed_keywords_matching_retrieval_settings(index) -> None:
+    import dataclasses
+    import inspect
+
+    from ragkit.retrieval.settings import RetrievalSettings
+
+    params = inspect.signature(type(index).search).parameters
+    assert not any(p.kind is p.VAR_KEYWORD for p in params.values())  # no **settings
+    assert {f.name for f in dataclasses.fields(RetrievalSettings)} <= set(params)
+    with pytest.raises(TypeError, match="mehtod"):
+        index.search("varroa", k=3, mehtod="rrf")
+
+
+def test_a_hit_a_leg_missed_shows_that_legs_exact_score_and_no_rank(index) -> None:
+    hits = index.search("varroa mites sugar roll", k=len(CORPUS), depth=2)  # the legs disagree on #2
+    missed = [h for h in hits if h.dense_rank is None]
+    assert missed and all(h.dense_score is not None for h in missed)
+    dense = {h.chunk_id: h.dense_score for h in index.search("varroa mites sugar roll", k=len(CORPUS), mode="dense")}
+    for h in missed:
+        assert h.dense_score == pytest.approx(dense[h.chunk_id], abs=1e-5)
+    no_bm25 = [h for h in hits if h.bm25_rank is None]
+    assert no_bm25 and all(h.bm25_score is not None for h in no_bm25)
+    assert all(h.bm25_score is None for h in index.search("varroa", k=3, mode="dense"))  # leg not searched
+
+
+def test_min_score_drops_hits_whose_fused_score_is_below_it(index) -> None:
+    everything = index.search("varroa mites", k=len(CORPUS))
+    cut = everything[2].score
+    kept = index.search("varroa mites", k=len(CORPUS), min_score=cut)
+    assert kept and all(h.score >= cut for h in kept)
+    assert [h.chunk_id for h in kept] == [h.chunk_id for h in everything if h.score >= cut]
+    assert index.search("varroa mites", k=3, min_score=1e9) == []
+    with pytest.raises(ConfigError, match="min_score"):
+        index.search("varroa", k=3, min_score=float("nan"))
+
+
+def test_hit_to_dict_has_source_at_the_top(index) -> None:
+    hit = Hit("c", "d", "t", 1.0, {"source": "a/b.md"})
+    assert hit.to_dict()["source"] == "a/b.md" and hit.to_dict()["metadata"] == {"source": "a/b.md"}
+    assert Hit("c", "d", "t", 1.0).to_dict()["source"] is None
