@@ -20,7 +20,8 @@ the rule is the fallback) or ``None`` (the last turn as it is). Earlier turns go
 builder as history, inside its token budget.
 
 :func:`augment` is for apps that call their own model: it returns their messages with the
-retrieved passages injected as a system message before the last user turn.
+retrieved passages as a system message after the conversation's own system messages: system
+messages stay first (many chat templates reject one between turns).
 """
 
 from __future__ import annotations
@@ -298,8 +299,9 @@ class RAG:
         return condense_query(turns) if self.condense else turns[-1]["content"]
 
     def augment(self, messages: Sequence[Mapping[str, Any]], **search: Any) -> AugmentedMessages:
-        """``messages`` with the retrieved context as a system message before the last user turn.
+        """``messages`` with the retrieved context as a system message after their own system messages.
 
+        System messages stay first, as many chat templates require; the other turns follow in order.
         The query is condensed as in :meth:`chat`; ``search`` overrides ``k``, ``mode``,
         ``filters`` and fusion settings. Earlier turns that do not fit the builder's budget are
         left out, oldest first (see ``.prompt.dropped``).
@@ -309,7 +311,9 @@ class RAG:
         hits = self.retrieve(query, **search)
         prompt = self._context_builder().build(turns[-1]["content"], hits, history=turns[:-1] or None)
         context, *kept, last = prompt.messages
-        return AugmentedMessages([*kept, context, last], Retrieved(query, hits, prompt))
+        system = [m for m in kept if m["role"] == "system"]
+        turns = [m for m in kept if m["role"] != "system"]
+        return AugmentedMessages([*system, context, *turns, last], Retrieved(query, hits, prompt))
 
     def _context_builder(self) -> PromptBuilder:
         """A builder for :meth:`augment`: its template, the main builder's budget and counter."""
@@ -397,7 +401,7 @@ class RAG:
 def augment(
     messages: Sequence[Mapping[str, Any]], index: Any, builder: PromptBuilder | None = None, **search: Any
 ) -> AugmentedMessages:
-    """``messages`` with passages retrieved from ``index`` injected before the last user turn.
+    """``messages`` with passages retrieved from ``index`` as a system message after their own.
 
     For apps that call their own model. ``builder`` supplies the token budget and counter;
     ``search`` takes ``k``, ``mode``, ``filters`` and fusion settings.

@@ -235,13 +235,13 @@ def test_normalize_messages() -> None:
 # -- augment --------------------------------------------------------------------------------------
 
 
-def test_augment_injects_context_before_the_last_user_turn(index: Index) -> None:
+def test_augment_injects_context_after_the_system_messages(index: Index) -> None:
     messages = [{"role": "system", "content": "You are a beekeeping assistant."}, *CONVERSATION]
     augmented = augment(messages, index, k=2)
-    assert [m["role"] for m in augmented] == ["system", "user", "assistant", "system", "user"]
+    assert [m["role"] for m in augmented] == ["system", "system", "user", "assistant", "user"]
     assert augmented[0] == messages[0]
-    assert augmented[-1] == CONVERSATION[-1]
-    context = augmented[-2]["content"]
+    assert augmented[2:] == CONVERSATION
+    context = augmented[1]["content"]
     assert "[1] American foulbrood" in context and "Paenibacillus larvae" in context
     assert augmented.query == "american foulbrood"
     assert [c.doc_id for c in augmented.prompt.cited("Burn it [1].")] == ["afb"]
