@@ -14,6 +14,7 @@ from typing import Any, ContextManager, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from ragkit.errors import RagkitError
 from ragkit.storage.bm25 import BM25Params
 from ragkit.storage.dense import DenseKind
 from ragkit.storage.filters import Filters
@@ -91,8 +92,17 @@ class LegStatistics:
     n_searched: int
 
 
-class StaleSnapshot(Exception):
-    """Rows of the view a search holds were deleted by a newer commit: the search retries on a new view."""
+class StaleSnapshot(RagkitError):
+    """Rows of the view a search holds were deleted by a newer commit: the search retries on a new view.
+
+    A RagkitError with a message, for when the retries run out (writers committing faster than a
+    search can read): the caller sees one clear error, not a list of row ids.
+    """
+
+    def __str__(self) -> str:
+        rows = self.args[0] if self.args else []
+        return (f"the index changed under this search again and again ({len(rows)} rows it was reading were "
+                "removed by newer writes); retry the search when the writes settle")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import json
 from typing import Callable
 
 from ragkit.errors import IndexCorruptError
+from ragkit.storage.local.guard import cache_row_vector
 from ragkit.storage.local.snapshot import Snapshot
 from ragkit.storage.local.store import Store
 
@@ -16,12 +17,20 @@ def problems(store: Store, load_version: Callable[[int], Snapshot]) -> list[str]
     Checks: the SQLite database's own integrity check; the current segment's checksums; that the
     BM25 matrix, the vectors and the row list have the same number of rows; that those rows are
     exactly the chunks in SQLite; that every chunk's document exists and every manifest file's
-    documents exist.
+    documents exist; that every chunk's text is its document's text between its offsets; that every
+    embedding-cache row passes its checksum. A database SQLite itself cannot read is one problem.
     """
+    try:
+        return _problems(store, load_version)
+    except IndexCorruptError as exc:
+        return [str(exc)]
+
+
+def _problems(store: Store, load_version: Callable[[int], Snapshot]) -> list[str]:
     found: list[str] = []
-    (verdict,), = store.query("PRAGMA integrity_check")
-    if verdict != "ok":
-        found.append(f"SQLite integrity check: {verdict}")
+    verdicts = [v for (v,) in store.query("PRAGMA integrity_check")]
+    if verdicts != ["ok"]:
+        found.append(f"{store.db_path}: SQLite integrity check: {'; '.join(verdicts[:3])}; {store.hint}")
     version = int(store.get_meta("segment", 0))
     chunk_rows = {r for (r,) in store.query("SELECT row FROM chunks")}
     if version == 0:
@@ -43,7 +52,8 @@ def problems(store: Store, load_version: Callable[[int], Snapshot]) -> list[str]
             f"segment and SQLite disagree: {len(segment_rows - chunk_rows)} rows only in the segment, "
             f"{len(chunk_rows - segment_rows)} only in SQLite"
         )
-    return found + _record_problems(store)
+    found += _unreadable_rows(store)
+    return found + _record_problems(store) + _text_problems(store) + _cache_problems(store)
 
 
 def _record_problems(store: Store) -> list[str]:
@@ -58,3 +68,65 @@ def _record_problems(store: Store) -> list[str]:
         if missing:
             found.append(f"manifest file {rel} lists missing documents {missing[:3]}")
     return found
+
+
+# The JSON columns of each table, which must parse as well as decode.
+_JSON_COLUMNS = {"meta": ("value",), "documents": ("metadata",), "chunks": ("metadata",), "files": ("doc_ids",)}
+
+
+def _unreadable_rows(store: Store, batch: int = 500) -> list[str]:
+    """Read every row of every table (in batches): a damaged row fails to decode or to parse.
+
+    SQLite's integrity check looks at the b-trees, not at what the cells hold."""
+    found = []
+    for table, columns in _JSON_COLUMNS.items():
+        last, bad = -1, 0
+        while True:
+            try:
+                rows = store.query(f"SELECT rowid, {', '.join(columns)} FROM {table} WHERE rowid > ? "
+                                   f"ORDER BY rowid LIMIT ?", (last, batch))
+                store.query(f"SELECT * FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT ?", (last, batch))
+            except IndexCorruptError as exc:
+                found.append(f"table {table}: {exc}")
+                break
+            for row in rows:
+                try:
+                    [json.loads(value) for value in row[1:]]
+                except (TypeError, ValueError):
+                    bad += 1
+            if len(rows) < batch:
+                break
+            last = rows[-1][0]
+        if bad:
+            found.append(f"{store.db_path}: {bad} rows of table {table} hold damaged JSON; {store.hint}")
+    missing = store.query("SELECT count(*) FROM chunks WHERE embed_hash NOT IN (SELECT hash FROM embeddings)")[0][0]
+    if missing:
+        found.append(f"{store.db_path}: {missing} chunks have no embedding cache row; {store.hint}")
+    return found
+
+
+def _text_problems(store: Store) -> list[str]:
+    """Chunks whose text is not their document's text at their offsets (SQLite counts characters)."""
+    bad = store.query(
+        "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id "
+        "WHERE substr(d.text, c.start + 1, c.end - c.start) IS NOT c.text LIMIT 4"
+    )
+    if not bad:
+        return []
+    return [f"{store.db_path}: chunk text differs from its document's text (e.g. {bad[0][0]}); {store.hint}"]
+
+
+def _cache_problems(store: Store, batch: int = 2000) -> list[str]:
+    """Embedding-cache rows that fail their checksum (read in batches: the cache can be large)."""
+    bad, last = [], ""
+    while True:
+        rows = store.query("SELECT hash, vector, checksum FROM embeddings WHERE hash > ? ORDER BY hash LIMIT ?",
+                           (last, batch))
+        bad += [h for h, blob, checksum in rows if cache_row_vector(h, blob, checksum) is None]
+        if len(rows) < batch:
+            break
+        last = rows[-1][0]
+    if not bad:
+        return []
+    return [f"{store.db_path}: {len(bad)} embedding cache rows fail their checksum (they are re-embedded "
+            f"on the next sync; the index's vectors are checked separately)"]
