@@ -13,7 +13,8 @@ import sys
 import textwrap
 from typing import Any, Sequence
 
-from ragkit.cli.common import index_arg, open_index, search_args, search_settings
+from ragkit.cli.common import cli_message, index_arg, open_index, search_args, search_settings
+from ragkit.cli.table import render_table, terminal_width
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except RagkitError as exc:
-        print(f"ragkit {args.command}: error: {exc}", file=sys.stderr)
+        print(f"ragkit {args.command}: error: {cli_message(str(exc), args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -69,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     index_arg(p)
     search_args(p)
-    p.add_argument("--json", action="store_true", help="one JSON object per hit")
+    p.add_argument("--json", action="store_true", help="one JSON object per hit (with top-level source)")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("check", help="verify an index: checksums and counts across SQLite, BM25, faiss")
@@ -146,9 +147,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
     else:
-        for key, value in info.items():
-            print(f"{key:>14}: {_human_bytes(value) if key == 'bytes_on_disk' else value}")
+        rows = [[key, _human_bytes(value) if key == "bytes_on_disk" else _text(value)] for key, value in info.items()]
+        print(render_table(["field", "value"], rows))
     return 0
+
+
+def _text(value: Any) -> str:
+    """A value as one table cell: mappings as ``k=v`` pairs."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return "-" if value is None else str(value)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -163,23 +171,32 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_hits(hits: Sequence[Any], width: int = 100) -> str:
-    """A readable table: rank, fused score, each leg's score and rank, source, snippet."""
+def format_hits(hits: Sequence[Any], width: int | None = None) -> str:
+    """A readable table: rank, fused score, each leg's score and rank (``-`` where that leg did not
+    return the hit), source; each hit's snippet on the line under it. ``width``: the terminal's."""
     if not hits:
         return "(no hits)"
-    lines = [f"{'#':>2}  {'score':>7}  {'bm25 (rank)':>14}  {'dense (rank)':>14}  source"]
+    width = width or terminal_width()
+    rows = []
     for hit in hits:
-        bm25 = "-" if hit.bm25_score is None else f"{hit.bm25_score:.2f} ({hit.bm25_rank})"
-        dense = "-" if hit.dense_score is None else f"{hit.dense_score:.3f} ({hit.dense_rank})"
         where = hit.source or hit.doc_id
         if hit.metadata.get("page"):
             where += f" p.{hit.metadata['page']}"
         if hit.metadata.get("headings"):
             where += " › " + " › ".join(hit.metadata["headings"][-2:])
-        lines.append(f"{hit.rank:>2}  {hit.score:>7.3f}  {bm25:>14}  {dense:>14}  {where}")
-        snippet = " ".join(hit.text.split())
-        lines.append(textwrap.indent(textwrap.shorten(snippet, width=width, placeholder=" …"), "    "))
+        rows.append([hit.rank, f"{hit.score:.3f}", _leg(hit.bm25_score, hit.bm25_rank, 2),
+                     _leg(hit.dense_score, hit.dense_rank, 3), where])
+    table = render_table(["#", "score", "bm25 (rank)", "dense (rank)", "source"], rows, width=width,
+                         right=(1, 2, 3)).splitlines()
+    lines = [table[0]]
+    for line, hit in zip(table[1:], hits):
+        snippet = textwrap.shorten(" ".join(hit.text.split()), width=max(20, width - 4), placeholder=" …")
+        lines += [line, textwrap.indent(snippet, "    ")]
     return "\n".join(lines)
+
+
+def _leg(score: float | None, rank: int | None, digits: int) -> str:
+    return "-" if score is None else f"{score:.{digits}f} ({'-' if rank is None else rank})"
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -1,12 +1,14 @@
-"""What several CLI commands share: the ``--index`` and search options, opening an index."""
+"""What several CLI commands share: the ``--index`` and search options, opening an index, and
+error messages that name CLI flags instead of the Python options behind them."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 from typing import Any
 
-from ragkit.retrieval.settings import FUSION_METHODS, SEARCH_MODES
+from ragkit.retrieval.settings import FUSION_METHODS, GROUPINGS, SEARCH_MODES
 
 DEFAULT_INDEX = "kb.ragkit"
 
@@ -23,6 +25,13 @@ def search_args(p: argparse.ArgumentParser) -> None:
                    help="metadata filter: key=value, key=a,b (any of), key!=v, key>=n, key<n, key~glob")
     p.add_argument("--method", choices=FUSION_METHODS, help="fusion method")
     p.add_argument("--weight", type=float, help="dense leg's share in fusion, 0..1")
+    p.add_argument("--depth", type=int, help="candidates each leg fetches (default max(100, 10*k))")
+    p.add_argument("--mmr", action="store_true", help="diversify the hits (maximal marginal relevance)")
+    p.add_argument("--group-by", choices=[g for g in GROUPINGS if g], help="best chunk per document, or "
+                   "neighbouring chunks merged")
+    p.add_argument("--reranker", metavar="MODEL", help="cross-encoder to rerank the top hits with")
+    p.add_argument("--min-score", type=float, metavar="S", help="drop hits whose fused score is below S "
+                   "(the leg's score in --mode bm25/dense); fewer than -k hits may come back")
 
 
 def open_index(path: str, *, create: bool = False, **options: Any) -> Any:
@@ -38,10 +47,29 @@ def open_index(path: str, *, create: bool = False, **options: Any) -> Any:
 def search_settings(args: argparse.Namespace) -> dict[str, Any]:
     from ragkit.storage.filters import parse_cli_filter
 
-    settings: dict[str, Any] = {}
-    if args.method:
-        settings["method"] = args.method
-    if args.weight is not None:
-        settings["weight"] = args.weight
+    given = {"method": args.method, "weight": args.weight, "depth": args.depth, "group_by": args.group_by,
+             "reranker": args.reranker, "min_score": args.min_score, "mmr": args.mmr or None}
+    settings = {k: v for k, v in given.items() if v is not None}
     filters = dict(parse_cli_filter(f) for f in args.filter)
     return {"k": args.k, "mode": args.mode, "filters": filters or None, **settings}
+
+
+# Python options an error message may name, and the flag that sets each under the CLI (when the
+# command has it: the ``args`` attribute).
+_FLAGS = (
+    ("lock_timeout=<seconds> (None waits)", "wait", "--wait SECONDS"),
+    ("max_tokens", "max_tokens", "--max-tokens"),
+    ("reserve_tokens", "reserve_tokens", "--reserve-tokens"),
+    ("min_score", "min_score", "--min-score"),
+    ("max_file_bytes", "max_file_bytes", "--max-file-bytes"),
+)
+
+
+def cli_message(message: str, args: argparse.Namespace) -> str:
+    """``message`` with the Python options it names replaced by this command's flags."""
+    for option, attribute, flag in _FLAGS:
+        if hasattr(args, attribute):  # whole names only: max_tokens, not max_passage_tokens
+            message = re.sub(rf"(?<!\w){re.escape(option)}(?!\w)", flag, message)
+    if "lock_timeout" in message:  # a command with no --wait: waiting is not an option here
+        message = message.replace("or pass lock_timeout=<seconds> (None waits)", "(another ragkit is writing)")
+    return message

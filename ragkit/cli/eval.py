@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from ragkit.cli.table import render_table
 from ragkit.errors import ConfigError
+from ragkit.evaluation.measure import MAX_MISSING_LABELS
 
 
 def register(sub: Any, name: str) -> None:
@@ -20,7 +23,11 @@ def register(sub: Any, name: str) -> None:
     source.add_argument("--queries", type=Path, help='JSONL of {"question", "relevant_doc_ids" | "relevant_source_paths"}')
     p.add_argument("--split", default="test" if name == "eval" else "train", help="BEIR qrels split")
     p.add_argument("--metric", default="ndcg@10", help="metric to report first / to tune (default ndcg@10)")
-    p.add_argument("--json", type=Path, help="write the results as JSON here")
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="the results as JSON: to FILE, or alone to print them instead of the table")
+    p.add_argument("--allow-missing", action="store_true",
+                   help=f"score even when more than {MAX_MISSING_LABELS} labelled ids or paths are not in the index")
+    p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for another writer (default 0)")
     p.add_argument("-q", "--quiet", action="store_true")
     if name == "eval":
         p.add_argument("--config", action="append", default=[], metavar="JSON",
@@ -47,9 +54,10 @@ def register(sub: Any, name: str) -> None:
 
 def _open(args: argparse.Namespace, split: str | None = None) -> tuple[Any, Any]:
     from ragkit.evaluation.datasets import load_beir, load_labelled_jsonl
+    from ragkit.evaluation.measure import check_labels
     from ragkit.index import Index
 
-    index = Index(args.index, show_progress=not args.quiet)
+    index = Index(args.index, show_progress=not args.quiet, lock_timeout=args.wait)
     if args.beir:
         dataset = load_beir(args.beir, split or args.split, corpus=len(index) == 0)
         if len(index) == 0:
@@ -58,7 +66,20 @@ def _open(args: argparse.Namespace, split: str | None = None) -> tuple[Any, Any]
         dataset = load_labelled_jsonl(args.queries)
         if len(index) == 0:
             raise ConfigError(f"index {args.index} is empty: index your folder first with `ragkit index`")
+    for missing in check_labels(index, dataset, allow_missing=args.allow_missing, flag="--allow-missing"):
+        print(f"warning: {missing.describe(dataset.qrels_key)}", file=sys.stderr)
     return index, dataset
+
+
+def _write_json(target: str | None, data: Any) -> bool:
+    """Write ``data`` to the ``--json`` target; True when it went to stdout (so no table is printed)."""
+    text = json.dumps(data, indent=1, default=str)
+    if target == "-":
+        print(text)
+        return True
+    if target:
+        Path(target).write_text(text)
+    return False
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -83,14 +104,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     metrics = [args.metric, *(m for m in DEFAULT_METRICS if m != args.metric)]
     cache = QueryCache(index, dataset.queries, show_progress=not args.quiet)
     results = [evaluate_index(index, dataset, s, name=n, metrics=metrics, cache=cache) for n, s in configs.items()]
-    width = max(len(r.name) for r in results)
-    print(f"{dataset.name}: {len(dataset.queries)} queries, index {args.index} ({len(index)} chunks)")
-    print(f"{'configuration':<{width}}  " + "  ".join(f"{m:>10}" for m in metrics))
-    for r in results:
-        print(f"{r.name:<{width}}  " + "  ".join(f"{r.scores[m]:>10.4f}" for m in metrics))
-    if args.json:
-        args.json.write_text(json.dumps([{"name": r.name, "settings": r.settings, "scores": r.scores}
-                                         for r in results], indent=1, default=str))
+    data = [{"name": r.name, "settings": r.settings, "scores": r.scores} for r in results]
+    if not _write_json(args.json, data):
+        print(f"{dataset.name}: {len(dataset.queries)} queries, index {args.index} ({len(index)} chunks)")
+        print(render_table(["configuration", *metrics], [[r.name, *(r.scores[m] for m in metrics)] for r in results]))
     if args.per_query:
         with open(args.per_query, "w") as fh:
             for r in results:
@@ -101,60 +118,57 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from ragkit.evaluation.datasets import load_beir, split_queries
+    from ragkit.evaluation.datasets import load_beir
     from ragkit.evaluation.measure import describe_settings
-    from ragkit.evaluation.tuning import MIN_TUNING_GAIN, tune
+    from ragkit.evaluation.tuning import MIN_TUNING_GAIN, split_for_tuning, tune
 
     index, train = _open(args)
+    say = functools.partial(print, file=sys.stderr if args.json == "-" else sys.stdout)  # stdout: the JSON alone
     heldout = None
     if args.beir and args.heldout_split:
         heldout = load_beir(args.beir, args.heldout_split, corpus=False)
     else:  # the guard needs queries the choice was not made on
-        train, heldout = split_queries(train, 1.0 - args.holdout, seed=0)
+        train, heldout = split_for_tuning(train, args.holdout, seed=0, option="--holdout")
     result = tune(index, train, heldout, metric=args.metric, adapter=args.adapter, adapter_rank=args.adapter_rank,
                   associate=args.associate, seed=args.seed, show_progress=not args.quiet)
     best = dict(result.best)
     fusion = {k: v for k, v in best.items() if k != "query_adapter" and not k.startswith("association")}
     chosen = describe_settings(fusion, ", ") if fusion else f"the untuned default (no setting beat it by {MIN_TUNING_GAIN})"
-    print(f"tuned on {len(train.queries)} queries ({train.name}); best fusion for {result.metric}: {chosen}")
+    say(f"tuned on {len(train.queries)} queries ({train.name}); best fusion for {result.metric}: {chosen}")
     if result.adapter:
         fit = result.adapter
-        print(f"query adapter: rank {args.adapter_rank}, {fit.steps} steps, loss on {fit.n_validation} "
+        say(f"query adapter: rank {args.adapter_rank}, {fit.steps} steps, loss on {fit.n_validation} "
               f"document-disjoint validation queries {fit.validation_loss_before:.4f} -> {fit.validation_loss_after:.4f}")
     if args.associate:
         if result.associations is not None:
-            print(f"associations: {len(result.associations)} labelled questions kept as evidence, weight "
+            say(f"associations: {len(result.associations)} labelled questions kept as evidence, weight "
                   f"{best['association_weight']}, threshold {best['association_threshold']} "
                   f"(two-fold cross-validated {result.metric} {result.train_score:.4f})")
         else:
             top = max((s for _, s in result.association_cv), default=None)
-            print("associations: not kept, no cross-validated gain"
+            say("associations: not kept, no cross-validated gain"
                   + (f" (best {top:.4f})" if top is not None else ""))
-    print(f"{'':<12}{'train':>10}{'held-out':>10}")
-    fmt = lambda x: f"{x:>10.4f}" if x is not None else f"{'-':>10}"
-    print(f"{'tuned':<12}{fmt(result.train_score)}{fmt(result.heldout_score)}")
-    print(f"{'default':<12}{fmt(result.default_train_score)}{fmt(result.default_heldout_score)}")
+    say(render_table(["", "train", "held-out"], [["tuned", result.train_score, result.heldout_score],
+                                                     ["default", result.default_train_score, result.default_heldout_score]]))
     if args.plot:
         _plot(result, args.plot)
-        print(f"plot: {args.plot}")
-    if args.json:
-        args.json.write_text(json.dumps({"best": best, "train": result.train_score, "heldout": result.heldout_score,
-                                         "default_train": result.default_train_score,
-                                         "default_heldout": result.default_heldout_score,
-                                         "accepted": result.accepted, "reason": result.reason,
-                                         "adapter_steps": result.adapter.steps if result.adapter else None,
-                                         "association_cv": result.association_cv,
-                                         "trials": result.trials}, indent=1))
+        say(f"plot: {args.plot}")
+    _write_json(args.json, {"best": best, "train": result.train_score, "heldout": result.heldout_score,
+                            "default_train": result.default_train_score,
+                            "default_heldout": result.default_heldout_score,
+                            "accepted": result.accepted, "reason": result.reason,
+                            "adapter_steps": result.adapter.steps if result.adapter else None,
+                            "association_cv": result.association_cv, "trials": result.trials})
     if not result.accepted and not args.force:
         print(f"not saved: {result.reason}", file=sys.stderr)
         return 1
     if args.dry_run:
-        print("dry run: not saved")
+        say("dry run: not saved")
         return 0
     index.save_retrieval_settings(best)
     index.save_query_adapter(result.adapter.adapter if result.adapter else None)
     index.save_query_associations(result.associations)
-    print(f"saved to {args.index}: plain `search` now uses {describe_settings(best, ', ')}")
+    say(f"saved to {args.index}: plain `search` now uses {describe_settings(best, ', ')}")
     return 0
 
 

@@ -26,9 +26,12 @@ def register(sub: Any, name: str) -> None:
     p.add_argument("--examples", metavar="FILE", help="few-shot examples (.jsonl, .json or .csv)")
     p.add_argument("--num-examples", type=int, default=3, help="examples to include (default 3)")
     p.add_argument("--max-tokens", type=int, default=4096, help="the model's context size (default 4096)")
-    p.add_argument("--reserve-tokens", type=int, help="tokens kept for the answer (default 512)")
+    p.add_argument("--reserve-tokens", type=int,
+                   help="tokens kept for the answer (default: a quarter of --max-tokens, at most 512)")
     p.add_argument("--token-counter", help="approximate (default), tiktoken:ENCODING or a tokenizer")
     p.add_argument("--messages", action="store_true", help="print the chat messages as JSON instead of text")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: text, messages, passages, dropped, token_count, context_sufficient")
     p.set_defaults(func=cmd_prompt)
 
 
@@ -42,18 +45,27 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         from ragkit.prompting.examples import ExampleSet
 
         examples = ExampleSet.load(args.examples)
-    reserve = args.reserve_tokens if args.reserve_tokens is not None else min(512, args.max_tokens // 4)
     builder = PromptBuilder(args.template, template_dir=args.template_dir, examples=examples,
                             num_examples=args.num_examples, max_tokens=args.max_tokens,
-                            reserve_tokens=reserve, token_counter=args.token_counter)
+                            reserve_tokens=args.reserve_tokens, token_counter=args.token_counter)
     settings = search_settings(args)
     k, mode, filters = settings.pop("k"), settings.pop("mode"), settings.pop("filters")
     rag = RAG(open_index(args.index), builder, k=k, mode=mode, filters=filters, retriever_settings=settings)
     prompt = rag.prepare(args.question).prompt
-    if args.messages:
+    if args.json:
+        print(json.dumps(_prompt_json(prompt), indent=2, ensure_ascii=False, default=str))
+    elif args.messages:
         print(json.dumps(prompt.messages, indent=2, ensure_ascii=False))
     else:
         print(prompt.text)
     for omission in prompt.dropped:
         print(f"ragkit prompt: left out {omission.kind} {omission.key}: {omission.reason}", file=sys.stderr)
     return 0
+
+
+def _prompt_json(prompt: Any) -> dict[str, Any]:
+    return {
+        "text": prompt.text, "messages": prompt.messages, "passages": [h.to_dict() for h in prompt.passages],
+        "dropped": [{"kind": o.kind, "key": o.key, "reason": o.reason} for o in prompt.dropped],
+        "token_count": prompt.token_count, "context_sufficient": prompt.context_sufficient,
+    }

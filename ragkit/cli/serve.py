@@ -34,6 +34,8 @@ def register(sub: Any, name: str) -> None:
     p.add_argument("--token", help=f"require 'Authorization: Bearer TOKEN' (default ${TOKEN_ENV})")
     p.add_argument("-k", "--k", type=int, default=5, help="passages retrieved per question (default 5)")
     p.add_argument("--mode", choices=SEARCH_MODES, default="hybrid", help="search mode")
+    p.add_argument("--min-score", type=float, metavar="S",
+                   help="leave out passages whose fused score is below S (default: none left out)")
     p.add_argument("--template", default="qa", help="prompt template: name, file or string (default qa)")
     p.add_argument("--max-tokens", type=int, default=4096, help="prompt budget in tokens (default 4096)")
     p.add_argument("--condense", choices=["rule", "generator", "none"], default="rule",
@@ -59,10 +61,11 @@ def build_app(args: argparse.Namespace) -> Any:
     model = args.model or _first_model(args.upstream, api_key, min(args.timeout, 5.0))
     generator = OpenAICompatible(args.upstream, model=model, api_key=api_key, timeout=args.timeout,
                                  max_retries=args.retries)
-    reserve = min(512, args.max_tokens // 4)
-    builder = PromptBuilder(args.template, max_tokens=args.max_tokens, reserve_tokens=reserve)
+    builder = PromptBuilder(args.template, max_tokens=args.max_tokens)  # the default reserve for the answer
     condense = None if args.condense == "none" else args.condense
-    rag = RAG(open_index(args.index), builder, generator, k=args.k, mode=args.mode, condense=condense)
+    settings = {"min_score": args.min_score} if args.min_score is not None else None
+    rag = RAG(open_index(args.index), builder, generator, k=args.k, mode=args.mode, condense=condense,
+              retriever_settings=settings)
     # every attempt may take the full timeout, and backoff sleeps come between them
     deadline = args.timeout * (args.retries + 1) + 10 * args.retries
     token = args.token or os.environ.get(TOKEN_ENV) or None

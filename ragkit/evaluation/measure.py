@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from ragkit.errors import DatasetError
 from ragkit.evaluation.datasets import EvalDataset
 from ragkit.evaluation.metrics import doc_ranking_from_hits, evaluate, per_query
 from ragkit.retrieval.association import QueryAssociations
@@ -29,6 +31,9 @@ UNTUNED_SETTINGS: dict[str, Any] = {
     "method": "adaptive", "weight": None, "normalization": "minmax", "rrf_k": 60.0, "depth": None,
     "query_adapter": False, "associations": False,
 }
+# More labels than this naming nothing in the index make `eval` refuse: a few typos shift the scores
+# silently (two mistyped paths took nDCG@10 from 0.910 to 0.747), more mean the wrong index or folder.
+MAX_MISSING_LABELS = 3
 DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
     "bm25": {"mode": "bm25"},
     "dense": {"mode": "dense"},
@@ -106,3 +111,50 @@ def evaluate_over_untuned(
 def describe_settings(settings: Mapping[str, Any], sep: str = " ") -> str:
     """``settings`` as ``key=value`` pairs, for a result's name or a message."""
     return sep.join(f"{k}={v}" for k, v in settings.items())
+
+
+@dataclass(frozen=True)
+class MissingLabel:
+    """A labelled document id or source path the index does not hold, and where it is used."""
+
+    label: str
+    queries: tuple[str, ...]
+    nearest: str | None  # the closest id or path the index does hold, as a hint at a typo
+
+    def describe(self, key: str) -> str:
+        what = "source path" if key == "source" else "document id"
+        hint = f"; did you mean {self.nearest!r}?" if self.nearest else ""
+        return f"labelled {what} {self.label!r} (query {', '.join(self.queries)}) is not in the index{hint}"
+
+
+def missing_labels(index: "Index", dataset: EvalDataset) -> list[MissingLabel]:
+    """Every id (or source path) ``dataset`` labels relevant that ``index`` does not hold.
+
+    Such a label can never be found, so it scores as a miss whatever the search does.
+    """
+    docs = index.documents()
+    held = {d.id if dataset.qrels_key == "doc_id" else d.metadata.get("source") for d in docs}
+    used: dict[str, list[str]] = {}
+    for qid, judged in dataset.qrels.items():
+        for label, grade in judged.items():
+            if grade > 0 and label not in held:
+                used.setdefault(label, []).append(qid)
+    names = sorted(h for h in held if isinstance(h, str))
+    return [MissingLabel(label, tuple(qids), next(iter(difflib.get_close_matches(label, names, n=1)), None))
+            for label, qids in sorted(used.items())]
+
+
+def check_labels(
+    index: "Index", dataset: EvalDataset, *, allow_missing: bool = False, flag: str = "allow_missing=True"
+) -> list[MissingLabel]:
+    """The missing labels (see :func:`missing_labels`); more than MAX_MISSING_LABELS raise a
+    DatasetError listing them, unless ``allow_missing``."""
+    missing = missing_labels(index, dataset)
+    if len(missing) > MAX_MISSING_LABELS and not allow_missing:
+        lines = "\n  ".join(m.describe(dataset.qrels_key) for m in missing)
+        raise DatasetError(
+            f"{dataset.name}: {len(missing)} labels are not in the index (more than {MAX_MISSING_LABELS}), so "
+            f"scores would be wrong:\n  {lines}\nfix the labels or index the right folder, or pass {flag} "
+            "to score them as never found"
+        )
+    return missing

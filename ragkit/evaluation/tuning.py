@@ -12,6 +12,7 @@ MIN_TUNING_GAIN, cross-validate associations, and check the choice on held-out q
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ASSOCIATION_GRID", "ASSOCIATION_TOLERANCE", "MIN_TUNING_GAIN", "MIN_TUNING_QUERIES", "TuningResult",
-    "cross_validate_associations", "fit_adapter", "tune", "tuning_grid",
+    "cross_validate_associations", "fit_adapter", "split_for_tuning", "tune", "tuning_grid",
 ]
 
 MIN_TUNING_QUERIES = 20  # below this, a weight chosen on the labels is mostly noise
@@ -133,6 +134,29 @@ def tune(
         best, best_score, heldout_score, default_train, default_heldout, metric, trials, accepted, reason, fit,
         associations, association_cv,
     )
+
+
+def split_for_tuning(
+    dataset: EvalDataset, holdout: float, seed: int = 0, *, option: str = "holdout"
+) -> tuple[EvalDataset, EvalDataset]:
+    """``dataset`` split into training and held-out queries (``holdout`` is the held-out share).
+
+    Raises a ConfigError saying how many were held out, and how many labels would be enough, when
+    fewer than MIN_TUNING_QUERIES are left to train on; ``option`` is how the caller names ``holdout``.
+    """
+    train, heldout = split_queries(dataset, 1.0 - holdout, seed=seed)
+    if len(train.queries) < MIN_TUNING_QUERIES:
+        total = len(dataset.queries)
+        need = next(n for n in range(MIN_TUNING_QUERIES, 100 * MIN_TUNING_QUERIES)
+                    if math.floor((1.0 - holdout) * n + 0.5) >= MIN_TUNING_QUERIES) if holdout < 0.99 else None
+        more = f"label at least {need} queries in all, " if need else ""
+        raise ConfigError(
+            f"tune needs at least {MIN_TUNING_QUERIES} labelled training queries, got {len(train.queries)}: "
+            f"of the {total} given, {len(heldout.queries)} ({holdout:.0%}, {option} {holdout:g}) were held out "
+            f"to check the choice; {more}or lower {option}. With fewer, chosen weights fit noise: keep the "
+            "default (adaptive) fusion."
+        )
+    return train, heldout
 
 
 def _require_enough_queries(train: EvalDataset) -> None:
