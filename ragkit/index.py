@@ -29,7 +29,7 @@ from ragkit.errors import ConfigError, ModelMismatchError
 from ragkit.storage.filters import Filters
 from ragkit.storage.bm25 import BM25Params
 from ragkit.ingest.files import iter_files
-from ragkit.ingest.loading import load_file
+from ragkit.ingest.loading import load_bytes
 from ragkit.progress import progress
 from ragkit.storage.local.store import FORMAT_VERSION
 from ragkit.types import Chunk, Document, Hit, SyncReport
@@ -246,8 +246,9 @@ class Index:
                                max_file_bytes=max_file_bytes)
             plan = plan_sync(
                 root, self.backend.manifest(root_key), files=files,
-                load=lambda path, rel: load_file(path, rel, json_text_field=json_text_field,
-                                                 max_file_bytes=max_file_bytes),
+                load_data=lambda data, path, rel: load_bytes(data, rel, name=path.name, json_text_field=json_text_field,
+                                                             max_file_bytes=max_file_bytes),
+                max_file_bytes=max_file_bytes,
                 existing=self.backend.document_roots, shard=shard, show_progress=self._progress(show_progress),
             )
             prepared, embedded = self._prepare([d for d, _ in plan.documents], root_key, show_progress)

@@ -13,17 +13,19 @@ skips every folder of that name and ``"build/**"`` skips ``build/``.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
 import re
+import stat
 from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ragkit.errors import LoadError
 
-__all__ = ["SUPPORTED_SUFFIXES", "file_kind", "file_sha256", "iter_files", "printable"]
+__all__ = ["SUPPORTED_SUFFIXES", "file_kind", "file_sha256", "iter_files", "printable", "read_listed"]
 
 logger = logging.getLogger(__name__)
 
@@ -166,9 +168,48 @@ def iter_files(
                     real.append((entry.path, rel + "/"))
             elif is_file and not _matches(rel, exc):
                 wanted = _matches(rel, inc) if inc else file_kind(entry.name, known_only=True) is not None
-                if wanted:
-                    found.append((base / rel, rel))
+                if wanted:  # a linked file is read at its real path: the reader never follows a link
+                    found.append((Path(os.path.realpath(entry.path)) if is_link else base / rel, rel))
     yield from sorted(found, key=lambda item: item[1])
+
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def read_listed(path: Path, rel: str, listed: os.stat_result, limit: int) -> bytes:
+    """The bytes of the file a listing found, opened once: without following a symlink, without
+    blocking (a FIFO), and only if it is still the regular file listed (same device and inode).
+
+    A file swapped for a link, a FIFO or another file after listing is a LoadError, never read.
+    """
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise LoadError(rel, "became a symlink after it was listed; not followed (sync again)") from None
+        raise LoadError(rel, f"cannot open: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise LoadError(rel, "not a regular file (a FIFO, socket or device); not read")
+        if (st.st_dev, st.st_ino) != (listed.st_dev, listed.st_ino):
+            raise LoadError(rel, "replaced by another file after it was listed; not read (sync again)")
+        if st.st_size > limit:
+            raise LoadError(rel, f"file too large: {st.st_size} bytes > limit {limit} (max_file_bytes)")
+        blocks, total = [], 0
+        while total <= limit:  # bounded: the file may grow while it is read
+            block = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not block:
+                break
+            blocks.append(block)
+            total += len(block)
+    except OSError as exc:
+        raise LoadError(rel, f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if total > limit:
+        raise LoadError(rel, f"file too large: {total}+ bytes > limit {limit} (max_file_bytes)")
+    return b"".join(blocks)
 
 
 def file_sha256(path: Path) -> str:

@@ -21,7 +21,7 @@ from ragkit.errors import LoadError
 from ragkit.ingest.files import SUPPORTED_SUFFIXES, file_kind, iter_files
 from ragkit.types import Document
 
-__all__ = ["PDF_MAX_STREAM_BYTES", "SUPPORTED_SUFFIXES", "iter_files", "load_file"]
+__all__ = ["PDF_MAX_STREAM_BYTES", "SUPPORTED_SUFFIXES", "iter_files", "load_bytes", "load_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,10 +94,26 @@ def load_file(
         raise LoadError(rel, f"cannot read file: {e.strerror or e}") from None
     if len(data) > max_file_bytes:
         raise LoadError(rel, f"file too large: {len(data)}+ bytes > limit {max_file_bytes} (max_file_bytes)")
+    return load_bytes(data, rel, name=path.name, json_text_field=json_text_field, json_id_field=json_id_field,
+                      max_file_bytes=max_file_bytes)
+
+
+def load_bytes(
+    data: bytes,
+    rel: str,
+    *,
+    name: str | None = None,
+    json_text_field: str = "text",
+    json_id_field: str | None = "id",
+    max_file_bytes: int = 50_000_000,
+) -> list[Document]:
+    """:func:`load_file` for bytes already read (a sync reads each file once, see ``read_listed``);
+    ``name`` (default: the last part of ``rel``) picks the loader."""
+    name = name or Path(rel).name
     if not data.strip():
         raise LoadError(rel, "empty file")
 
-    kind = file_kind(path.name) or "text"
+    kind = file_kind(name) or "text"
     stem = Path(rel).stem or Path(rel).name
     meta: dict[str, Any] = {"source": rel, "title": stem, "type": kind}
     if kind == "pdf":
@@ -106,7 +122,7 @@ def load_file(
         return [Document(rel, text, meta)]
     text = _decode(data, rel)
     if kind == "json":
-        jsonl = path.suffix.lower() == ".jsonl"
+        jsonl = name.lower().endswith(".jsonl")
         return _read_json(text, rel, meta, jsonl=jsonl, text_field=json_text_field, id_field=json_id_field)
     html_title = None
     if kind == "html":

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragkit.errors import ConfigError, LoadError
-from ragkit.ingest.files import file_sha256
+from ragkit.ingest.files import read_listed
 from ragkit.progress import progress
 from ragkit.storage.base import FileEntry
 from ragkit.types import Document, FailedFile
@@ -24,8 +26,8 @@ __all__ = ["SyncPlan", "dedupe_documents", "in_shard", "plan_sync", "reject_conf
 
 logger = logging.getLogger(__name__)
 
-# A file whose size or mtime changed: (path, relative path, size, mtime_ns, its manifest entry).
-_Candidate = tuple[Path, str, int, int, "FileEntry | None"]
+# A file whose size or mtime changed: (path, relative path, its stat at listing, its manifest entry).
+_Candidate = tuple[Path, str, os.stat_result, "FileEntry | None"]
 
 
 @dataclass
@@ -50,18 +52,23 @@ def plan_sync(
     manifest: dict[str, FileEntry],
     *,
     files: Iterable[tuple[Path, str]],
-    load: Callable[[Path, str], list[Document]],
+    load: Callable[[Path, str], list[Document]] | None = None,
     existing: Callable[[list[str]], Iterable[str]] | None = None,
     shard: tuple[int, int] | None = None,
     show_progress: bool = False,
+    load_data: Callable[[bytes, Path, str], list[Document]] | None = None,
+    max_file_bytes: int = 50_000_000,
 ) -> SyncPlan:
     """Decide what a sync of ``root`` must add, update, rename and remove.
 
     ``existing`` answers which of some document ids the index already holds; with it, the plan
     also fails the files whose documents would clash with others (see :func:`reject_conflicts`).
     ``shard=(i, n)`` plans only the files (listed and in the manifest) that :func:`in_shard` gives
-    worker ``i``.
+    worker ``i``. ``load_data(bytes, path, rel)`` parses the bytes the sync read once (see
+    :func:`~ragkit.ingest.files.read_listed`); ``load(path, rel)`` instead reads the file again.
     """
+    if (load is None) == (load_data is None):
+        raise ConfigError("plan_sync: give load or load_data")
     if shard is not None:
         files = (f for f in files if in_shard(f[1], shard))
         manifest = {rel: e for rel, e in manifest.items() if in_shard(rel, shard)}
@@ -71,7 +78,8 @@ def plan_sync(
     except LoadError as exc:
         plan.failed.append(FailedFile(exc.path, exc.reason))
         return plan  # the root itself is unreadable: change nothing
-    fresh = _read_changed(plan, candidates, load, show_progress)
+    loader = load_data or (lambda _data, path, rel: load(path, rel))  # type: ignore[misc]
+    fresh = _read_changed(plan, candidates, loader, show_progress, max_file_bytes)
     _classify(plan, manifest, seen, fresh)
     if existing is not None:
         reject_conflicts(plan, existing)
@@ -91,35 +99,40 @@ def _stat_files(
             continue
         seen.add(rel)
         try:
-            stat = path.stat()
+            st = os.stat(path, follow_symlinks=False)  # iter_files gives linked files at their real path
         except OSError as exc:
             plan.failed.append(FailedFile(rel, f"cannot stat: {exc.strerror or exc}"))
             continue
+        if not stat.S_ISREG(st.st_mode):
+            plan.failed.append(FailedFile(rel, "not a regular file (a symlink, FIFO, socket or device); not read"))
+            continue
         entry = manifest.get(rel)
-        if entry is not None and entry.size == stat.st_size and entry.mtime_ns == stat.st_mtime_ns:
+        if entry is not None and entry.size == st.st_size and entry.mtime_ns == st.st_mtime_ns:
             plan.unchanged.append(rel)
         else:
-            candidates.append((path, rel, stat.st_size, stat.st_mtime_ns, entry))
+            candidates.append((path, rel, st, entry))
     return seen, candidates
 
 
 def _read_changed(
-    plan: SyncPlan, candidates: list[_Candidate], load: Callable[[Path, str], list[Document]], show_progress: bool
+    plan: SyncPlan, candidates: list[_Candidate], load: Callable[[bytes, Path, str], list[Document]],
+    show_progress: bool, max_file_bytes: int,
 ) -> list[tuple[str, FileEntry, list[Document]]]:
-    """Hash each candidate and load those whose content changed: (path, new entry, documents)."""
+    """Read each candidate once, hash it and load it if its content changed: (path, new entry, documents)."""
     fresh: list[tuple[str, FileEntry, list[Document]]] = []
-    for path, rel, size, mtime_ns, entry in progress(candidates, "reading files", show_progress):
+    for path, rel, st, entry in progress(candidates, "reading files", show_progress):
         try:
-            digest = file_sha256(path)
-        except OSError as exc:
-            plan.failed.append(FailedFile(rel, f"cannot read: {exc.strerror or exc}"))
+            data = read_listed(path, rel, st, max_file_bytes)
+        except LoadError as exc:
+            plan.failed.append(FailedFile(rel, exc.reason))
             continue
+        digest, size, mtime_ns = hashlib.sha256(data).hexdigest(), st.st_size, st.st_mtime_ns
         if entry is not None and entry.sha256 == digest:  # touched, not changed
             plan.unchanged.append(rel)
             plan.upsert_files.append(FileEntry(rel, size, mtime_ns, digest, entry.doc_ids))
             continue
         try:
-            docs = load(path, rel)
+            docs = load(data, path, rel)
         except LoadError as exc:
             plan.failed.append(FailedFile(rel, exc.reason))
             continue
