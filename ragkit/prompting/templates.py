@@ -145,6 +145,7 @@ def load_template(
         return _compile(env, "<string>", source=template)
     name = os.fspath(template)
     if isinstance(template, str) and folder is not None:
+        _check_confined(name, folder)
         found = _find_in(folder, name)
         if found is not None:
             return _compile(_environment(_search_path(folder)), name, loader_name=found)
@@ -208,6 +209,29 @@ def _search_path(first: Path | None) -> tuple[str, ...]:
     return (*dirs, str(builtin_dir()))
 
 
+def _check_confined(name: str, folder: Path) -> None:
+    """A template *name* given with ``template_dir`` stays inside it: no ``..``, no absolute path.
+    (A :class:`~pathlib.Path` is an explicit file and may be anywhere.)"""
+    parts = Path(name).parts
+    if Path(name).is_absolute() or ".." in parts or "\\" in name:
+        raise TemplateNotFoundError(
+            f"template name {name!r} leaves template_dir {str(folder)!r}; names are confined to that folder "
+            "(pass a pathlib.Path to load a file elsewhere)"
+        )
+
+
+class _ConfinedLoader(jinja2.FileSystemLoader):
+    """A FileSystemLoader that refuses a file (an ``include`` too) resolving outside its folders,
+    e.g. through a symlink in the template folder."""
+
+    def get_source(self, environment: Any, template: str) -> Any:
+        source, filename, uptodate = super().get_source(environment, template)
+        real = Path(filename).resolve()
+        if not any(real.is_relative_to(Path(folder).resolve()) for folder in self.searchpath):
+            raise jinja2.TemplateNotFound(f"{template} (it resolves outside the template folder)")
+        return source, filename, uptodate
+
+
 def _find_in(folder: Path, name: str) -> str | None:
     for candidate in (name, *(name + suffix for suffix in SUFFIXES)):
         path = folder / candidate
@@ -219,7 +243,7 @@ def _find_in(folder: Path, name: str) -> str | None:
 @lru_cache(maxsize=32)
 def _environment(search_path: tuple[str, ...]) -> SandboxedEnvironment:
     return SandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(list(search_path)),
+        loader=_ConfinedLoader(list(search_path)),
         undefined=jinja2.StrictUndefined,
         autoescape=False,  # prompts are not HTML
         trim_blocks=True,
