@@ -13,7 +13,8 @@ own syntax (see :mod:`ragkit.storage.filters`), not Haystack's.
 # No `from __future__ import annotations`: Haystack reads run()'s annotations as real types for its sockets.
 import asyncio
 import os
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from ragkit.index import Index
 from ragkit.integrations.records import SearchOptions, as_index, hit_record, install_hint
@@ -42,19 +43,19 @@ class RagkitRetriever:
 
     def __init__(
         self, index: Index | str | os.PathLike[str], *, k: int = 5, mode: str = "hybrid",
-        filters: Optional[Mapping[str, Any]] = None, **settings: Any,
+        filters: Mapping[str, Any] | None = None, **settings: Any,
     ) -> None:
         self.index = as_index(index)
         self.options = SearchOptions(k=k, mode=mode, filters=filters, settings=settings or None)
 
     @component.output_types(documents=list[Document])
-    def run(self, query: str, filters: Optional[dict[str, Any]] = None, top_k: Optional[int] = None
+    def run(self, query: str, filters: dict[str, Any] | None = None, top_k: int | None = None
             ) -> dict[str, list[Document]]:
         hits = self.options.search(self.index, query, filters=filters, k=top_k)
         return {"documents": [to_document(hit) for hit in hits]}
 
     @component.output_types(documents=list[Document])
-    async def run_async(self, query: str, filters: Optional[dict[str, Any]] = None, top_k: Optional[int] = None
+    async def run_async(self, query: str, filters: dict[str, Any] | None = None, top_k: int | None = None
                         ) -> dict[str, list[Document]]:
         hits = await asyncio.to_thread(self.options.search, self.index, query, filters=filters, k=top_k)
         return {"documents": [to_document(hit) for hit in hits]}

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ragkit.index import Index
 from ragkit.integrations.records import SearchOptions, as_index, hit_record, install_hint

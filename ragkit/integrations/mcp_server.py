@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Sequence
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from ragkit.errors import ConfigError, RagkitError

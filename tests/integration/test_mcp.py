@@ -10,18 +10,19 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 pytest.importorskip("mcp", reason='needs pip install "ragkit[mcp]"')
 
-import httpx2  # noqa: E402  (the HTTP client the mcp SDK uses)
-from mcp import ClientSession, StdioServerParameters  # noqa: E402
-from mcp.client.stdio import stdio_client  # noqa: E402
-from mcp.client.streamable_http import streamable_http_client  # noqa: E402
+import httpx2
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
 TOKEN = "test-token-4f1c"
 QUERY = "how do I treat varroa mites"
@@ -110,6 +111,14 @@ def http_server(index_dir: Path, port: int) -> Iterator[str]:
             process.wait(10)
 
 
+def leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, as anyio's task groups raise them."""
+    inner = getattr(exc, "exceptions", None)  # duck-typed: Python 3.10 has no built-in ExceptionGroup
+    if isinstance(inner, tuple):
+        return [leaf for e in inner for leaf in leaves(e)]
+    return [exc]
+
+
 def test_streamable_http_with_and_without_the_token(built_samples: tuple[Path, Path]) -> None:
     index_dir, _ = built_samples
     with http_server(index_dir, free_port()) as url:
@@ -126,8 +135,9 @@ def test_streamable_http_with_and_without_the_token(built_samples: tuple[Path, P
                     ClientSession(read, write) as session:
                 await asyncio.wait_for(session.initialize(), 30)
 
-        with pytest.raises(BaseException):  # the handshake itself is refused
+        with pytest.raises(Exception) as refused_session:  # the handshake itself is refused
             asyncio.run(asyncio.wait_for(without_token(), 60))
+        assert "Server returned an error response" in str(leaves(refused_session.value))
 
         async def with_token() -> dict[str, Any]:
             async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as http, \

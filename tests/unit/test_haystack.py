@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("haystack", reason='needs pip install "ragkit[haystack]"')
 
-from haystack import Document, Pipeline, component  # noqa: E402
+from haystack import Document, Pipeline, component
 
-from ragkit.errors import FilterError  # noqa: E402
-from ragkit.integrations.haystack import RagkitRetriever  # noqa: E402
+from ragkit.errors import FilterError
+from ragkit.integrations.haystack import RagkitRetriever
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "docs"
 QUERY = "how much honey to leave for winter"

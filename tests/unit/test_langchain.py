@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("langchain_core", reason='needs pip install "ragkit[langchain]"')
 
-from langchain_core.runnables import RunnableLambda, RunnablePassthrough  # noqa: E402
+from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 
-from ragkit.errors import ConfigError, FilterError  # noqa: E402
-from ragkit.integrations.langchain import RagkitRetriever  # noqa: E402
+from ragkit.errors import ConfigError, FilterError
+from ragkit.integrations.langchain import RagkitRetriever
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "docs"
 QUERY = "how do I treat varroa mites"

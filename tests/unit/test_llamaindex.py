@@ -10,12 +10,12 @@ import pytest
 
 pytest.importorskip("llama_index.core", reason='needs pip install "ragkit[llamaindex]"')
 
-from llama_index.core.llms import MockLLM  # noqa: E402
-from llama_index.core.query_engine import RetrieverQueryEngine  # noqa: E402
-from llama_index.core.schema import MetadataMode  # noqa: E402
+from llama_index.core.llms import MockLLM
+from llama_index.core.query_engine import RetrieverQueryEngine
+from llama_index.core.schema import MetadataMode
 
-from ragkit.errors import FilterError  # noqa: E402
-from ragkit.integrations.llamaindex import RagkitRetriever  # noqa: E402
+from ragkit.errors import FilterError
+from ragkit.integrations.llamaindex import RagkitRetriever
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "docs"
 QUERY = "when do bees swarm"

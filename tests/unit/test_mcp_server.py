@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import pytest
 
 pytest.importorskip("mcp", reason='needs pip install "ragkit[mcp]"')
 
-from mcp import Client  # noqa: E402
-from mcp.shared.exceptions import MCPError  # noqa: E402
+from mcp import Client
+from mcp.shared.exceptions import MCPError
 
-from ragkit.integrations.mcp_server import create_server, document_uri  # noqa: E402
+from ragkit.integrations.mcp_server import create_server, document_uri
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "docs"
 
