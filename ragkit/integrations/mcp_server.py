@@ -119,7 +119,8 @@ def _add_search_tools(server: MCPServer, index: Index, store: DocumentStore, bui
     @server.tool(annotations=READ_ONLY, description=(
         "Search the index for passages relevant to a query. Returns passages best first, each with its text, "
         "source (file path), page (PDFs), title, headings, chunk_id, the fused score and each leg's evidence "
-        "(bm25_score/bm25_rank for keywords, dense_score/dense_rank for meaning; a rank is null where that leg did not return the passage, and its score is then the exact score fusion filled in)."))
+        "(bm25_score/bm25_rank for keywords, dense_score/dense_rank for meaning; a rank is null where that "
+        "leg did not return the passage, and its score is then the exact score fusion filled in)."))
     @_tool_errors
     def search(query: Annotated[str, Field(min_length=1, description="what to look for, in natural language")],
                k: K = 5, mode: ModeArg = "hybrid", filters: Filters = None) -> dict[str, Any]:
