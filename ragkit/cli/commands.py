@@ -183,14 +183,15 @@ def format_hits(hits: Sequence[Any], width: int | None = None) -> str:
         if hit.metadata.get("page"):
             where += f" p.{hit.metadata['page']}"
         if hit.metadata.get("headings"):
-            where += " › " + " › ".join(hit.metadata["headings"][-2:])
+            where += " › " + " › ".join(str(h) for h in hit.metadata["headings"][-2:])
+        # names, headings and text all came from files: a terminal must not obey escapes in them
         rows.append([hit.rank, f"{hit.score:.3f}", _leg(hit.bm25_score, hit.bm25_rank, 2),
-                     _leg(hit.dense_score, hit.dense_rank, 3), where])
+                     _leg(hit.dense_score, hit.dense_rank, 3), _printable(where)])
     table = render_table(["#", "score", "bm25 (rank)", "dense (rank)", "source"], rows, width=width,
                          right=(1, 2, 3)).splitlines()
     lines = [table[0]]
     for line, hit in zip(table[1:], hits):
-        snippet = textwrap.shorten(" ".join(hit.text.split()), width=max(20, width - 4), placeholder=" …")
+        snippet = textwrap.shorten(_printable(" ".join(hit.text.split())), width=max(20, width - 4), placeholder=" …")
         lines += [line, textwrap.indent(snippet, "    ")]
     return "\n".join(lines)
 

@@ -42,6 +42,7 @@ import numpy as np
 from ragkit.errors import IndexCorruptError, IndexLockedError
 from ragkit.ingest.files import file_sha256
 from ragkit.storage.local.guard import cache_checksum, cache_row_vector, database_error, environment_error
+from ragkit.storage.util import batches
 
 logger = logging.getLogger(__name__)
 
@@ -201,11 +202,10 @@ class Store:
         """Cached vectors by content hash; a row that fails its checksum is dropped (and re-embedded)."""
         found: dict[str, np.ndarray] = {}
         bad = []
-        for start in range(0, len(hashes), 500):
-            batch = hashes[start : start + 500]
+        for batch in batches(hashes):
             marks = ",".join("?" * len(batch))
             sql = f"SELECT hash, vector, checksum FROM embeddings WHERE hash IN ({marks})"
-            for h, blob, checksum in self.query(sql, batch):
+            for h, blob, checksum in self.query(sql, list(batch)):
                 vector = cache_row_vector(h, blob, checksum)
                 if vector is None:
                     bad.append(h)
