@@ -5,6 +5,9 @@ A :class:`Chunker` cuts a document into sections at Markdown ATX headings (``#``
 up to the budget. A paragraph too long for one chunk is cut into sentences, a sentence into runs of
 words and a word into runs of characters, so every chunk fits whatever the text looks like. Chunks
 never cross a section boundary and ``chunk.text == document.text[chunk.start:chunk.end]`` always.
+A PDF's text is not Markdown: its sections come from its outline (see :mod:`ragkit.ingest.sections`).
+The text is read a block and a window at a time, so chunking costs memory in proportion to a chunk
+(and the chunks made), not to the document.
 
 Example::
 
@@ -18,11 +21,14 @@ import logging
 import re
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, groupby
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from ragkit.errors import ConfigError
+from ragkit.ingest.sections import Block, markdown_blocks, outline_blocks, parse_outline
 from ragkit.text.tokens import TokenCounter, approximate_token_count, hf_token_counter
 from ragkit.types import Chunk, Document
 
@@ -32,11 +38,8 @@ __all__ = ["Chunker", "TokenCounter", "approximate_token_count", "hf_token_count
 logger = logging.getLogger(__name__)
 
 # Document metadata too large to copy onto every chunk.
-_BULKY_KEYS = frozenset({"pages"})
+_BULKY_KEYS = frozenset({"pages", "outline"})
 
-_HEADING_LINE = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t\r]*$")
-_CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+$")
-_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 # CJK sentence marks end a sentence even without a following space, since CJK text has none.
 _SENTENCE_END = re.compile(r"[.!?]+[\"')\]’”»]*(?=\s|$)|[。！？]+[」』）”’]*")
 _ABBREVIATIONS = frozenset(
@@ -44,7 +47,7 @@ _ABBREVIATIONS = frozenset(
 )
 _NON_SPACE = re.compile(r"\S+")
 
-# Piece levels, coarsest first.
+# Piece levels, coarsest first (the first two are the block kinds of ragkit.ingest.sections).
 _HEADING, _PARA, _SENTENCE, _WORDS, _CHARS = range(5)
 
 
@@ -84,55 +87,6 @@ class _Draft:
         self.n_overlap -= self.n_overlap > 0
 
 
-@dataclass
-class _Section:
-    headings: tuple[str, ...]
-    heading_line: tuple[int, int] | None
-    paragraphs: list[tuple[int, int]]
-
-
-def _sections(text: str) -> list[_Section]:
-    """Cut ``text`` into sections at ATX headings, each with its paragraphs' (untrimmed) spans."""
-    sections = [_Section((), None, [])]
-    path: list[tuple[int, str]] = []
-    fence: tuple[str, int] | None = None
-    para: list[int] | None = None  # [start, end] of the paragraph being read
-    pos = 0
-    for line in text.split("\n"):
-        start, end = pos, pos + len(line)
-        pos = end + 1
-        if fence is not None:
-            # A fence closes with the same character, at least as many of them, and nothing after.
-            close = _FENCE.match(line)
-            if close and close[1][0] == fence[0] and len(close[1]) >= fence[1]:
-                if not line[close.end() :].strip():
-                    fence = None
-        elif (opening := _FENCE.match(line)) is not None:
-            fence = (opening[1][0], len(opening[1]))
-        elif (heading := _HEADING_LINE.match(line)) is not None:
-            if para is not None:
-                sections[-1].paragraphs.append((para[0], para[1]))
-                para = None
-            level, title = len(heading[1]), _CLOSING_HASHES.sub("", heading[2] or "").strip()
-            while path and path[-1][0] >= level:
-                path.pop()
-            path.append((level, title))
-            sections.append(_Section(tuple(t for _, t in path if t), (start, end), []))
-            continue
-        elif not line.strip():
-            if para is not None:
-                sections[-1].paragraphs.append((para[0], para[1]))
-                para = None
-            continue
-        # Blank lines inside a fence keep the code block in one paragraph.
-        if para is None:
-            para = [start, end]
-        para[1] = end
-    if para is not None:
-        sections[-1].paragraphs.append((para[0], para[1]))
-    return [s for s in sections if s.heading_line or s.paragraphs]
-
-
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     while start < end and text[start].isspace():
         start += 1
@@ -141,19 +95,47 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def _sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+def _sentence_spans(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
     """Trimmed sentence spans of ``text[start:end]``; a simple rule, not a linguistic parser."""
-    spans, cur = [], start
+    cur = start
     for match in _SENTENCE_END.finditer(text, start, end):
         if match[0] == ".":
             before = text[max(start, match.start() - 12) : match.start()].split()
             word = before[-1].lstrip("([\"'").lower() if before else ""
             if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
                 continue
-        spans.append(_trim(text, cur, match.end()))
+        s, e = _trim(text, cur, match.end())
+        if s < e:
+            yield s, e
         cur = match.end()
-    spans.append(_trim(text, cur, end))
-    return [(s, e) for s, e in spans if s < e]
+    s, e = _trim(text, cur, end)
+    if s < e:
+        yield s, e
+
+
+class _Queue:
+    """The pieces still to pack: those pushed back first, then the rest, made only when needed."""
+
+    def __init__(self, pieces: Iterator[_Piece]) -> None:
+        self._ready: deque[_Piece] = deque()
+        self._rest = pieces
+
+    def peek(self, i: int = 0) -> _Piece | None:
+        while len(self._ready) <= i:
+            if (piece := next(self._rest, None)) is None:
+                return None
+            self._ready.append(piece)
+        return self._ready[i]
+
+    def __bool__(self) -> bool:
+        return self.peek() is not None
+
+    def popleft(self) -> _Piece:
+        self.peek()
+        return self._ready.popleft()
+
+    def push_front(self, pieces: Sequence[_Piece]) -> None:
+        self._ready.extendleft(reversed(pieces))
 
 
 class Chunker:
@@ -192,6 +174,8 @@ class Chunker:
         self.max_tokens = max_tokens
         self.count_tokens: TokenCounter = count_tokens or approximate_token_count
         self.limit = chunk_size if max_tokens is None else min(chunk_size, max_tokens)
+        # Text counted at once: wide enough that a window of prose holds more than a chunk's tokens.
+        self._window = max(4096, 16 * self.limit)
 
     def __repr__(self) -> str:
         return f"Chunker(chunk_size={self.chunk_size}, overlap={self.overlap}, max_tokens={self.max_tokens})"
@@ -200,13 +184,11 @@ class Chunker:
         """The chunks of ``document`` in document order, ids ``"<doc id>#<i>"``; ``[]`` for blank text."""
         text = document.text
         spans: list[tuple[int, int, tuple[str, ...]]] = []
-        for section in _sections(text):
-            pieces: list[_Piece] = []
-            if section.heading_line:
-                pieces += self._block_pieces(text, *section.heading_line, _HEADING)
-            for start, end in section.paragraphs:
-                pieces += self._block_pieces(text, start, end, _PARA)
-            spans += [(start, end, section.headings) for start, end in self._pack(text, pieces)]
+        for _, section in groupby(self._blocks(document), key=itemgetter(0)):
+            first = next(section)
+            blocks = chain([first], section)
+            pieces = (p for _, _, level, start, end in blocks for p in self._block_pieces(text, start, end, level))
+            spans += [(start, end, first[1]) for start, end in self._pack(text, pieces)]
         base = {k: v for k, v in document.metadata.items() if k not in _BULKY_KEYS}
         page_of = _page_lookup(document.metadata.get("pages"), document.id)
         chunks = []
@@ -218,47 +200,83 @@ class Chunker:
         logger.debug("chunked %s into %d chunks", document.id, len(chunks))
         return chunks
 
+    def _blocks(self, document: Document) -> Iterator[Block]:
+        """Structure from Markdown syntax, except for a PDF's text: its outline, if it has one, or none."""
+        meta = document.metadata
+        if meta.get("type") == "pdf" or "outline" in meta:
+            outline = parse_outline(meta.get("outline") or [], document.id)
+            return outline_blocks(document.text, outline or [])
+        return markdown_blocks(document.text)
+
     # -- pieces: spans that each fit the budget ---------------------------------------------
 
-    def _block_pieces(self, text: str, start: int, end: int, level: int) -> list[_Piece]:
+    def _count(self, text: str, start: int, end: int) -> int:
+        """The tokens of ``text[start:end]``, or ``limit + 1`` for "more than fit".
+
+        A span longer than a window is counted a window at a time (cut at a space) and given up on
+        once over the limit: a tokenizer's memory grows with its input (about 500 bytes per token),
+        so a whole 8 MB line counted at once would cost gigabytes."""
+        if end - start <= self._window:
+            return self.count_tokens(text[start:end])
+        total = 0
+        while start < end:
+            cut = min(end, start + self._window)
+            if cut < end and (space := max(text.rfind(" ", start, cut), text.rfind("\n", start, cut))) > start:
+                cut = space
+            total += self.count_tokens(text[start:cut])
+            if total > self.limit:
+                return self.limit + 1
+            start = cut
+        return total
+
+    def _block_pieces(self, text: str, start: int, end: int, level: int) -> Iterator[_Piece]:
         start, end = _trim(text, start, end)
         if start == end:
-            return []
-        tokens = self.count_tokens(text[start:end])
+            return
+        tokens = self._count(text, start, end)
         if tokens <= self.limit:
-            return [_Piece(start, end, tokens, level)]
-        return self._sentence_pieces(text, start, end, known=(start, end))
+            yield _Piece(start, end, tokens, level)
+        else:
+            yield from self._sentence_pieces(text, start, end, known=(start, end))
 
     def _sentence_pieces(
         self, text: str, start: int, end: int, known: tuple[int, int] | None = None
-    ) -> list[_Piece]:
-        pieces: list[_Piece] = []
+    ) -> Iterator[_Piece]:
         for s, e in _sentence_spans(text, start, end):
             # A paragraph that is one sentence was already counted (and found too long).
-            tokens = self.limit + 1 if (s, e) == known else self.count_tokens(text[s:e])
+            tokens = self.limit + 1 if (s, e) == known else self._count(text, s, e)
             if tokens <= self.limit:
-                pieces.append(_Piece(s, e, tokens, _SENTENCE))
+                yield _Piece(s, e, tokens, _SENTENCE)
             else:
-                pieces += self._word_pieces(text, s, e)
-        return pieces
+                yield from self._word_pieces(text, s, e)
 
-    def _word_pieces(self, text: str, start: int, end: int) -> list[_Piece]:
-        words = [(m.start(), m.end()) for m in _NON_SPACE.finditer(text, start, end)]
-        ends = [e for _, e in words]
-        pieces: list[_Piece] = []
-        i, guess = 0, 0
-        while i < len(words):
-            j, tokens = self._longest_fit(text, words[i][0], ends, i, guess)
-            if j >= i:
-                pieces.append(_Piece(words[i][0], ends[j], tokens, _WORDS))
-                i, guess = j + 1, j - i
-            else:
-                pieces += self._char_pieces(text, *words[i])
-                i += 1
-        return pieces
+    def _word_pieces(self, text: str, start: int, end: int) -> Iterator[_Piece]:
+        """Runs of words that fit, read a window of text at a time (a piece never crosses a window's
+        end), so that a long sentence costs the memory of a window's words, not of all of them."""
+        pos, guess = start, 0
+        while pos < end:
+            stop = min(end, pos + self._window)
+            words = [(m.start(), m.end()) for m in _NON_SPACE.finditer(text, pos, stop)]
+            if not words:
+                return
+            if stop < end and words[-1][1] == stop and not text[stop].isspace():  # a word cut by the window
+                if len(words) > 1:
+                    words.pop()  # read whole with the next window
+                else:
+                    words[0] = (words[0][0], _NON_SPACE.match(text, words[0][0], end).end())  # type: ignore[union-attr]
+            ends = [e for _, e in words]
+            i = 0
+            while i < len(words):
+                j, tokens = self._longest_fit(text, words[i][0], ends, i, guess)
+                if j >= i:
+                    yield _Piece(words[i][0], ends[j], tokens, _WORDS)
+                    i, guess = j + 1, j - i
+                else:
+                    yield from self._char_pieces(text, *words[i])
+                    i += 1
+            pos = ends[-1]
 
-    def _char_pieces(self, text: str, start: int, end: int) -> list[_Piece]:
-        pieces: list[_Piece] = []
+    def _char_pieces(self, text: str, start: int, end: int) -> Iterator[_Piece]:
         guess = 0
         while start < end:
             cands = range(start + 1, end + 1)
@@ -266,9 +284,8 @@ class Chunker:
             if j < 0:  # not even one character fits: emit it anyway rather than lose text
                 logger.warning("character %r alone exceeds the %d-token limit", text[start], self.limit)
                 j, tokens = 0, self.count_tokens(text[start : start + 1])
-            pieces.append(_Piece(start, cands[j], tokens, _CHARS))
+            yield _Piece(start, cands[j], tokens, _CHARS)
             start, guess = cands[j], j
-        return pieces
 
     def _longest_fit(
         self, text: str, start: int, cands: Sequence[int], lo: int, guess: int
@@ -278,10 +295,10 @@ class Chunker:
         Gallops from ``lo + guess`` (the previous piece's size, so similar pieces take few probes),
         then binary-searches; returns ``(lo - 1, -1)`` if not even ``cands[lo]`` fits.
         """
-        limit, count = self.limit, self.count_tokens
+        limit, count = self.limit, self._count
 
         def fit(j: int) -> int:
-            tokens = count(text[start : cands[j]])
+            tokens = count(text, start, cands[j])
             return tokens if tokens <= limit else -1
 
         n = len(cands)
@@ -311,39 +328,42 @@ class Chunker:
 
     # -- packing pieces into chunks --------------------------------------------------------
 
-    def _pack(self, text: str, pieces: list[_Piece]) -> list[tuple[int, int]]:
+    def _pack(self, text: str, pieces: Iterator[_Piece]) -> list[tuple[int, int]]:
         """Greedily pack one section's pieces into chunk spans, with overlap between them."""
-        queue, spans = deque(pieces), []
+        queue, spans = _Queue(pieces), []
         draft = _Draft()
         while queue or draft.has_new_text:
             if queue and self._take_next(text, draft, queue):
                 continue
             kept, pushed_back = self._verified(text, draft)
-            queue.extendleft(reversed(pushed_back))
+            queue.push_front(pushed_back)
             spans.append((kept[0].start, kept[-1].end))
             draft = _Draft()
             for piece in self._overlap_tail(text, kept) if self.overlap else []:
                 draft.add(piece, overlap=True)
         return spans
 
-    def _take_next(self, text: str, draft: _Draft, queue: deque[_Piece]) -> bool:
+    def _take_next(self, text: str, draft: _Draft, queue: _Queue) -> bool:
         """Move the next piece (or part of it) into the draft; False when the draft is full."""
-        nxt = queue[0]
+        nxt = queue.peek()
+        assert nxt is not None
         if draft.tokens + nxt.tokens > self.limit and draft.pieces and draft.fresh:
             # Rather than leave a heading alone or drop the overlap, cut the next paragraph into
             # sentences, and after a heading even a long block into words, to fill the chunk.
-            if nxt.level == _PARA and len(sentences := self._sentence_pieces(text, nxt.start, nxt.end)) > 1:
+            if nxt.level == _PARA and len(sentences := list(self._sentence_pieces(text, nxt.start, nxt.end))) > 1:
                 queue.popleft()
-                queue.extendleft(reversed(sentences))
+                queue.push_front(sentences)
                 return True
             if draft.n_overlap == 0 and nxt.level != _CHARS:
                 end, run = nxt.end, 1
-                while run < len(queue) and queue[run].level == _WORDS == nxt.level:  # the whole run
-                    end, run = queue[run].end, run + 1
+                # The run of word pieces, up to a window of text: enough to fill one chunk.
+                while (after := queue.peek(run)) is not None and after.level == _WORDS == nxt.level \
+                        and after.end - nxt.start <= self._window:
+                    end, run = after.end, run + 1
                 if (split := self._fill_after(text, draft.pieces[0].start, nxt.start, end)) is not None:
                     for _ in range(run):
                         queue.popleft()
-                    queue.extendleft(reversed(split[1:]))
+                    queue.push_front(split[1:])
                     draft.add(split[0])
                     return True
             while draft.pieces and draft.tokens + nxt.tokens > self.limit and not draft.has_new_text:
@@ -360,15 +380,15 @@ class Chunker:
         if j < 0:
             return None
         if j == len(words) - 1:  # it all fits after all: the summed counts overestimated
-            return [_Piece(block_start, block_end, self.count_tokens(text[block_start:block_end]), _WORDS)]
-        first = _Piece(block_start, words[j][1], self.count_tokens(text[block_start : words[j][1]]), _WORDS)
+            return [_Piece(block_start, block_end, self._count(text, block_start, block_end), _WORDS)]
+        first = _Piece(block_start, words[j][1], self._count(text, block_start, words[j][1]), _WORDS)
         return [first, *self._word_pieces(text, words[j + 1][0], block_end)]
 
     def _verified(self, text: str, draft: _Draft) -> tuple[list[_Piece], list[_Piece]]:
         """The draft's pieces, shrunk until the real count fits (summed piece counts are an estimate),
         and the pieces pushed back for the next chunk."""
         kept, n_overlap, pushed_back = list(draft.pieces), draft.n_overlap, []
-        while self.count_tokens(text[kept[0].start : kept[-1].end]) > self.limit:
+        while self._count(text, kept[0].start, kept[-1].end) > self.limit:
             if len(kept) > n_overlap + 1:
                 pushed_back.insert(0, kept.pop())
             elif n_overlap:
@@ -387,7 +407,7 @@ class Chunker:
                 budget -= piece.tokens
                 continue
             if piece.level == _PARA:
-                for sentence in reversed(self._sentence_pieces(text, piece.start, piece.end)):
+                for sentence in reversed(list(self._sentence_pieces(text, piece.start, piece.end))):
                     if sentence.tokens > budget:
                         break
                     tail.append(sentence)
