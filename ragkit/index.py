@@ -24,6 +24,7 @@ from ragkit.storage.base import Changes, PreparedDocument
 from ragkit.ingest.chunking import Chunker
 from ragkit.ingest.sync import dedupe_documents, plan_sync
 from ragkit.storage.dense import DENSE_KINDS
+from ragkit.text import embedding as text_embedding
 from ragkit.text.embedding import DEFAULT_MODEL, Embedder, TextEmbedder
 from ragkit.errors import ConfigError, ModelMismatchError
 from ragkit.storage.filters import Filters
@@ -153,12 +154,12 @@ class Index:
 
     def _configure(self, given: dict[str, Any]) -> None:
         stored = self.backend.get_config()
+        self._unsaved = stored is None  # a new index's config is stored by its first write (_save_new)
         if stored is None:
             config = IndexConfig(**given)
             config.analyzer  # validate the language and BM25 constants before anything is written
             config.bm25
             self.config = replace(config, dimension=None)
-            self.backend.set_config(self.config.to_dict())
         else:
             self.config = IndexConfig.from_dict(stored)
             self._check_compatible(given)
@@ -167,11 +168,18 @@ class Index:
             if bm25:
                 self.config = replace(self.config, **bm25)
                 self.config.bm25  # validate before storing
-                self.backend.set_config(self.config.to_dict())
+                if not self._unsaved:  # else stored with the first write, once the new model has loaded
+                    self.backend.set_config(self.config.to_dict())
 
     def _check_compatible(self, given: dict[str, Any]) -> None:
         model = given.get("model")
-        if model is not None and model != self.config.model:
+        if model is not None and model != self.config.model and self.backend.counts()["chunks"] == 0:
+            # nothing was embedded with the stored model (e.g. a mistyped --model that never loaded):
+            # take the new one, stored by the first write once it has loaded
+            logger.info("index %s holds no chunks; its model changes from %r to %r", self.path,
+                        self.config.model, model)
+            self.config, self._unsaved = replace(self.config, model=model, dimension=None), True
+        elif model is not None and model != self.config.model:
             raise ModelMismatchError(
                 f"index {self.path} was built with embedding model {self.config.model!r}, not {model!r}; "
                 "open it without model= or rebuild it into a new directory"
@@ -240,8 +248,10 @@ class Index:
         if not root.is_dir():
             raise ConfigError(f"sync: {root} is not a folder")
         root_key = str(root.resolve())
+        self._load_model_if_new()
         with self.backend.writer_lock(self.lock_timeout):
             self._follow_rebuild()
+            self._save_new()
             files = iter_files(root, include=include, exclude=exclude, include_hidden=include_hidden,
                                max_file_bytes=max_file_bytes)
             plan = plan_sync(
@@ -274,7 +284,9 @@ class Index:
         docs, dupes = dedupe_documents([(d, d.id) for d in documents])
         if dupes:
             raise ConfigError(f"add(): duplicate document ids {sorted({d for _, d in dupes})[:5]}")
+        self._load_model_if_new()
         with self.backend.writer_lock(self.lock_timeout):
+            self._save_new()
             ids = [d.id for d, _ in docs]
             roots = self.backend.document_roots(ids)
             owned = [i for i, root in roots.items() if root is not None]
@@ -295,11 +307,28 @@ class Index:
     def delete(self, doc_ids: Iterable[str]) -> int:
         """Remove documents by id; returns how many existed. Files synced from a folder come back on the next sync."""
         ids = list(dict.fromkeys(doc_ids))
+        if self._unsaved and not self.backend.counts()["documents"]:
+            return 0  # nothing was ever written: deleting must not create the index
         with self.backend.writer_lock(self.lock_timeout):
             existing = list(self.backend.document_roots(ids))
             if existing:
                 self.backend.apply(Changes(remove_doc_ids=tuple(existing)))
         return len(existing)
+
+    def _load_model_if_new(self) -> None:
+        """Before a new index's first write, load the model: a name that does not load (a typo) must
+        leave nothing on disk, least of all itself as the index's model."""
+        if not self._unsaved:
+            return
+        self.chunker  # the tokenizer
+        if isinstance(self.embedder, text_embedding.Embedder):  # the module's: tests replace ours
+            self.embedder.model  # the weights (ModelNotAvailableError when they cannot be loaded)
+
+    def _save_new(self) -> None:
+        """Store a new index's config (or an empty one's new model) with its first write."""
+        if self._unsaved:
+            self.backend.set_config(self.config.to_dict())
+            self._unsaved = False
 
     def _prepare(
         self, documents: list[Document], root: str | None, show_progress: bool | None
@@ -454,7 +483,7 @@ class Index:
         """Write ``config``, and only then make it this object's: a failed write changes nothing."""
         with self.backend.writer_lock(self.lock_timeout):
             self.backend.set_config(config.to_dict())
-        self.config = config
+        self.config, self._unsaved = config, False
 
     # -- inspection -------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

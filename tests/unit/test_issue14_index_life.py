@@ -35,3 +35,65 @@ def test_search_table_escapes_ansi_in_file_names(tmp_path: Path, monkeypatch, ca
     out = capsys.readouterr().out
     assert "red" in out and "\x1b" not in out and "\x07" not in out
     assert "\\x1b[31mred" in out  # shown as a visible escape, not dropped silently
+
+
+# -- bug 5: a model that does not load leaves nothing behind ----------------------------------------
+class UnloadableEmbedder(FakeEmbedder):
+    """What a mistyped model name gives: nothing about it can be loaded."""
+
+    def token_counter(self):  # type: ignore[no-untyped-def]
+        from ragkit.errors import ModelNotAvailableError
+
+        raise ModelNotAvailableError(f"cannot load the tokenizer of {self.name!r}")
+
+    def encode(self, texts, *, show_progress=False):  # type: ignore[no-untyped-def]
+        self.token_counter()
+
+
+def fake_model(name: str, device: str | None = None) -> FakeEmbedder:
+    return UnloadableEmbedder(name) if "typo" in name else FakeEmbedder(name)
+
+
+def test_a_mistyped_model_is_not_saved(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    docs, kb = write_docs(tmp_path / "docs"), tmp_path / "kb.ragkit"
+    monkeypatch.setattr("ragkit.index.Embedder", fake_model)
+    assert main(["index", str(docs), "--index", str(kb), "--model", "minilm-typo", "-q"]) == 2
+    assert "cannot load" in capsys.readouterr().err
+    assert not kb.exists()  # nothing was written: no folder, no config naming the typo
+    assert main(["index", str(docs), "--index", str(kb), "--model", "fake-good", "-q"]) == 0
+    assert "3 added" in capsys.readouterr().out
+    with open_fake_index(kb, FakeEmbedder("fake-good")) as index:
+        assert index.info()["model"] == "fake-good" and len(index) == 3
+
+
+def test_an_index_with_no_chunks_may_change_its_model(tmp_path: Path) -> None:
+    docs, kb = write_docs(tmp_path / "docs"), tmp_path / "kb.ragkit"
+    with open_fake_index(kb, FakeEmbedder("old-model")) as index:
+        index.add([])  # written, but nothing embedded
+        assert index.backend.get_config()["model"] == "old-model"
+    with open_fake_index(kb, FakeEmbedder("new-model")) as index:
+        assert index.sync(docs).chunks_embedded == 3
+        assert index.backend.get_config()["model"] == "new-model"
+    from ragkit.errors import ModelMismatchError
+
+    with pytest.raises(ModelMismatchError):  # once it holds chunks, the model is fixed
+        open_fake_index(kb, FakeEmbedder("third-model"))
+
+
+# -- bug 6: opening an index to search it creates nothing ------------------------------------------
+def test_searching_a_mistyped_path_leaves_no_folder(tmp_path: Path) -> None:
+    kb = tmp_path / "kb.ragit"
+    with open_fake_index(kb) as index:
+        assert index.search("oauth") == [] and len(index) == 0 and index.info()["chunks"] == 0
+        assert index.delete(["x"]) == 0
+    assert not kb.exists()
+
+
+def test_a_new_index_is_created_by_its_first_write(tmp_path: Path) -> None:
+    docs, kb = write_docs(tmp_path / "docs"), tmp_path / "kb.ragkit"
+    with open_fake_index(kb, dense_index="hnsw") as index:
+        assert not kb.exists()
+        assert index.sync(docs).added and (kb / "ragkit.sqlite").exists()
+        assert index.search("varroa mites", k=1)[0].source == "health.md"
+    with open_fake_index(kb) as index:
+        assert index.config.dense_index == "hnsw" and len(index) == 3

@@ -34,7 +34,7 @@ from ragkit.storage.bm25 import BM25Index, bm25_ideal_score
 from ragkit.storage.dense import DenseIndex
 from ragkit.storage.filters import Filters, compile_filters, filter_mask
 from ragkit.storage.local.snapshot import Snapshot
-from ragkit.storage.local.store import Store
+from ragkit.storage.local.store import DB_NAME, SEGMENTS, Store
 from ragkit.storage.local.swap import recover_swap
 from ragkit.storage.local.verify import problems
 from ragkit.storage.util import batches, filter_key
@@ -47,13 +47,28 @@ class LocalBackend:
     """Records in SQLite, BM25 term frequencies and unit vectors in versioned segment files."""
 
     def __init__(self, path: str | Path, *, create: bool = True, settings: StorageSettings | None = None) -> None:
-        recover_swap(Path(path))
-        self.store = Store(path, create=create)
-        self.path = self.store.path
+        self.path = Path(path)
+        recover_swap(self.path)
+        # A new index is created by its first write, not by opening it: a mistyped path that is only
+        # searched must not leave an empty index behind (reads of it find nothing until then).
+        new = create and not (self.path / DB_NAME).exists() and not (self.path / SEGMENTS).exists()
+        self._store: Store | None = None if new else Store(self.path, create=create)
         self.settings = settings or StorageSettings.from_config(self.get_config())
         self._snapshot: Snapshot | None = None
         self._snapshot_lock = threading.Lock()
         self.generation = 0  # counts the times a rebuild swapped the folder and this backend reopened
+
+    @property
+    def store(self) -> Store:
+        """The database and segments; the first use by a write creates a new index's directory."""
+        if self._store is None:
+            self._store = Store(self.path, create=True)
+        return self._store
+
+    @property
+    def exists(self) -> bool:
+        """Whether the index is on disk (another process may have created it since this one opened)."""
+        return self._store is not None or (self.path / DB_NAME).exists()
 
     def reopen_if_replaced(self) -> bool:
         """Reopen the database when a rebuild has swapped the index folder (``--rebuild``).
@@ -61,7 +76,7 @@ class LocalBackend:
         The old store is not closed here: searches still holding a view of it finish on it (its
         files stay readable while open), and it closes when the last of them lets go.
         """
-        if not self.store.replaced():
+        if self._store is None or not self._store.replaced():
             return False
         with self._snapshot_lock:
             if self.store.replaced():
@@ -73,11 +88,12 @@ class LocalBackend:
         return True
 
     def close(self) -> None:
-        self.store.close()
+        if self._store is not None:
+            self._store.close()
 
     # -- config and manifest ------------------------------------------------------------------
     def get_config(self) -> dict[str, Any] | None:
-        return self.store.get_meta("config")
+        return self.store.get_meta("config") if self.exists else None
 
     def set_config(self, config: Mapping[str, Any]) -> None:
         with self.store.write_transaction() as db:
@@ -86,12 +102,14 @@ class LocalBackend:
         self._snapshot = None
 
     def manifest(self, root: str) -> dict[str, FileEntry]:
+        if not self.exists:
+            return {}
         rows = self.store.query("SELECT path, size, mtime_ns, sha256, doc_ids FROM files WHERE root = ?", (root,))
         return {r[0]: FileEntry(r[0], r[1], r[2], r[3], tuple(json.loads(r[4]))) for r in rows}
 
     def document_roots(self, doc_ids: Sequence[str]) -> dict[str, str | None]:
         found: dict[str, str | None] = {}
-        for batch in batches(list(doc_ids)):
+        for batch in batches(list(doc_ids) if self.exists else []):
             marks = ",".join("?" * len(batch))
             for doc_id, root in self.store.query(f"SELECT id, root FROM documents WHERE id IN ({marks})", batch):
                 found[doc_id] = root
@@ -99,7 +117,7 @@ class LocalBackend:
 
     def document_hashes(self, doc_ids: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}
-        for batch in batches(list(doc_ids)):
+        for batch in batches(list(doc_ids) if self.exists else []):
             marks = ",".join("?" * len(batch))
             found.update(self.store.query(f"SELECT id, text_hash FROM documents WHERE id IN ({marks})", batch))
         return found
@@ -113,7 +131,7 @@ class LocalBackend:
 
     # -- embedding cache ----------------------------------------------------------------------
     def cached_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]:
-        return self.store.cached_vectors(hashes)
+        return self.store.cached_vectors(hashes) if self.exists else {}
 
     def cache_vectors(self, vectors: dict[str, np.ndarray]) -> None:
         self.store.cache_vectors(vectors)
@@ -194,6 +212,8 @@ class LocalBackend:
 
     def current_snapshot(self) -> Snapshot | None:
         """The current segment's arrays (None before the first write)."""
+        if not self.exists:
+            return None
         self.reopen_if_replaced()
         for attempt in range(5):
             version = int(self.store.get_meta("segment", 0))
@@ -260,12 +280,16 @@ class LocalBackend:
 
     # -- inspection ---------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
+        if not self.exists:
+            return {"documents": 0, "chunks": 0, "files": 0}
         (docs,), = self.store.query("SELECT count(*) FROM documents")
         (chunks,), = self.store.query("SELECT count(*) FROM chunks")
         (files,), = self.store.query("SELECT count(*) FROM files")
         return {"documents": docs, "chunks": chunks, "files": files}
 
     def iter_documents(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        if not self.exists:
+            return
         for doc_id, text, metadata in self.store.query("SELECT id, text, metadata FROM documents ORDER BY id"):
             yield doc_id, text, json.loads(metadata)
 
