@@ -19,6 +19,7 @@ from ragkit.errors import LoadError
 
 # iter_files and SUPPORTED_SUFFIXES are named here too for code that imported them from here.
 from ragkit.ingest.files import SUPPORTED_SUFFIXES, file_kind, iter_files
+from ragkit.ingest.limits import DEFAULT_LIMITS, TimeLimitExceeded, time_limit
 from ragkit.types import Document
 
 __all__ = ["PDF_MAX_STREAM_BYTES", "SUPPORTED_SUFFIXES", "iter_files", "load_bytes", "load_file"]
@@ -76,6 +77,7 @@ def load_file(
     json_text_field: str = "text",
     json_id_field: str | None = "id",
     max_file_bytes: int = 50_000_000,
+    max_chars: int = DEFAULT_LIMITS.max_chars,
 ) -> list[Document]:
     """Read one file into Documents; raise LoadError(rel_or_path, reason) if it can't be read/decoded/parsed.
 
@@ -95,7 +97,7 @@ def load_file(
     if len(data) > max_file_bytes:
         raise LoadError(rel, f"file too large: {len(data)}+ bytes > limit {max_file_bytes} (max_file_bytes)")
     return load_bytes(data, rel, name=path.name, json_text_field=json_text_field, json_id_field=json_id_field,
-                      max_file_bytes=max_file_bytes)
+                      max_file_bytes=max_file_bytes, max_chars=max_chars)
 
 
 def load_bytes(
@@ -106,9 +108,15 @@ def load_bytes(
     json_text_field: str = "text",
     json_id_field: str | None = "id",
     max_file_bytes: int = 50_000_000,
+    max_chars: int = DEFAULT_LIMITS.max_chars,
+    page_seconds: float | None = None,
 ) -> list[Document]:
     """:func:`load_file` for bytes already read (a sync reads each file once, see ``read_listed``);
-    ``name`` (default: the last part of ``rel``) picks the loader."""
+    ``name`` (default: the last part of ``rel``) picks the loader.
+
+    A file whose text is over ``max_chars`` characters is a LoadError ("text too long"): chunking,
+    embedding and indexing cost in proportion to characters, not bytes. ``page_seconds`` bounds
+    each PDF page's extraction (by SIGALRM: give it only in a worker process's main thread)."""
     name = name or Path(rel).name
     if not data.strip():
         raise LoadError(rel, "empty file")
@@ -117,10 +125,12 @@ def load_bytes(
     stem = Path(rel).stem or Path(rel).name
     meta: dict[str, Any] = {"source": rel, "title": stem, "type": kind}
     if kind == "pdf":
-        text, pdf_title, pages = _read_pdf(data, rel, max_file_bytes)
-        meta.update(title=pdf_title or stem, pages=pages)
+        text, pdf_title, pages, outline = _read_pdf(data, rel, min(max_file_bytes, max_chars), page_seconds)
+        meta.update(title=pdf_title or stem, pages=pages, outline=outline)
         return [Document(rel, text, meta)]
     text = _decode(data, rel)
+    if len(text) > max_chars:
+        raise LoadError(rel, f"text too long: {len(text)} characters > limit {max_chars} (max_chars)")
     if kind == "json":
         jsonl = name.lower().endswith(".jsonl")
         return _read_json(text, rel, meta, jsonl=jsonl, text_field=json_text_field, id_field=json_id_field)
@@ -142,17 +152,20 @@ def load_bytes(
 PDF_MAX_STREAM_BYTES = 8_000_000
 
 
-def _read_pdf(data: bytes, rel: str, max_text_chars: int) -> tuple[str, str | None, list[list[int]]]:
+_PdfText = tuple[str, "str | None", list[list[int]], list[list[Any]]]
+
+
+def _read_pdf(data: bytes, rel: str, max_text_chars: int, page_seconds: float | None) -> _PdfText:
     if b"%PDF-" not in data[:1024]:
         raise LoadError(rel, "not a PDF file (no %PDF- header)")
     import pypdf  # imported here: only PDF files pay for it
 
     limits = {f"{kind}_maximum_output_length": PDF_MAX_STREAM_BYTES for kind in ("zlib", "lzw", "array_based_stream")}
     with pypdf.apply_configuration(**limits):  # a context variable: other threads keep their settings
-        return _extract_pdf(data, rel, max_text_chars, pypdf.PdfReader)
+        return _extract_pdf(data, rel, max_text_chars, pypdf.PdfReader, page_seconds)
 
 
-def _extract_pdf(data: bytes, rel: str, max_text_chars: int, PdfReader: Any) -> tuple[str, str | None, list[list[int]]]:  # noqa: N803
+def _extract_pdf(data: bytes, rel: str, max_text_chars: int, PdfReader: Any, page_seconds: float | None) -> _PdfText:  # noqa: N803
 
     parts: list[tuple[int, str]] = []
     page_error = None
@@ -170,7 +183,11 @@ def _extract_pdf(data: bytes, rel: str, max_text_chars: int, PdfReader: Any) -> 
         raise LoadError(rel, f"cannot read PDF ({type(e).__name__}: {e})") from None
     for number, page in enumerate(pages, start=1):
         try:
-            page_text = _clean(page.extract_text() or "").strip()
+            with time_limit(page_seconds):
+                page_text = _clean(page.extract_text() or "").strip()
+        except TimeLimitExceeded:
+            raise LoadError(rel, f"too complex: page {number} took over {page_seconds:g} s to extract "
+                                 "(page_seconds)") from None
         except Exception as e:  # one damaged page should not cost the rest of the document
             logger.warning("%s: skipping page %d: %s: %s", rel, number, type(e).__name__, e)
             page_error = page_error or f"{type(e).__name__}: {e}"
@@ -189,7 +206,33 @@ def _extract_pdf(data: bytes, rel: str, max_text_chars: int, PdfReader: Any) -> 
     for number, page_text in parts:
         starts.append([offset, number])
         offset += len(page_text) + 2  # the "\n\n" joining pages
-    return "\n\n".join(t for _, t in parts), title, starts
+    with time_limit(page_seconds):
+        outline = _pdf_outline(reader, rel, starts)
+    return "\n\n".join(t for _, t in parts), title, starts, outline
+
+
+_MAX_OUTLINE = 10_000
+
+
+def _pdf_outline(reader: Any, rel: str, starts: list[list[int]]) -> list[list[Any]]:
+    """The PDF's bookmarks as ``[offset, level, title]``, each at the start of its page's text: the
+    only headings a PDF's chunks get (its text is not Markdown, a "#" line is just text)."""
+    out: list[list[Any]] = []
+    todo: list[tuple[Any, int]] = [(item, 1) for item in reversed(reader.outline or [])]
+    try:
+        while todo and len(out) < _MAX_OUTLINE:  # a stack, not recursion: outlines can nest deeply
+            item, level = todo.pop()
+            if isinstance(item, list):
+                todo += [(child, level + 1) for child in reversed(item)]
+                continue
+            page = reader.get_destination_page_number(item) + 1
+            at = next((offset for offset, number in starts if number >= page), None)
+            title = _clean(str(item.title or "")).strip()
+            if at is not None and title:
+                out.append([at, level, title])
+    except (TimeLimitExceeded, Exception) as e:  # a damaged or costly outline costs the headings, not the text
+        logger.warning("%s: ignoring the PDF outline: %s: %s", rel, type(e).__name__, e)
+    return out
 
 
 def _read_json(
