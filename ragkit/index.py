@@ -30,7 +30,8 @@ from ragkit.errors import ConfigError, ModelMismatchError
 from ragkit.storage.filters import Filters
 from ragkit.storage.bm25 import BM25Params
 from ragkit.ingest.files import iter_files
-from ragkit.ingest.loading import load_bytes
+from ragkit.ingest.limits import DEFAULT_LIMITS, ParseLimits
+from ragkit.ingest.worker import load_bounded
 from ragkit.progress import progress
 from ragkit.storage.local.store import FORMAT_VERSION
 from ragkit.types import Chunk, Document, Hit, SyncReport
@@ -232,6 +233,10 @@ class Index:
         include_hidden: bool = False,
         show_progress: bool | None = None,
         shard: tuple[int, int] | None = None,
+        max_chars: int = DEFAULT_LIMITS.max_chars,
+        parse_seconds: float | None = DEFAULT_LIMITS.seconds,
+        page_seconds: float | None = DEFAULT_LIMITS.page_seconds,
+        parse_memory: int | None = DEFAULT_LIMITS.memory_bytes,
     ) -> SyncReport:
         """Make the index hold exactly the loadable files of ``folder``: add, update, rename, remove.
 
@@ -242,7 +247,14 @@ class Index:
         ``shard=(i, n)`` lets ``n`` workers share one sync: this call adds and updates only the files
         whose path hashes to ``i``, and removes nothing; a final sync without ``shard`` removes
         deleted files.
+
+        Each file is bounded on its own: ``max_chars`` characters of text, and PDFs and files of 1 MB
+        or more are parsed in a worker process killed after ``parse_seconds`` (``page_seconds`` per
+        PDF page) or at ``parse_memory`` bytes; a file over a limit is reported as failed ("too
+        complex: ..." or "text too long: ...") and the sync goes on. ``None`` lifts a limit.
         """
+        limits = ParseLimits(max_chars=max_chars, seconds=parse_seconds, page_seconds=page_seconds,
+                             memory_bytes=parse_memory)
         started = time.perf_counter()
         root = Path(folder)
         if not root.is_dir():
@@ -256,8 +268,8 @@ class Index:
                                max_file_bytes=max_file_bytes)
             plan = plan_sync(
                 root, self.backend.manifest(root_key), files=files,
-                load_data=lambda data, path, rel: load_bytes(data, rel, name=path.name, json_text_field=json_text_field,
-                                                             max_file_bytes=max_file_bytes),
+                load_data=lambda data, path, rel: load_bounded(data, rel, path.name, limits, json_text_field=json_text_field,
+                                                               max_file_bytes=max_file_bytes),
                 max_file_bytes=max_file_bytes,
                 existing=self.backend.document_roots, shard=shard, show_progress=self._progress(show_progress),
             )
