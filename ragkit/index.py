@@ -20,7 +20,7 @@ import numpy as np
 from ragkit.retrieval.adapter import QueryAdapter
 from ragkit.retrieval.association import QueryAssociations
 from ragkit.text.analysis import Analyzer
-from ragkit.storage.base import Changes, PreparedDocument
+from ragkit.storage.base import CACHE_MAX_AGE_DAYS, CACHE_MAX_BYTES, Changes, PreparedDocument
 from ragkit.ingest.chunking import Chunker
 from ragkit.ingest.sync import dedupe_documents, plan_sync
 from ragkit.storage.dense import DENSE_KINDS
@@ -496,6 +496,18 @@ class Index:
         with self.backend.writer_lock(self.lock_timeout):
             self.backend.set_config(config.to_dict())
         self.config, self._unsaved = config, False
+
+    def gc(self, *, max_bytes: int | None = CACHE_MAX_BYTES,
+           max_age_days: float | None = CACHE_MAX_AGE_DAYS) -> dict[str, int]:
+        """Trim the embedding cache: drop vectors no chunk uses that are older than ``max_age_days`` or,
+        oldest first, beyond ``max_bytes`` of them (``None`` lifts a bound, ``max_bytes=0`` drops them all).
+
+        Every write trims to the defaults; kept vectors make a re-added file or a rebuild embed nothing.
+        Returns ``{"removed", "unused_kept", "unused_bytes"}``."""
+        if self._unsaved:  # never written: nothing cached, and trimming must not create the index
+            return {"removed": 0, "unused_kept": 0, "unused_bytes": 0}
+        with self.backend.writer_lock(self.lock_timeout):
+            return self.backend.gc(max_bytes, max_age_days)
 
     # -- inspection -------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

@@ -76,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="verify an index: checksums and counts across SQLite, BM25, faiss")
     index_arg(p)
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("gc", help="trim the embedding cache (vectors no chunk uses any more)")
+    index_arg(p)
+    p.add_argument("--max-mb", type=float, help="keep at most this many MB of unused vectors, newest first "
+                   "(default 256; 0 drops them all)")
+    p.add_argument("--max-age-days", type=float, help="drop unused vectors older than this (default 30)")
+    p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for another writer (default 0)")
+    p.set_defaults(func=cmd_gc)
     _extra_commands(sub)
     return parser
 
@@ -209,6 +217,22 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"FAIL {problem}")
         return 1
     print(f"ok: {args.index} is consistent")
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    options: dict[str, Any] = {}
+    if args.max_mb is not None:
+        options["max_bytes"] = int(args.max_mb * 1024 * 1024)
+    if args.max_age_days is not None:
+        options["max_age_days"] = args.max_age_days
+    index = open_index(args.index, lock_timeout=args.wait)
+    try:
+        result = index.gc(**options)
+    finally:
+        index.close()
+    print(f"{args.index}: removed {result['removed']} unused cached vectors; kept {result['unused_kept']} "
+          f"({_human_bytes(result['unused_bytes'])}) for files that may come back")
     return 0
 
 

@@ -20,6 +20,10 @@ from ragkit.storage.dense import DenseKind
 from ragkit.storage.filters import Filters
 from ragkit.types import Chunk, Document
 
+# The embedding cache keeps vectors no chunk uses any more (a removed file that comes back, a rebuild
+# with the same model, an undone --exclude then cost no embedding), trimmed after each write to:
+CACHE_MAX_BYTES = 256 * 1024 * 1024  # of unused vectors: about 170,000 at 384 dimensions
+CACHE_MAX_AGE_DAYS = 30.0  # since a vector was last stored or used (the local backend; Milvus keeps no ages)
 
 @dataclass(frozen=True)
 class LegCandidates:
@@ -175,6 +179,7 @@ class Backend(Protocol):
     def document_hashes(self, doc_ids: Sequence[str]) -> dict[str, str]: ...
     def cached_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]: ...
     def cache_vectors(self, vectors: dict[str, np.ndarray]) -> None: ...
+    def gc(self, max_bytes: int | None = ..., max_age_days: float | None = ...) -> dict[str, int]: ...
 
     # writes and search ----------------------------------------------------------------------------
     def writer_lock(self, timeout: float | None) -> ContextManager[None]: ...

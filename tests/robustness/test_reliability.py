@@ -5,8 +5,8 @@ tests is made of texts from a fixed *pool*; the pool is embedded once, in this p
 index as in-memory documents (``pool/<n>``), and each test works on a copy of that index. A sync of the
 folder then finds every chunk's vector in the embedding cache (SQLite) and never imports torch; the
 children check that (``'torch' not in sys.modules``, ``chunks_embedded == 0``). The pool documents stay
-in the index on purpose: the cache keeps only vectors some chunk still uses (``LocalBackend
-._collect_garbage``), so they pin the pool's vectors while files come and go. Comparisons of "what the
+in the index on purpose: the cache trims vectors no chunk uses (``storage/local/cache.py``: by age and
+size, and ``ragkit gc``), so they pin the pool's vectors while files come and go. Comparisons of "what the
 index holds" look only at documents synced from the folder (those with a ``source``).
 
 ``benchmarks/reliability.py`` runs the same scenarios at a larger scale through the functions here.

@@ -97,3 +97,72 @@ def test_a_new_index_is_created_by_its_first_write(tmp_path: Path) -> None:
         assert index.search("varroa mites", k=1)[0].source == "health.md"
     with open_fake_index(kb) as index:
         assert index.config.dense_index == "hnsw" and len(index) == 3
+
+
+# -- bug 4: text embedded once is never embedded again ---------------------------------------------
+def test_remove_then_re_add_embeds_nothing(tmp_path: Path, fake_embedder: FakeEmbedder) -> None:
+    docs, kb = write_docs(tmp_path / "docs"), tmp_path / "kb.ragkit"
+    with open_fake_index(kb, fake_embedder) as index:
+        assert index.sync(docs).chunks_embedded == 3
+        report = index.sync(docs, exclude=["release-notes.md"])
+        assert report.removed == ("release-notes.md",) and report.chunks_embedded == 0
+        fake_embedder.reset()
+        report = index.sync(docs)  # the exclude undone
+        assert report.added == ("release-notes.md",) and report.chunks_embedded == 0
+        assert fake_embedder.encoded == []
+        assert index.search("smoker hive tool", k=1)[0].source == "release-notes.md"
+        assert not index.backend.verify()
+
+
+def test_gc_trims_unused_vectors_only(tmp_path: Path, fake_embedder: FakeEmbedder, capsys) -> None:  # type: ignore[no-untyped-def]
+    docs, kb = write_docs(tmp_path / "docs"), tmp_path / "kb.ragkit"
+    with open_fake_index(kb, fake_embedder) as index:
+        index.sync(docs)
+        (docs / "release-notes.md").unlink()
+        index.sync(docs)
+        assert index.gc() == {"removed": 0, "unused_kept": 1, "unused_bytes": 4 * len(index.embed_query("x"))}
+        assert index.gc(max_age_days=None, max_bytes=0)["removed"] == 1
+    write_docs(docs)
+    assert main(["gc", "--index", str(kb)]) == 0 and "removed 0" in capsys.readouterr().out
+    with open_fake_index(kb, fake_embedder) as index:
+        assert index.sync(docs).chunks_embedded == 1  # it was trimmed, so it is embedded again
+        (docs / "guide.md").unlink()
+        index.sync(docs)
+    assert main(["gc", "--index", str(kb), "--max-mb", "0"]) == 0
+    assert "removed 1 unused" in capsys.readouterr().out
+    with open_fake_index(kb, fake_embedder) as index:
+        assert len(index) == 2 and not index.backend.verify()  # vectors in use are never trimmed
+        assert index.search("varroa mites", k=1)[0].source == "health.md"
+
+
+def test_the_cache_is_bounded_by_age(tmp_path: Path, fake_embedder: FakeEmbedder, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    docs, kb = write_docs(tmp_path / "docs"), tmp_path / "kb.ragkit"
+    with open_fake_index(kb, fake_embedder) as index:
+        index.sync(docs)
+        index.sync(docs, exclude=["guide.md"])
+        now = time.time()
+        monkeypatch.setattr(time, "time", lambda: now + 31 * 86400)  # a month on, any write trims it
+        index.sync(docs, exclude=["guide.md", "health.md"])
+        assert index.gc(max_age_days=None)["unused_kept"] == 1  # health.md's; guide.md's went with that write
+        monkeypatch.undo()
+        assert index.sync(docs).chunks_embedded == 1  # guide.md's vector was too old; health.md's was kept
+
+
+def test_rebuild_reuses_the_old_indexs_vectors(tmp_path: Path, fake_embedder: FakeEmbedder, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    docs, kb = write_docs(tmp_path / "docs"), tmp_path / "kb.ragkit"
+    with open_fake_index(kb, fake_embedder) as index:
+        index.sync(docs)
+    made: list[FakeEmbedder] = []
+    monkeypatch.setattr("ragkit.index.Embedder", lambda name, device=None: made.append(FakeEmbedder(name)) or made[-1])
+    assert main(["index", str(docs), "--index", str(kb), "--model", fake_embedder.name, "--rebuild", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "3 added" in out and "0 chunks embedded" in out and made[-1].encoded == []
+    with open_fake_index(kb, fake_embedder) as index:
+        assert len(index) == 3 and not index.backend.verify()
+    # with another model the old vectors are worthless: everything is embedded with the new one
+    assert main(["index", str(docs), "--index", str(kb), "--model", "other-model", "--rebuild", "-q"]) == 0
+    assert len(made[-1].encoded) == 3
+    with open_fake_index(kb, FakeEmbedder("other-model")) as index:
+        assert index.backend.gc(max_bytes=0, max_age_days=None)["removed"] == 0  # none of the old model's left

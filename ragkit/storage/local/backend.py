@@ -22,6 +22,8 @@ import numpy as np
 from ragkit.errors import IndexCorruptError
 from ragkit.storage.base import (
     BACKGROUND_SAMPLE,
+    CACHE_MAX_AGE_DAYS,
+    CACHE_MAX_BYTES,
     Changes,
     FileEntry,
     LegCandidates,
@@ -33,6 +35,7 @@ from ragkit.storage.base import (
 from ragkit.storage.bm25 import BM25Index, bm25_ideal_score
 from ragkit.storage.dense import DenseIndex
 from ragkit.storage.filters import Filters, compile_filters, filter_mask
+from ragkit.storage.local import cache
 from ragkit.storage.local.snapshot import Snapshot
 from ragkit.storage.local.store import DB_NAME, SEGMENTS, Store
 from ragkit.storage.local.swap import recover_swap
@@ -80,7 +83,7 @@ class LocalBackend:
             return False
         with self._snapshot_lock:
             if self.store.replaced():
-                self.store = Store(self.path, create=False)
+                self._store = Store(self.path, create=False)
                 self.settings = StorageSettings.from_config(self.get_config())
                 self._snapshot = None
                 self.generation += 1
@@ -98,6 +101,7 @@ class LocalBackend:
     def set_config(self, config: Mapping[str, Any]) -> None:
         with self.store.write_transaction() as db:
             Store.set_meta(db, "config", dict(config))
+            cache.adopt_model(db, str(config.get("model")))
         self.settings = StorageSettings.from_config(config)
         self._snapshot = None
 
@@ -131,10 +135,17 @@ class LocalBackend:
 
     # -- embedding cache ----------------------------------------------------------------------
     def cached_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]:
-        return self.store.cached_vectors(hashes) if self.exists else {}
+        return cache.cached_vectors(self.store, hashes) if self.exists else {}
 
     def cache_vectors(self, vectors: dict[str, np.ndarray]) -> None:
-        self.store.cache_vectors(vectors)
+        cache.cache_vectors(self.store, vectors)
+
+    def gc(self, max_bytes: int | None = CACHE_MAX_BYTES,
+           max_age_days: float | None = CACHE_MAX_AGE_DAYS) -> dict[str, int]:
+        """Trim the vectors no chunk uses to these bounds (see ``cache.py``); what was removed and kept."""
+        if not self.exists:
+            return {"removed": 0, "unused_kept": 0, "unused_bytes": 0}
+        return cache.trim(self.store, max_bytes, max_age_days)
 
     # -- writes -------------------------------------------------------------------------------
     def apply(self, changes: Changes) -> None:
@@ -142,7 +153,10 @@ class LocalBackend:
         with self.store.write_transaction() as db:
             version = int(self.store.get_meta("segment", 0, db=db))
             snap = self.load_version(version) if version else None
-            removed = _rows_of_documents(db, changes.remove_doc_ids)
+            removed_rows = _rows_of_documents(db, changes.remove_doc_ids)
+            removed = [row for row, _ in removed_rows]
+            # the removed chunks' vectors stay cached (a re-add costs nothing); their age starts now
+            cache.touch(db, [h for _, h in removed_rows] + [h for a in changes.add for h in a.embed_hashes])
             db.executemany("DELETE FROM chunks WHERE doc_id = ?", [(d,) for d in changes.remove_doc_ids])
             db.executemany("DELETE FROM documents WHERE id = ?", [(d,) for d in changes.remove_doc_ids])
             new_rows: list[int] = []
@@ -171,7 +185,7 @@ class LocalBackend:
                 self._write_next_segment(db, version, snap, set(removed), new_rows, tokens, vectors)
         self.store.remove_stale_segments(keep=set(range(max(version - 1, 0), version + 2)))
         if changes.add or changes.remove_doc_ids:
-            self._collect_garbage()
+            cache.trim(self.store)  # the default bounds: unused vectors are kept, but not without limit
 
     def _write_next_segment(
         self, db: Any, version: int, snap: Snapshot | None, removed: set[int], new_rows: list[int],
@@ -198,11 +212,6 @@ class LocalBackend:
             blobs["dense.faiss"] = faiss.serialize_index(dense.faiss_index).tobytes()
         self.store.write_segment(version + 1, arrays, blobs)
         Store.set_meta(db, "segment", version + 1)
-
-    def _collect_garbage(self) -> None:
-        """Forget embeddings no chunk uses any more, so the cache does not grow without bound."""
-        with self.store.write_transaction() as db:
-            db.execute("DELETE FROM embeddings WHERE hash NOT IN (SELECT embed_hash FROM chunks)")
 
     # -- reads --------------------------------------------------------------------------------
     def snapshot(self) -> "LocalView | None":
@@ -307,11 +316,12 @@ def _check_rows(store: Store, version: int, n_rows: int) -> None:
             f"{store.db_path} holds {chunks} chunks but segment v{version} lists {n_rows}; {store.hint}")
 
 
-def _rows_of_documents(db: Any, doc_ids: Sequence[str]) -> list[int]:
-    rows: list[int] = []
+def _rows_of_documents(db: Any, doc_ids: Sequence[str]) -> list[tuple[int, str]]:
+    """(row, embedding hash) of each chunk of these documents."""
+    rows: list[tuple[int, str]] = []
     for batch in batches(list(doc_ids)):
         marks = ",".join("?" * len(batch))
-        rows.extend(r for (r,) in db.execute(f"SELECT row FROM chunks WHERE doc_id IN ({marks})", batch))
+        rows.extend(db.execute(f"SELECT row, embed_hash FROM chunks WHERE doc_id IN ({marks})", batch))
     return rows
 
 

@@ -41,8 +41,7 @@ import numpy as np
 
 from ragkit.errors import IndexCorruptError, IndexLockedError
 from ragkit.ingest.files import file_sha256
-from ragkit.storage.local.guard import cache_checksum, cache_row_vector, database_error, environment_error
-from ragkit.storage.util import batches
+from ragkit.storage.local.guard import database_error, environment_error
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ CREATE TABLE IF NOT EXISTS files (
     root TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     sha256 TEXT NOT NULL, doc_ids TEXT NOT NULL, PRIMARY KEY (root, path)
 );
-CREATE TABLE IF NOT EXISTS embeddings (hash TEXT PRIMARY KEY, vector BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS embeddings (hash TEXT PRIMARY KEY, vector BLOB NOT NULL);  -- see cache.py
 """
 
 
@@ -95,6 +94,8 @@ class Store:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(embeddings)")}
             if "checksum" not in columns:  # indexes written before cache rows carried a checksum
                 self._db.execute("ALTER TABLE embeddings ADD COLUMN checksum TEXT")
+            if "used_at" not in columns:  # when a row was last stored or used (see cache.py); NULL: long ago
+                self._db.execute("ALTER TABLE embeddings ADD COLUMN used_at REAL")
             if segments and self.get_meta("config") is None and not self.get_meta("segment", 0):
                 raise IndexCorruptError(f"{self.db_path} holds no records beside existing segments; {self.hint}")
 
@@ -196,33 +197,6 @@ class Store:
     @staticmethod
     def set_meta(db: sqlite3.Connection, key: str, value: Any) -> None:
         db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
-
-    # -- embedding cache --------------------------------------------------------------------
-    def cached_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]:
-        """Cached vectors by content hash; a row that fails its checksum is dropped (and re-embedded)."""
-        found: dict[str, np.ndarray] = {}
-        bad = []
-        for batch in batches(hashes):
-            marks = ",".join("?" * len(batch))
-            sql = f"SELECT hash, vector, checksum FROM embeddings WHERE hash IN ({marks})"
-            for h, blob, checksum in self.query(sql, list(batch)):
-                vector = cache_row_vector(h, blob, checksum)
-                if vector is None:
-                    bad.append(h)
-                else:
-                    found[h] = vector
-        if bad:
-            logger.warning("%s: %d embedding cache rows fail their checksum; re-embedding them", self.db_path, len(bad))
-        return found
-
-    def cache_vectors(self, vectors: dict[str, np.ndarray]) -> None:
-        """Store embeddings by content hash; safe to commit ahead of the write that uses them."""
-        rows = []
-        for h, v in vectors.items():
-            blob = np.asarray(v, np.float32).tobytes()
-            rows.append((h, blob, cache_checksum(h, blob)))
-        with self.write_transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO embeddings (hash, vector, checksum) VALUES (?, ?, ?)", rows)
 
     # -- segments -------------------------------------------------------------------------
     def segment_dir(self, version: int) -> Path:

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from ragkit.errors import ConfigError, IndexLockedError, RagkitError, RebuildError
-from ragkit.storage.local.store import DB_NAME, file_lock, fsync_path, pid_alive
+from ragkit.storage.local.cache import seed_from
+from ragkit.storage.local.store import DB_NAME, Store, file_lock, fsync_path, pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ def rebuild(path: str | os.PathLike[str], build: Callable[[Path], T], *, lock_ti
         path / "writer.lock", lock_timeout, f"{path} is being written by another process ({untouched})")
     with lock:
         try:
+            if path.exists():
+                _reuse_vectors(new, path)
             result = build(new)
             swap_in(new, path)
         except IndexLockedError:
@@ -64,6 +67,16 @@ def rebuild(path: str | os.PathLike[str], build: Callable[[Path], T], *, lock_ti
             logger.warning("rebuild interrupted (%s); %s", type(exc).__name__, untouched)
             raise
     return result
+
+
+def _reuse_vectors(new: Path, old: Path) -> None:
+    """Start the new index with the old one's embedding cache: rebuilding with the same model then
+    embeds nothing (with another model, the new index's config drops these vectors unused)."""
+    store = Store(new, create=True)
+    try:
+        seed_from(store, old)
+    finally:
+        store.close()
 
 
 def swap_in(new: Path, path: Path) -> None:
