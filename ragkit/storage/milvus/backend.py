@@ -42,9 +42,9 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from ragkit.errors import ConfigError
-from ragkit.storage.base import Changes, FileEntry, PreparedDocument, StorageSettings
+from ragkit.storage.base import CACHE_MAX_BYTES, Changes, FileEntry, PreparedDocument, StorageSettings
 from ragkit.storage.local.store import file_lock
-from ragkit.storage.milvus import lite
+from ragkit.storage.milvus import cache, lite
 from ragkit.storage.milvus import statistics as stats
 from ragkit.storage.milvus.collections import MilvusCollections, key64
 from ragkit.storage.milvus.expressions import literal, value_kind
@@ -156,6 +156,9 @@ class MilvusBackend:
         return self.cols.meta("config")
 
     def set_config(self, config: Mapping[str, Any]) -> None:
+        old = self.get_config()
+        if old is not None and old.get("model") != config.get("model"):
+            cache.trim(self.cols, 0)  # another model's vectors are worthless to this one
         self.cols.set_meta({"config": dict(config)})
         self.settings = StorageSettings.from_config(config)
         self._generation = None  # okapi's mean IDF and the caches depend on the settings
@@ -180,24 +183,14 @@ class MilvusBackend:
                          f"{self.lite_path} is being written by another writer")
 
     def cached_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        if self.cols.has("cache"):
-            for row in self.cols.rows_in("cache", "pk", [key64(h) for h in hashes], ["hash", "vector"]):
-                found[row["hash"]] = np.asarray(row["vector"], np.float32)
-        missing = [h for h in hashes if h not in found]
-        if missing and self.cols.has():
-            for row in self.cols.rows_in("", "embed_hash", missing, ["embed_hash", "dense"]):
-                found[row["embed_hash"]] = np.asarray(row["dense"], np.float32)
-        return found
+        return cache.cached_vectors(self.cols, hashes)
 
     def cache_vectors(self, vectors: dict[str, np.ndarray]) -> None:
-        """Keep fresh embeddings until ``apply`` stores them in chunks (then they are dropped here)."""
-        if not vectors:
-            return
-        self.cols.ensure_vector_collections(len(next(iter(vectors.values()))), self.settings.dense_kind)
-        self.cols.upsert("cache", [{"pk": key64(h), "hash": h, "vector": np.asarray(v, np.float32).tolist()}
-                                   for h, v in vectors.items()])
-        self.cols.flush("cache")
+        cache.cache_vectors(self.cols, vectors, self.settings.dense_kind)
+
+    def gc(self, max_bytes: int | None = CACHE_MAX_BYTES, max_age_days: float | None = None) -> dict[str, int]:
+        """Trim the cached vectors no chunk holds to ``max_bytes`` (Milvus keeps no ages: see ``cache.py``)."""
+        return cache.trim(self.cols, max_bytes)
 
     # -- writes ----------------------------------------------------------------------------------
     def apply(self, changes: Changes) -> None:
@@ -231,13 +224,14 @@ class MilvusBackend:
         stats.write(cols, delta, exclusive)
         self._write_documents(changes, replaced)
         self._write_manifest(changes)
-        self._forget_cached(changes.add)
+        cache.forget(self.cols, [h for p in changes.add for h in p.embed_hashes])
         self._note_fields(changes.add)
         cols.set_meta({"generation": uuid.uuid4().hex})
         cols.flush("", "stats", "docs", "files", "meta")  # makes sparse search fast (no unindexed memtable)
         if exclusive:
             cols.set_meta({"writing": None})
         self._generation = None
+        cache.trim(self.cols)  # the removed chunks' vectors stay cached, but not without limit
 
     def _mark_intent(self, changes: Changes) -> None:
         """Step 1: dirty manifest entries (re-read by the next sync) and pending document rows."""
@@ -252,7 +246,8 @@ class MilvusBackend:
 
     def _delete_chunks(self, doc_ids: list[str]) -> Counter[int]:
         """Delete the documents' chunks; returns the statistics they contributed."""
-        rows = list(self.cols.rows_in("", "doc_id", doc_ids, ["sparse", "dl"]))
+        rows = list(self.cols.rows_in("", "doc_id", doc_ids, ["sparse", "dl", "embed_hash", "dense"]))
+        cache.keep_removed(self.cols, rows)  # a removed file that comes back costs no embedding
         self.cols.delete("", [row["pk"] for row in rows])
         return stats.chunk_counts(rows)
 
@@ -292,11 +287,6 @@ class MilvusBackend:
         self.cols.delete("files", [key64(root, path) for root, path in changes.remove_files])
         for root in {r for r, _ in changes.upsert_files}:
             self.cols.upsert("files", file_rows(root, [e for r, e in changes.upsert_files if r == root]))
-
-    def _forget_cached(self, added: Sequence[PreparedDocument]) -> None:
-        """The chunks now hold these vectors (``cached_vectors`` looks there too): drop the cache rows."""
-        if self.cols.has("cache"):
-            self.cols.delete("cache", list({key64(h) for p in added for h in p.embed_hashes}))
 
     def _note_fields(self, added: Sequence[PreparedDocument]) -> None:
         """Record each metadata key and value kind (one idempotent row each, safe for concurrent writers)."""
