@@ -10,7 +10,9 @@ Loopback only unless ``--host`` says otherwise; the bearer token comes from ``--
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 import sys
 from typing import Any
 
@@ -84,11 +86,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not is_loopback(args.host) and not (args.token or os.environ.get(TOKEN_ENV)):
         print(f"ragkit serve: warning: listening on {args.host} with no --token; anyone who can reach it "
               "can query the index and the model", file=sys.stderr)
-    rag = app.state.rag
-    print(f"ragkit serve: http://{args.host}:{args.port}/v1 (index {args.index}, upstream {args.upstream}, "
-          f"model {rag.generator.model})", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+    sock = _bind(args.host, args.port)  # first: a port in use is an error before any "serving" line
+    try:
+        rag = app.state.rag
+        # The embedding model loads now, before anyone is told the server is up: otherwise /health says
+        # ok while the first request waits seconds for it. Nothing listens until then (connections are
+        # refused, not left hanging).
+        rag.index.embed_query("ragkit")
+        port = sock.getsockname()[1]
+        print(f"ragkit serve: http://{args.host}:{port}/v1 (index {args.index}, upstream {args.upstream}, "
+              f"model {rag.generator.model})", file=sys.stderr, flush=True)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="info" if args.verbose else "warning"))
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (not yet listening; uvicorn listens on it)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; check --host") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restarts need no wait
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        hint = "another server uses it; pass another --port" if exc.errno == errno.EADDRINUSE else "check --host/--port"
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc} ({hint})") from exc
+    return sock
 
 
 def _api_key(variable: str | None) -> str | None:
