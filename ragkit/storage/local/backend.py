@@ -56,6 +56,8 @@ class LocalBackend:
         # searched must not leave an empty index behind (reads of it find nothing until then).
         new = create and not (self.path / DB_NAME).exists() and not (self.path / SEGMENTS).exists()
         self._store: Store | None = None if new else Store(self.path, create=create)
+        if new:
+            logger.info("no index at %s yet: it is created by the first write", self.path)
         self.settings = settings or StorageSettings.from_config(self.get_config())
         self._snapshot: Snapshot | None = None
         self._snapshot_lock = threading.Lock()
