@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import re
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -30,8 +29,6 @@ from ragkit.errors import FilterError
 Filters = Mapping[str, Any]
 OPERATORS = ("eq", "ne", "in", "nin", "gt", "gte", "lt", "lte", "glob")
 RANGES = ("gt", "gte", "lt", "lte")
-# 2024, 2024-05, 2024-05-01, 2024-05-01T10:30[:00[.5]][Z|+02:00]: strings that sort like the dates they are
-_ISO_DATE = re.compile(r"\d{4}(-\d{2}(-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?)?)?")
 
 
 def _kind(value: Any) -> str | None:
@@ -44,15 +41,12 @@ def _kind(value: Any) -> str | None:
 
 
 def _check_range_bound(field: str, op: str, expected: Any) -> None:
-    number = _kind(expected) == "number" and not math.isnan(expected)
-    if number or (isinstance(expected, str) and _ISO_DATE.fullmatch(expected)):
+    """A range compares numbers with numbers and text (ISO dates included) with text: nothing else."""
+    if _kind(expected) == "number" and not math.isnan(expected) or isinstance(expected, str):
         return
-    hint = ""
-    if isinstance(expected, str) and _number_or_text(expected) is not expected:
-        hint = f"; for a number write {expected} without quotes"
     raise FilterError(
-        f"filter on {field!r}: {op!r} needs a number or an ISO date (e.g. 2024-05-01), "
-        f"got {expected!r} ({type(expected).__name__}){hint}"
+        f"filter on {field!r}: {op!r} needs a number, an ISO date (e.g. 2024-05-01) or text, "
+        f"got {expected!r} ({type(expected).__name__})"
     )
 
 
@@ -114,7 +108,7 @@ def filter_mask(filters: Filters, records: Sequence[Mapping[str, Any]]) -> np.nd
     for field, _ in compiled:
         if field not in known and records:
             raise FilterError(f"unknown filter field {field!r}; fields in this index: {', '.join(sorted(known))}")
-    _check_range_kinds(filters, records)
+    check_range_kinds(filters, record_kinds(records))
     mask = np.ones(len(records), dtype=bool)
     for field, test in compiled:
         for i, record in enumerate(records):
@@ -124,26 +118,37 @@ def filter_mask(filters: Filters, records: Sequence[Mapping[str, Any]]) -> np.nd
     return mask
 
 
-def _check_range_kinds(filters: Filters, records: Sequence[Mapping[str, Any]]) -> None:
-    """A range bound must be of a kind the field holds: a number never matches a date field."""
+def check_range_kinds(filters: Filters, kinds_of: Callable[[str], set[str]]) -> None:
+    """A range bound must be of a kind the field holds (``kinds_of(field)``: "number" and/or "text"),
+    else it would silently match nothing: ``{"page": {"gte": "2"}}`` on a number field is an error."""
     for field, condition in filters.items():
         bounds = [(op, v) for op, v in condition.items() if op in RANGES] if isinstance(condition, Mapping) else []
-        if not bounds:
-            continue
+        kinds = kinds_of(field) if bounds else set()
+        for op, bound in bounds:
+            if not kinds or _kind(bound) in kinds:
+                continue
+            if _kind(bound) == "text" and kinds == {"number"}:
+                hint = f"; for a number write {bound} without quotes" if _number_or_text(bound) is not bound else ""
+                raise FilterError(f"filter on {field!r}: {op!r} needs a number ({field!r} holds numbers), "
+                                  f"got {bound!r} ({type(bound).__name__}){hint}")
+            holds = " and ".join(sorted(kinds))
+            raise FilterError(
+                f"filter on {field!r}: {op!r} {bound!r} is {'a number' if _kind(bound) == 'number' else 'text'}, "
+                f"but {field!r} holds {holds} values; give a {holds.replace('text', 'date string')} bound"
+            )
+
+
+def record_kinds(records: Sequence[Mapping[str, Any]]) -> Callable[[str], set[str]]:
+    """``kinds_of`` for :func:`check_range_kinds` from the records themselves (list elements count)."""
+
+    def kinds_of(field: str) -> set[str]:
         kinds: set[str] = set()
         for record in records:
             value = record.get(field)
-            for v in value if isinstance(value, list) else [value]:
-                kind = _kind(v)
-                if kind:
-                    kinds.add(kind)
-        for op, bound in bounds:
-            if kinds and _kind(bound) not in kinds:
-                holds = " and ".join(sorted(kinds))
-                raise FilterError(
-                    f"filter on {field!r}: {op!r} {bound!r} is {'a number' if _kind(bound) == 'number' else 'text'}, "
-                    f"but {field!r} holds {holds} values; give a {holds.replace('text', 'date string')} bound"
-                )
+            kinds.update(k for v in (value if isinstance(value, list) else [value]) if (k := _kind(v)))
+        return kinds
+
+    return kinds_of
 
 
 def parse_cli_filter(expression: str) -> tuple[str, Any]:

@@ -19,7 +19,7 @@ import numpy as np
 from ragkit.errors import FilterError
 from ragkit.storage.base import BACKGROUND_SAMPLE, LegCandidates, LegStatistics, Query, StaleSnapshot, StorageSettings
 from ragkit.storage.bm25 import ideal_score
-from ragkit.storage.filters import Filters, compile_filters
+from ragkit.storage.filters import Filters, check_range_kinds, compile_filters
 from ragkit.storage.milvus import statistics as stats
 from ragkit.storage.milvus.collections import MAX_PK, MilvusCollections
 from ragkit.storage.milvus.expressions import passes, pk_in, translate
@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 ROW_CACHE = 20_000  # chunk rows (sparse weights, vectors) kept per generation
 MASK_CACHE = 64  # filters (and their background samples) kept per generation
 _UNSET = object()
+_RANGE_KINDS = {"int": "number", "float": "number", "str": "text"}  # the catalogue's kinds, as ranges compare
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,7 @@ class MilvusView:
         for name in filters:
             if name not in known and gen.n_rows:
                 raise FilterError(f"unknown filter field {name!r}; fields in this index: {', '.join(sorted(known))}")
+        check_range_kinds(filters, lambda name: {_RANGE_KINDS[k] for k in gen.fields.get(name, ()) if k in _RANGE_KINDS})
         expr, post = translate(filters, gen.fields)
         return Mask(self._post_filter(expr, post) if post else expr, filter_key(filters))
 
