@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from ragkit.cli.common import cli_message, index_arg, open_index, search_args, search_settings
 from ragkit.cli.table import render_table, terminal_width
+from ragkit.ingest.limits import DEFAULT_LIMITS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,6 +53,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dense-index", choices=["flat", "hnsw"], help="faiss index kind (default flat)")
     p.add_argument("--json-text-field", default="text", help="text field of .json/.jsonl records")
     p.add_argument("--max-file-bytes", type=int, default=50_000_000, help="skip and report larger files")
+    p.add_argument("--max-chars", type=_count, default=DEFAULT_LIMITS.max_chars, metavar="N",
+                   help=f"report a file whose text is over N characters (default {DEFAULT_LIMITS.max_chars:_})")
+    p.add_argument("--parse-seconds", type=_limit, default=DEFAULT_LIMITS.seconds, metavar="S",
+                   help=f"report a file that takes over S seconds to parse (default {DEFAULT_LIMITS.seconds:g}; "
+                   "0 or none: no limit)")
+    p.add_argument("--page-seconds", type=_limit, default=DEFAULT_LIMITS.page_seconds, metavar="S",
+                   help=f"report a PDF with a page that takes over S seconds (default {DEFAULT_LIMITS.page_seconds:g}; "
+                   "0 or none: no limit)")
+    p.add_argument("--parse-memory-mb", type=_limit, default=_mb(DEFAULT_LIMITS.memory_bytes), metavar="MB",
+                   help=f"report a file whose parsing needs over MB megabytes (default "
+                   f"{_mb(DEFAULT_LIMITS.memory_bytes):g}; 0 or none: no limit)")
     p.add_argument("--rebuild", action="store_true", help="delete the index and build it anew")
     p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for another writer (default 0)")
     p.add_argument("--shard", metavar="I/N", help="worker I of N: index only this share of the files, remove "
@@ -124,7 +136,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         try:
             return index.sync(args.folder, include=args.include, exclude=args.exclude,
                               json_text_field=args.json_text_field, max_file_bytes=args.max_file_bytes,
-                              shard=shard)
+                              shard=shard, max_chars=args.max_chars, parse_seconds=args.parse_seconds,
+                              page_seconds=args.page_seconds,
+                              parse_memory=None if args.parse_memory_mb is None else int(args.parse_memory_mb * 1e6))
         finally:
             index.close()
 
@@ -137,10 +151,38 @@ def cmd_index(args: argparse.Namespace) -> int:
     else:
         report = build(args.index)
     for failure in report.failed:
-        print(f"  failed: {_printable(failure.path)}: {_printable(failure.reason)}", file=sys.stderr)
+        print(f"  failed: {_printable(failure.path)}: {_printable(cli_message(failure.reason, args))}", file=sys.stderr)
     print(f"{_printable(args.folder)} -> {args.index}: {report.summary()}")
     logging.getLogger(__name__).info("index took %.2fs", time.perf_counter() - started)
     return 0
+
+
+def _mb(n: int | None) -> float | None:
+    return None if n is None else n / 1e6
+
+
+def _count(text: str) -> int:
+    """A non-negative whole number (argparse type)."""
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _limit(text: str) -> float | None:
+    """A positive number, or ``0``/``none`` for no limit (argparse type)."""
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:  # negative, or not a number
+        raise argparse.ArgumentTypeError(f"expected a number > 0, or 0/none for no limit, got {text!r}")
+    return None if value in (0, float("inf")) else value
 
 
 def _printable(text: str) -> str:

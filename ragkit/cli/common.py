@@ -62,6 +62,10 @@ _FLAGS = (
     ("reserve_tokens", "reserve_tokens", "--reserve-tokens"),
     ("min_score", "min_score", "--min-score"),
     ("max_file_bytes", "max_file_bytes", "--max-file-bytes"),
+    ("max_chars", "max_chars", "--max-chars"),
+    ("parse_seconds", "parse_seconds", "--parse-seconds"),
+    ("page_seconds", "page_seconds", "--page-seconds"),
+    ("parse_memory", "parse_memory_mb", "--parse-memory-mb"),
 )
 
 
