@@ -35,6 +35,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `ragkit search ... | head`: the reader left, which is not an error
         sys.stderr.close()
         return 0
+    except OSError as exc:  # the system refused: one line naming the path and what to do
+        if exc.errno is None or not exc.strerror:
+            raise  # not the environment's refusal: a bug, whose traceback is the report
+        print(f"ragkit {args.command}: error: {cli_message(_environment_message(exc, args), args)}", file=sys.stderr)
+        return 2
+
+
+def _environment_message(exc: OSError, args: argparse.Namespace) -> str:
+    """An OSError no ragkit layer translated as one line: the path, and what to do when it is a full or
+    read-only disk, missing permission or too many open files."""
+    from ragkit.storage.local.guard import environment_error
+
+    path = exc.filename if exc.filename is not None else getattr(args, "index", None) or "?"
+    err = environment_error(exc, path)
+    return str(err) if err is not exc else f"{path}: {exc.strerror}"
 
 
 def _parser() -> argparse.ArgumentParser:
