@@ -15,11 +15,14 @@ from fakes import FakeEmbedder, open_fake_index
 from ragkit.cli.commands import main
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+# 3 MB: the index itself fills the disk, so SQLite's checkpoint cannot grow the database file and the
+# committed pages stay in its write-ahead log (which once read as a truncated, damaged index).
+@pytest.fixture(params=["3m", "8m"])
+def small_disk(tmp_path: Path, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={request.param}", "tmpfs", str(mount)],
+                          capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
     try:

@@ -116,7 +116,15 @@ class Store:
         return folder.is_dir() and any(e.name.startswith("v") and e.name[1:].isdigit() for e in folder.iterdir())
 
     def _check_header(self) -> None:
-        """An empty or truncated database file is corruption (SQLite would read it as a new one)."""
+        """An empty or truncated database file is corruption (SQLite would read it as a new one).
+
+        Not while a write-ahead log is beside it: committed pages may still live only in the log (a
+        checkpoint that could not grow the file on a full disk, or a killed process), and SQLite reads
+        them from there; real damage is then SQLite's to report, and the records check below still runs.
+        """
+        wal = self.db_path.with_name(self.db_path.name + "-wal")
+        if wal.is_file() and wal.stat().st_size > 0:
+            return
         try:
             size = self.db_path.stat().st_size
             with open(self.db_path, "rb") as fh:
