@@ -21,7 +21,7 @@ import re
 import stat
 from collections import deque
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ragkit.errors import LoadError
 
@@ -176,6 +176,25 @@ def iter_files(
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_below(path: Path, rel: str) -> int:
+    """A descriptor of ``path`` (the folder's ``rel``), each folder on the way opened relative to the
+    one above it and none of them, nor the file, followed if it is a symlink: a folder swapped for a
+    link after listing cannot lead the read outside the synced folder."""
+    parts = PurePosixPath(rel).parts
+    fd = os.open(path.parents[len(parts) - 1], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))  # the synced folder
+    try:
+        for part in parts[:-1]:
+            inner = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        return os.open(parts[-1], _OPEN_FLAGS, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
 def read_listed(path: Path, rel: str, listed: os.stat_result, limit: int) -> bytes:
     """The bytes of the file a listing found, opened once: without following a symlink, without
     blocking (a FIFO), and only if it is still the regular file listed (same device and inode).
@@ -183,10 +202,11 @@ def read_listed(path: Path, rel: str, listed: os.stat_result, limit: int) -> byt
     A file swapped for a link, a FIFO or another file after listing is a LoadError, never read.
     """
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        fd = _open_below(path, rel)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise LoadError(rel, "became a symlink after it was listed; not followed (sync again)") from None
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise LoadError(rel, "it or a folder on its path became a symlink after it was listed; not followed "
+                                 "(sync again)") from None
         raise LoadError(rel, f"cannot open: {exc.strerror or exc}") from None
     try:
         st = os.fstat(fd)

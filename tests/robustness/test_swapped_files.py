@@ -70,3 +70,31 @@ def test_a_file_swapped_for_a_symlink_after_listing_is_not_followed(
 def test_a_file_swapped_for_a_hard_link_to_outside_is_not_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     report = sync_with_swap(monkeypatch, tmp_path, lambda path, outside: os.link(outside, path))
     assert [(f.path, "replaced" in f.reason) for f in report.failed] == [("b.md", True)]
+
+
+def test_a_folder_swapped_for_a_symlink_after_listing_is_not_followed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The folder on the file's path is swapped, not the file: the read opens each folder relative to the
+    one above it and follows no link, so the outside folder (holding a file of the same name) is never read."""
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "a.md").write_text("# a\n\nplain note about bees.\n")
+    (docs / "sub" / "b.md").write_text("# b\n\nanother plain note.\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "b.md").write_text(f"# secret\n\n{SECRET} text that must never be indexed.\n")
+    real = sync_module.read_listed
+
+    def swapping(path: Path, rel: str, listed: os.stat_result, limit: int) -> bytes:
+        if rel == "sub/b.md":
+            (docs / "sub").rename(tmp_path / "moved-away")
+            (docs / "sub").symlink_to(elsewhere, target_is_directory=True)
+        return real(path, rel, listed, limit)
+
+    monkeypatch.setattr(sync_module, "read_listed", swapping)
+    with ragkit.Index(tmp_path / "kb.ragkit", embedder=FakeEmbedder(), show_progress=False) as index:
+        report = index.sync(docs)
+        assert SECRET not in " ".join(d.text for d in index.documents())
+        assert {d.id for d in index.documents()} == {"a.md"}
+    assert [(f.path, "symlink" in f.reason) for f in report.failed] == [("sub/b.md", True)]
