@@ -179,12 +179,13 @@ _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLO
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def _open_below(path: Path, rel: str) -> int:
-    """A descriptor of ``path`` (the folder's ``rel``), each folder on the way opened relative to the
-    one above it and none of them, nor the file, followed if it is a symlink: a folder swapped for a
-    link after listing cannot lead the read outside the synced folder."""
-    parts = PurePosixPath(rel).parts
-    fd = os.open(path.parents[len(parts) - 1], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))  # the synced folder
+def _open_below(root: Path, path: Path) -> int:
+    """A descriptor of ``path`` (a file the listing found below ``root``; a symlink inside the folder is
+    listed at its target), each folder on the way opened relative to the one above it and none of them,
+    nor the file, followed if it is a symlink: a folder swapped for a link after listing cannot lead the
+    read outside the synced folder."""
+    parts = path.relative_to(root).parts
+    fd = os.open(root, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))  # the synced folder, as the user named it
     try:
         for part in parts[:-1]:
             inner = os.open(part, _DIR_FLAGS, dir_fd=fd)
@@ -195,14 +196,18 @@ def _open_below(path: Path, rel: str) -> int:
         os.close(fd)
 
 
-def read_listed(path: Path, rel: str, listed: os.stat_result, limit: int) -> bytes:
+def read_listed(path: Path, rel: str, listed: os.stat_result, limit: int, *, root: Path | None = None) -> bytes:
     """The bytes of the file a listing found, opened once: without following a symlink, without
     blocking (a FIFO), and only if it is still the regular file listed (same device and inode).
 
     A file swapped for a link, a FIFO or another file after listing is a LoadError, never read.
     """
+    if root is None:  # callers without the listing's root: the folder ``rel`` hangs from
+        root = path.parents[len(PurePosixPath(rel).parts) - 1]
     try:
-        fd = _open_below(path, rel)
+        fd = _open_below(Path(os.path.realpath(root)), path)
+    except ValueError:
+        raise LoadError(rel, "is not inside the synced folder; not read") from None
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
             raise LoadError(rel, "it or a folder on its path became a symlink after it was listed; not followed "

@@ -79,7 +79,7 @@ def plan_sync(
         plan.failed.append(FailedFile(exc.path, exc.reason))
         return plan  # the root itself is unreadable: change nothing
     loader = load_data or (lambda _data, path, rel: load(path, rel))  # type: ignore[misc]
-    fresh = _read_changed(plan, candidates, loader, show_progress, max_file_bytes)
+    fresh = _read_changed(plan, candidates, loader, show_progress, max_file_bytes, root)
     _classify(plan, manifest, seen, fresh)
     if existing is not None:
         reject_conflicts(plan, existing)
@@ -116,13 +116,13 @@ def _stat_files(
 
 def _read_changed(
     plan: SyncPlan, candidates: list[_Candidate], load: Callable[[bytes, Path, str], list[Document]],
-    show_progress: bool, max_file_bytes: int,
+    show_progress: bool, max_file_bytes: int, root: Path,
 ) -> list[tuple[str, FileEntry, list[Document]]]:
     """Read each candidate once, hash it and load it if its content changed: (path, new entry, documents)."""
     fresh: list[tuple[str, FileEntry, list[Document]]] = []
     for path, rel, st, entry in progress(candidates, "reading files", show_progress):
         try:
-            data = read_listed(path, rel, st, max_file_bytes)
+            data = read_listed(path, rel, st, max_file_bytes, root=root)
         except LoadError as exc:
             plan.failed.append(FailedFile(rel, exc.reason))
             continue

@@ -175,7 +175,8 @@ def parse_cli_filter(expression: str) -> tuple[str, Any]:
 def _number_or_text(raw: str) -> Any:
     for kind in (int, float):
         try:
-            return kind(raw)
+            value = kind(raw)
         except ValueError:
-            pass
+            continue
+        return raw if value != value else value  # "nan" stays text: NaN equals and orders nothing
     return raw

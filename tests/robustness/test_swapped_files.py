@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakes import FakeEmbedder
@@ -35,11 +36,11 @@ def sync_with_swap(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, swap) -> rag
     docs, outside = folder_with_outside(tmp_path)
     real = sync_module.read_listed
 
-    def swapping(path: Path, rel: str, listed: os.stat_result, limit: int) -> bytes:
+    def swapping(path: Path, rel: str, listed: os.stat_result, limit: int, **options: Any) -> bytes:
         if rel == "b.md":
             path.unlink()
             swap(path, outside)
-        return real(path, rel, listed, limit)
+        return real(path, rel, listed, limit, **options)
 
     monkeypatch.setattr(sync_module, "read_listed", swapping)
     result: list[ragkit.SyncReport] = []
@@ -86,11 +87,11 @@ def test_a_folder_swapped_for_a_symlink_after_listing_is_not_followed(
     (elsewhere / "b.md").write_text(f"# secret\n\n{SECRET} text that must never be indexed.\n")
     real = sync_module.read_listed
 
-    def swapping(path: Path, rel: str, listed: os.stat_result, limit: int) -> bytes:
+    def swapping(path: Path, rel: str, listed: os.stat_result, limit: int, **options: Any) -> bytes:
         if rel == "sub/b.md":
             (docs / "sub").rename(tmp_path / "moved-away")
             (docs / "sub").symlink_to(elsewhere, target_is_directory=True)
-        return real(path, rel, listed, limit)
+        return real(path, rel, listed, limit, **options)
 
     monkeypatch.setattr(sync_module, "read_listed", swapping)
     with ragkit.Index(tmp_path / "kb.ragkit", embedder=FakeEmbedder(), show_progress=False) as index:
