@@ -21,7 +21,7 @@ import re
 import stat
 from collections import deque
 from collections.abc import Iterator, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from ragkit.errors import LoadError
 
@@ -173,10 +173,11 @@ def iter_files(
     yield from sorted(found, key=lambda item: item[1])
 
 
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW, _CLOEXEC = getattr(os, "O_NOFOLLOW", 0), getattr(os, "O_CLOEXEC", 0)
+_OPEN_FLAGS = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | _CLOEXEC
 
 
-_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC
 
 
 def _open_below(root: Path, path: Path) -> int:
@@ -185,7 +186,7 @@ def _open_below(root: Path, path: Path) -> int:
     nor the file, followed if it is a symlink: a folder swapped for a link after listing cannot lead the
     read outside the synced folder."""
     parts = path.relative_to(root).parts
-    fd = os.open(root, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))  # the synced folder, as the user named it
+    fd = os.open(root, os.O_RDONLY | _CLOEXEC)  # the synced folder, as the user named it
     try:
         for part in parts[:-1]:
             inner = os.open(part, _DIR_FLAGS, dir_fd=fd)
@@ -196,22 +197,20 @@ def _open_below(root: Path, path: Path) -> int:
         os.close(fd)
 
 
-def read_listed(path: Path, rel: str, listed: os.stat_result, limit: int, *, root: Path | None = None) -> bytes:
+def read_listed(path: Path, rel: str, listed: os.stat_result, limit: int, *, root: Path) -> bytes:
     """The bytes of the file a listing found, opened once: without following a symlink, without
     blocking (a FIFO), and only if it is still the regular file listed (same device and inode).
 
     A file swapped for a link, a FIFO or another file after listing is a LoadError, never read.
     """
-    if root is None:  # callers without the listing's root: the folder ``rel`` hangs from
-        root = path.parents[len(PurePosixPath(rel).parts) - 1]
     try:
         fd = _open_below(Path(os.path.realpath(root)), path)
     except ValueError:
         raise LoadError(rel, "is not inside the synced folder; not read") from None
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise LoadError(rel, "it or a folder on its path became a symlink after it was listed; not followed "
-                                 "(sync again)") from None
+            raise LoadError(rel, "it or a folder on its path became a symlink after it was listed; "
+                                 "not followed (sync again)") from None
         raise LoadError(rel, f"cannot open: {exc.strerror or exc}") from None
     try:
         st = os.fstat(fd)

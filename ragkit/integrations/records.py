@@ -14,7 +14,7 @@ from typing import Any
 
 from ragkit.errors import ConfigError
 from ragkit.index import Index
-from ragkit.retrieval.settings import SEARCH_MODES
+from ragkit.retrieval.settings import SEARCH_MODES, check_choice
 from ragkit.types import Chunk, Document, Hit
 
 __all__ = ["DocumentStore", "SearchOptions", "as_index", "hit_record", "install_hint"]
@@ -56,8 +56,7 @@ class SearchOptions:
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
             raise ConfigError(f"k must be an int >= 1, got {self.k!r}")
-        if self.mode not in SEARCH_MODES:
-            raise ConfigError(f"unknown search mode {self.mode!r}; valid: {', '.join(SEARCH_MODES)}")
+        check_choice("search mode", self.mode, SEARCH_MODES)
 
     def search(self, index: Index, query: str, **override: Any) -> list[Hit]:
         """Search ``index``; ``override`` (k, mode, filters) wins over these options for one call."""

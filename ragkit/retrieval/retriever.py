@@ -117,18 +117,17 @@ class HybridRetriever:
             return []
         learned = self.source.learned_state()
         query, raw = self.source.query_encoder.encode(
-            text, with_vector=mode != "bm25", vector=vector, adapter=self._adapter(learned))
+            text, with_vector=mode != "bm25" or self.config.mmr,  # MMR compares vectors, also for BM25
+            vector=vector, adapter=self._adapter(learned))
         pool = self._pool(k)
-        ranked = self._rank(view, view.filtered(filters), query, raw, mode, learned, self.config.depth or max(100, 10 * k))
+        depth = self.config.depth or max(100, 10 * k)
+        ranked = self._rank(view, view.filtered(filters), query, raw, mode, learned, depth)
         ids, scores = ranked.ids, ranked.scores
         if self.config.min_score is not None:  # before the cut, so MMR and reranking see only these
             keep = scores >= self.config.min_score
             ids, scores = ids[keep], scores[keep]
         ids, scores = ids[:pool], scores[:pool]
         if self.config.mmr and len(ids) > 1:
-            if query.vector is None:
-                query = replace(query, vector=self.source.query_encoder.encode(
-                    text, with_vector=True, adapter=self._adapter(learned))[0].vector)
             ids, scores = self._diversify(view, query.needs_vector(), ids, scores, pool)
         hits = _hits(view, ids, scores, ranked)
         if self.config.reranker:
@@ -162,7 +161,9 @@ class HybridRetriever:
 
     def _associations(self, learned: LearnedState) -> QueryAssociations | None:
         given = self.config.associations
-        return given if isinstance(given, QueryAssociations) else (learned.query_associations if given else None)
+        if isinstance(given, QueryAssociations):
+            return given
+        return learned.query_associations if given else None
 
     def _associate(
         self, view: SearchView, vector: np.ndarray, ids: np.ndarray, fused: np.ndarray, learned: LearnedState,
@@ -181,7 +182,8 @@ class HybridRetriever:
         found = [strengths.get(key) for key in keys]  # type: ignore[arg-type]
         if not any(found):
             return ids, fused, {}
-        lifted = lift_scores(fused, np.array([f[0] if f else 0.0 for f in found]), self.config.association_weight)
+        strength = np.array([f[0] if f else 0.0 for f in found])
+        lifted = lift_scores(fused, strength, self.config.association_weight)
         order = np.lexsort((ids, -lifted))
         evidence = {int(i): (f[0], assoc.questions[f[1]]) for i, f in zip(ids, found) if f}
         return ids[order], lifted[order], evidence
