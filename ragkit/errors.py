@@ -9,8 +9,10 @@ templates), the error subclasses that built-in too::
     ├── ConfigError (ValueError)          an option or setting has a bad value
     │   ├── FilterError                   a search filter names an unknown field or bad operator
     │   └── ModelMismatchError            the index was built with another embedding model
+    │       └── EmbedderMismatchError     ... or another embedder (kind, model or prompts)
     ├── LoadError                         a file could not be read or decoded (path + reason)
     ├── ModelNotAvailableError            a model cannot be loaded (offline, missing)
+    ├── EmbeddingServiceError             an embedding service (OpenAI-compatible, Ollama) failed
     ├── IndexCorruptError                 an index file is missing, truncated or fails its checksum
     ├── IndexLockedError                  another writer holds the index
     ├── RebuildError                      a rebuild failed; the old index is untouched
@@ -46,6 +48,10 @@ class ModelMismatchError(ConfigError):
     """An index is opened with a different embedding model than it was built with."""
 
 
+class EmbedderMismatchError(ModelMismatchError):
+    """An index is queried or extended by an embedder other than the one that built it (both named)."""
+
+
 class LoadError(RagkitError):
     """A file could not be read, decoded or parsed."""
 
@@ -57,6 +63,10 @@ class LoadError(RagkitError):
 
 class ModelNotAvailableError(RagkitError):
     """A model could not be loaded, typically because it is not available offline."""
+
+
+class EmbeddingServiceError(RagkitError):
+    """An embedding service failed: unreachable, timed out, refused the key, or answered unusably."""
 
 
 class IndexCorruptError(RagkitError):
