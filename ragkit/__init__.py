@@ -54,6 +54,8 @@ _LAZY = {
     "OpenAICompatible": ".generators.http",
     "Ollama": ".generators.http",
     "HuggingFaceLocal": ".generators.huggingface",
+    "register_loader": ".ingest.registry",
+    "LoadContext": ".ingest.registry",
 }
 
 __all__ = sorted(
@@ -87,6 +89,7 @@ if TYPE_CHECKING:
     from .generators.http import Ollama, OpenAICompatible
     from .generators.huggingface import HuggingFaceLocal
     from .index import Index
+    from .ingest.registry import LoadContext, register_loader
     from .pipeline.rag import RAG, Answer, augment
     from .prompting.builder import Prompt, PromptBuilder
     from .retrieval.retriever import HybridRetriever

@@ -7,7 +7,6 @@ reason, so a sync can report it and go on.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
@@ -18,32 +17,26 @@ from typing import Any
 from ragkit.errors import LoadError
 
 # iter_files and SUPPORTED_SUFFIXES are named here too for code that imported them from here.
-from ragkit.ingest.files import SUPPORTED_SUFFIXES, file_kind, iter_files
-from ragkit.ingest.limits import DEFAULT_LIMITS, TimeLimitExceeded, time_limit
+from ragkit.ingest.files import SUPPORTED_SUFFIXES, iter_files
+from ragkit.ingest.formats.pdf import PDF_MAX_STREAM_BYTES
+from ragkit.ingest.formats.text import clean as _clean
+from ragkit.ingest.limits import DEFAULT_LIMITS
+from ragkit.ingest.registry import LoadContext, LoaderSpec, loader_for, resolve
 from ragkit.types import Document
 
-__all__ = ["PDF_MAX_STREAM_BYTES", "SUPPORTED_SUFFIXES", "iter_files", "load_bytes", "load_file"]
+__all__ = ["PDF_MAX_STREAM_BYTES", "SUPPORTED_SUFFIXES", "iter_files", "load_bytes", "load_file", "load_html",
+           "load_json", "load_plain"]
 
 logger = logging.getLogger(__name__)
 
 _BINARY_SNIFF_BYTES = 8192
-# Cc characters except \t and \n (\r is normalised before this is applied).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _H1 = re.compile(r"^# +(.+?)(?:\s+#+)?\s*$")
+# A file whose suffix no loader claims (listed by an --include pattern) is read as text.
+_AS_TEXT = LoaderSpec("", "ragkit.ingest.loading:load_plain", "text", False)
 
 
-def _clean(text: str) -> str:
-    """Normalise newlines, drop control characters and replace lone surrogates (from JSON escapes
-    such as "\\ud800"), which no tokenizer, database or terminal can encode."""
-    text = text.encode("utf-8", "replace").decode("utf-8") if _SURROGATE.search(text) else text
-    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _decode(data: bytes, rel: str) -> str:
+def _decode(data: bytes, rel: str, max_chars: int) -> str:
     if b"\x00" in data[:_BINARY_SNIFF_BYTES]:
         raise LoadError(rel, "binary file (NUL byte found); not loaded as text")
     bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
@@ -57,6 +50,8 @@ def _decode(data: bytes, rel: str) -> str:
     text = _clean(text)
     if not text.strip():
         raise LoadError(rel, "empty file")
+    if len(text) > max_chars:  # before parsing: HTML and JSON parsers cost in proportion to it
+        raise LoadError(rel, f"text too long: {len(text)} characters > limit {max_chars} (max_chars)")
     return text
 
 
@@ -110,9 +105,11 @@ def load_bytes(
     max_file_bytes: int = 50_000_000,
     max_chars: int = DEFAULT_LIMITS.max_chars,
     page_seconds: float | None = None,
+    **options: Any,
 ) -> list[Document]:
     """:func:`load_file` for bytes already read (a sync reads each file once, see ``read_listed``);
-    ``name`` (default: the last part of ``rel``) picks the loader.
+    ``name`` (default: the last part of ``rel``) picks the loader from the registry
+    (:mod:`ragkit.ingest.registry`); other ``options`` go to the loader.
 
     A file whose text is over ``max_chars`` characters is a LoadError ("text too long"): chunking,
     embedding and indexing cost in proportion to characters, not bytes. ``page_seconds`` bounds
@@ -120,119 +117,56 @@ def load_bytes(
     name = name or Path(rel).name
     if not data.strip():
         raise LoadError(rel, "empty file")
-
-    kind = file_kind(name) or "text"
-    stem = Path(rel).stem or Path(rel).name
-    meta: dict[str, Any] = {"source": rel, "title": stem, "type": kind}
-    if kind == "pdf":
-        text, pdf_title, pages, outline = _read_pdf(data, rel, min(max_file_bytes, max_chars), page_seconds)
-        meta.update(title=pdf_title or stem, pages=pages, outline=outline)
-        return [Document(rel, text, meta)]
-    text = _decode(data, rel)
-    if len(text) > max_chars:
-        raise LoadError(rel, f"text too long: {len(text)} characters > limit {max_chars} (max_chars)")
-    if kind == "json":
-        jsonl = name.lower().endswith(".jsonl")
-        return _read_json(text, rel, meta, jsonl=jsonl, text_field=json_text_field, id_field=json_id_field)
-    html_title = None
-    if kind == "html":
-        parser = _HTMLText()
-        parser.feed(text)
-        parser.close()
-        text, html_title = _clean(parser.text()), parser.title()
-        if not text.strip():
-            raise LoadError(rel, "no visible text in HTML")
-    if kind != "code":
-        meta["title"] = html_title or _first_heading(text) or stem
-    return [Document(rel, text, meta)]
-
-
-# A compressed PDF stream can expand a thousandfold; pypdf allows 75 MB per stream. Text pages
-# never need that much, so decompression stops here (a "zip bomb" becomes an unreadable page).
-PDF_MAX_STREAM_BYTES = 8_000_000
-
-
-_PdfText = tuple[str, "str | None", list[list[int]], list[list[Any]]]
-
-
-def _read_pdf(data: bytes, rel: str, max_text_chars: int, page_seconds: float | None) -> _PdfText:
-    if b"%PDF-" not in data[:1024]:
-        raise LoadError(rel, "not a PDF file (no %PDF- header)")
-    import pypdf  # imported here: only PDF files pay for it
-
-    limits = {f"{kind}_maximum_output_length": PDF_MAX_STREAM_BYTES for kind in ("zlib", "lzw", "array_based_stream")}
-    with pypdf.apply_configuration(**limits):  # a context variable: other threads keep their settings
-        return _extract_pdf(data, rel, max_text_chars, pypdf.PdfReader, page_seconds)
-
-
-def _extract_pdf(data: bytes, rel: str, max_text_chars: int, PdfReader: Any, page_seconds: float | None) -> _PdfText:  # noqa: N803
-
-    parts: list[tuple[int, str]] = []
-    page_error = None
-    # pypdf raises many exception types on damaged input; each one just means "unreadable".
+    spec = loader_for(name) or _AS_TEXT
+    context = LoadContext(rel, name, spec.kind, max_chars, page_seconds,
+                          {"json_text_field": json_text_field, "json_id_field": json_id_field,
+                           "max_file_bytes": max_file_bytes, **options})
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise LoadError(rel, "encrypted PDF: a password is needed to read it")
-        info = reader.metadata
-        title = str(info.title).strip() if info is not None and info.title else None
-        pages = list(reader.pages)
-    except LoadError:
-        raise
-    except Exception as e:
-        raise LoadError(rel, f"cannot read PDF ({type(e).__name__}: {e})") from None
-    for number, page in enumerate(pages, start=1):
-        try:
-            with time_limit(page_seconds):
-                page_text = _clean(page.extract_text() or "").strip()
-        except TimeLimitExceeded:
-            raise LoadError(rel, f"too complex: page {number} took over {page_seconds:g} s to extract "
-                                 "(page_seconds)") from None
-        except Exception as e:  # one damaged page should not cost the rest of the document
-            logger.warning("%s: skipping page %d: %s: %s", rel, number, type(e).__name__, e)
-            page_error = page_error or f"{type(e).__name__}: {e}"
-            continue
-        if page_text:
-            parts.append((number, page_text))
-            extracted = sum(len(t) for _, t in parts)
-            if extracted > max_text_chars:
-                raise LoadError(
-                    rel, f"extracted text too large: over {max_text_chars} characters by page {number} "
-                    "(max_file_bytes also bounds the text a PDF expands to)"
-                )
-    if not parts:
-        raise LoadError(rel, f"cannot read PDF ({page_error})" if page_error else "no extractable text")
-    starts, offset = [], 0
-    for number, page_text in parts:
-        starts.append([offset, number])
-        offset += len(page_text) + 2  # the "\n\n" joining pages
-    with time_limit(page_seconds):
-        outline = _pdf_outline(reader, rel, starts)
-    return "\n\n".join(t for _, t in parts), title, starts, outline
+        docs = list(resolve(spec)(data, context))
+    except LoadError as exc:
+        raise exc if exc.path == rel else LoadError(rel, exc.reason) from None
+    return _checked(docs, rel, max_chars)
 
 
-_MAX_OUTLINE = 10_000
+def _checked(docs: list[Document], rel: str, max_chars: int) -> list[Document]:
+    """A loader's answer, held to the contract: documents, and no more text than ``max_chars``."""
+    if not docs or not all(isinstance(d, Document) for d in docs):
+        raise LoadError(rel, f"its loader returned {type(docs[0]).__name__ if docs else 'no documents'}, "
+                             "not a list of Documents")
+    total = sum(len(d.text) for d in docs)
+    if total > max_chars:
+        raise LoadError(rel, f"text too long: {total} characters > limit {max_chars} (max_chars)")
+    return docs
 
 
-def _pdf_outline(reader: Any, rel: str, starts: list[list[int]]) -> list[list[Any]]:
-    """The PDF's bookmarks as ``[offset, level, title]``, each at the start of its page's text: the
-    only headings a PDF's chunks get (its text is not Markdown, a "#" line is just text)."""
-    out: list[list[Any]] = []
-    todo: list[tuple[Any, int]] = [(item, 1) for item in reversed(reader.outline or [])]
-    try:
-        while todo and len(out) < _MAX_OUTLINE:  # a stack, not recursion: outlines can nest deeply
-            item, level = todo.pop()
-            if isinstance(item, list):
-                todo += [(child, level + 1) for child in reversed(item)]
-                continue
-            page = reader.get_destination_page_number(item) + 1
-            at = next((offset for offset, number in starts if number >= page), None)
-            title = _clean(str(item.title or "")).strip()
-            if at is not None and title:
-                out.append([at, level, title])
-    except (TimeLimitExceeded, Exception) as e:  # a damaged or costly outline costs the headings, not the text
-        logger.warning("%s: ignoring the PDF outline: %s: %s", rel, type(e).__name__, e)
-    return out
+def load_plain(data: bytes, context: LoadContext) -> list[Document]:
+    """Text, Markdown, reStructuredText and code: UTF-8, one document; Markdown's first ``#`` is its title."""
+    text = _decode(data, context.source, context.max_chars)
+    meta = context.metadata()
+    if context.kind != "code":
+        meta["title"] = _first_heading(text) or meta["title"]
+    return [Document(context.source, text, meta)]
+
+
+def load_html(data: bytes, context: LoadContext) -> list[Document]:
+    """An HTML page's visible text, headings as Markdown ``#`` lines; its ``<title>`` is the title."""
+    parser = _HTMLText()
+    parser.feed(_decode(data, context.source, context.max_chars))
+    parser.close()
+    text, html_title = _clean(parser.text()), parser.title()
+    if not text.strip():
+        raise LoadError(context.source, "no visible text in HTML")
+    meta = context.metadata()
+    meta["title"] = html_title or _first_heading(text) or meta["title"]
+    return [Document(context.source, text, meta)]
+
+
+def load_json(data: bytes, context: LoadContext) -> list[Document]:
+    """One document per JSON record or JSONL line (see :func:`load_file`)."""
+    text = _decode(data, context.source, context.max_chars)
+    return _read_json(text, context.source, context.metadata(), jsonl=context.name.lower().endswith(".jsonl"),
+                      text_field=context.options.get("json_text_field", "text"),
+                      id_field=context.options.get("json_id_field", "id"))
 
 
 def _read_json(

@@ -5,13 +5,16 @@ interrupted from another thread, and one that allocates without bound would take
 process with it; a process can be killed, and its address space capped (``RLIMIT_AS``). Each
 such file gets a fresh ``python -m ragkit.ingest.worker`` (not multiprocessing, whose spawn and
 forkserver methods re-run the caller's main script, and whose fork copies its threads and model),
-so nothing leaks from one file to the next. That costs a start-up (~0.2 s) per file, so only
-PDFs and large files go there; see :attr:`ParseLimits.in_process_bytes`.
+so nothing leaks from one file to the next. That costs a start-up (~0.2 s) per file, so only files
+whose loader is ``isolated`` in the registry (PDF, Office, OCR, plug-ins) and large files go there;
+see :attr:`ParseLimits.in_process_bytes`. Loaders registered in this process are named in the job, so
+the worker reads each file with the same loader.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import resource
 import subprocess
@@ -19,9 +22,9 @@ import sys
 from typing import Any
 
 from ragkit.errors import LoadError
-from ragkit.ingest.files import file_kind
 from ragkit.ingest.limits import ParseLimits
 from ragkit.ingest.loading import load_bytes
+from ragkit.ingest.registry import apply_overrides, loader_for, shipped_overrides
 from ragkit.types import Document
 
 __all__ = ["load_bounded", "load_limited", "needs_worker"]
@@ -30,14 +33,21 @@ logger = logging.getLogger(__name__)
 
 
 def needs_worker(name: str, size: int, limits: ParseLimits) -> bool:
-    """Whether a file of this name and size is parsed in a worker process."""
-    return limits.isolated and (file_kind(name) == "pdf" or size >= limits.in_process_bytes)
+    """Whether a file of this name and size is parsed in a worker process: its loader is isolated and
+    can be imported there, or the file is large."""
+    if not limits.isolated:
+        return False
+    spec = loader_for(name)
+    if spec is not None and spec.importable is None:
+        return False  # a lambda or a __main__ function: only this process has it
+    return size >= limits.in_process_bytes or (spec is not None and spec.isolated)
 
 
 def _serve() -> None:
     """The worker: read one job from stdin, cap its memory, parse, write ("ok", documents) or
     ("error", reason) to stdout."""
-    data, rel, name, options, limits = pickle.load(sys.stdin.buffer)
+    data, rel, name, options, limits, loaders = pickle.load(sys.stdin.buffer)
+    apply_overrides(loaders)
     if limits.memory_bytes is not None:
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
     try:
@@ -56,9 +66,11 @@ def _serve() -> None:
 def load_limited(data: bytes, rel: str, name: str, limits: ParseLimits, **options: Any) -> list[Document]:
     """:func:`~ragkit.ingest.loading.load_bytes` in a worker process killed after ``limits.seconds``;
     a file over a limit is a LoadError whose reason starts "too complex:"."""
-    job = pickle.dumps((data, rel, name, options, limits))
+    job = pickle.dumps((data, rel, name, options, limits, shipped_overrides()))
+    # The parent's import path, so that a loader registered from any module it imported imports there too.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     proc = subprocess.Popen([sys.executable, "-m", "ragkit.ingest.worker"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     try:
         out, _ = proc.communicate(job, timeout=limits.seconds)
     except subprocess.TimeoutExpired:

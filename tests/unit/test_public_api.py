@@ -11,9 +11,10 @@ EXPECTED = {
     "Answer", "Chunk", "Citation", "ConfigError", "DatasetError", "Document", "ExampleFormatError", "ExampleSet",
     "FailedFile", "FilterError", "GeneratorAuthError", "GeneratorError", "GeneratorResponseError",
     "GeneratorTimeoutError", "Hit", "HuggingFaceLocal", "HybridRetriever", "Index", "IndexCorruptError",
-    "IndexLockedError", "LoadError", "ModelMismatchError", "ModelNotAvailableError", "Ollama", "OpenAICompatible",
+    "IndexLockedError", "LoadContext", "LoadError", "ModelMismatchError", "ModelNotAvailableError", "Ollama",
+    "OpenAICompatible",
     "Prompt", "PromptBuilder", "RAG", "RagkitError", "SyncReport", "TemplateError", "TemplateNotFoundError",
-    "__version__", "augment", "extract_citations",
+    "__version__", "augment", "extract_citations", "register_loader",
 }
 
 
