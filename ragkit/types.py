@@ -63,7 +63,9 @@ class Hit:
     that was not searched. ``rerank_score`` is set when a cross-encoder
     reranked the results. ``association_score`` (0..1) and ``associated_question`` are set when
     the chunk's document was lifted because the query resembles a labelled question
-    (see :mod:`ragkit.association`).
+    (see :mod:`ragkit.association`). ``relevance`` (0..1) is how likely the passage answers the query,
+    on one scale for every collection (see :mod:`ragkit.retrieval.relevance`); ``None`` where a search
+    had no calibrated evidence (a BM25-only search, a hit made by hand).
     """
 
     chunk_id: str
@@ -81,6 +83,7 @@ class Hit:
     rerank_score: float | None = None
     association_score: float | None = None
     associated_question: str | None = None
+    relevance: float | None = None
 
     @property
     def source(self) -> str | None:

@@ -47,7 +47,9 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         examples = ExampleSet.load(args.examples)
     builder = PromptBuilder(args.template, template_dir=args.template_dir, examples=examples,
                             num_examples=args.num_examples, max_tokens=args.max_tokens,
-                            reserve_tokens=args.reserve_tokens, token_counter=args.token_counter)
+                            reserve_tokens=args.reserve_tokens, token_counter=args.token_counter,
+                            # a --min-score number cuts the fused score in the search instead
+                            min_score="auto" if args.min_score is None else None)
     settings = search_settings(args)
     k, mode, filters = settings.pop("k"), settings.pop("mode"), settings.pop("filters")
     rag = RAG(open_index(args.index), builder, k=k, mode=mode, filters=filters, retriever_settings=settings)

@@ -31,6 +31,8 @@ from ragkit.prompting.citations import Citation, citations_for, extract_citation
 from ragkit.errors import ConfigError, TemplateError
 from ragkit.prompting.examples import STRATEGIES, Example, ExampleSet, Strategy
 from ragkit.prompting.templates import load_template, messages_to_text
+from ragkit.retrieval.relevance import AUTO_THRESHOLD, is_auto
+from ragkit.retrieval.settings import check_min_score
 from ragkit.text.tokens import MESSAGE_OVERHEAD, count_message_tokens, resolve_token_counter
 from ragkit.types import Hit
 
@@ -82,9 +84,11 @@ class PromptBuilder:
     """Builds :class:`Prompt` objects from one template and one set of options.
 
     ``template`` is a built-in name (``qa``, ``chat``, ``summarize``, ``fewshot``), a name in
-    ``template_dir``, a file path or a template string. ``min_score`` drops hits whose
-    ``Hit.score`` is below it; with no passage left, templates get ``context_sufficient=False``
-    and tell the model the context does not contain the answer. ``reserve_tokens`` (room for the
+    ``template_dir``, a file path or a template string. ``min_score="auto"`` (default) drops hits
+    whose calibrated ``Hit.relevance`` is below 0.5 (likely not answering the question; a hit with no
+    relevance, such as one made by hand, is kept); a number drops hits whose ``Hit.score`` is below
+    it; None keeps every hit. With no passage left, templates get ``context_sufficient=False`` and
+    tell the model the context does not contain the answer. ``reserve_tokens`` (room for the
     answer) defaults to :func:`~ragkit.prompting.budget.default_reserve_tokens` of ``max_tokens``,
     the rule the CLI uses too. ``examples_as="turns"`` puts
     examples in as user/assistant messages instead of into the template's ``examples``.
@@ -107,7 +111,7 @@ class PromptBuilder:
         max_tokens: int = 4096,
         reserve_tokens: int | None = None,
         token_counter: str | Callable[[str], int] | None = None,
-        min_score: float | None = None,
+        min_score: float | Literal["auto"] | None = "auto",
         overflow: Overflow = "drop",
         system: str | None = None,
         examples_as: ExamplesAs = "inline",
@@ -126,6 +130,7 @@ class PromptBuilder:
         if examples is not None and not isinstance(examples, ExampleSet):
             raise ConfigError(f"examples must be an ExampleSet, got {type(examples).__name__}")
         _check_reserved(template_vars)
+        check_min_score(min_score)
         self.template = load_template(template, template_dir=template_dir)
         self.budget = Budget(
             max_tokens,
@@ -196,8 +201,8 @@ class PromptBuilder:
         for hit in ranked:
             if not self.template.uses("passages"):
                 reason = f"template {self.template.name!r} does not show passages"
-            elif self.min_score is not None and hit.score < self.min_score:
-                reason = f"score {hit.score:.4g} below min_score {self.min_score:g}"
+            elif self._too_weak(hit):
+                reason = self._weak_reason(hit)
             elif hit.chunk_id in seen:
                 reason = "duplicate chunk_id"
             else:
@@ -206,6 +211,17 @@ class PromptBuilder:
                 continue
             dropped.append(Omission("passage", hit.chunk_id, reason))
         return kept
+
+    def _too_weak(self, hit: Hit) -> bool:
+        if is_auto(self.min_score):
+            return hit.relevance is not None and hit.relevance < AUTO_THRESHOLD
+        return self.min_score is not None and hit.score < self.min_score  # type: ignore[operator]
+
+    def _weak_reason(self, hit: Hit) -> str:
+        if is_auto(self.min_score):
+            return (f"relevance {hit.relevance:.2f} below min_score 'auto' ({AUTO_THRESHOLD:g}): "
+                    "likely does not answer the question")
+        return f"score {hit.score:.4g} below min_score {self.min_score:g}"
 
     def _select_examples(self, question: str) -> list[Example]:
         if self.examples is None or self.num_examples == 0:

@@ -6,7 +6,9 @@ A search runs in these steps, each optional step off by default:
 2. each leg fetches ``depth`` candidates (default ``max(100, 10 * k)``);
 3. fusion scores the union (see :mod:`ragkit.retrieval.fusion`); missing leg scores are
    filled with the exact score that leg gives the chunk, and the hit shows that score (rank None);
-   with ``min_score``, candidates whose fused score is below it are dropped;
+   every candidate gets a relevance in [0, 1] (see :mod:`ragkit.retrieval.relevance`); with
+   ``min_score``, candidates whose fused score is below it (``"auto"``: whose relevance is below
+   :data:`~ragkit.retrieval.relevance.AUTO_THRESHOLD`) are dropped;
 4. where the index holds labelled questions (``ragkit tune --associate``), candidates of
    documents labelled for a similar question are lifted (see :mod:`ragkit.retrieval.association`);
 5. optional MMR diversification and cross-encoder reranking of the top;
@@ -35,10 +37,11 @@ from ragkit.retrieval.fusion import (
     reciprocal_rank_fusion,
 )
 from ragkit.retrieval.grouping import group_hits
+from ragkit.retrieval.relevance import AUTO_THRESHOLD, is_auto, relevance
 from ragkit.retrieval.rerank import rerank
 from ragkit.retrieval.settings import SEARCH_MODES, RetrievalSettings, SearchMode, check_choice
 from ragkit.retrieval.source import LearnedState, SearchSource, positions
-from ragkit.storage.base import LegCandidates, Query, SearchView, StaleSnapshot
+from ragkit.storage.base import LegCandidates, LegStatistics, Query, SearchView, StaleSnapshot
 from ragkit.storage.filters import Filters
 from ragkit.types import Hit
 
@@ -57,6 +60,7 @@ class _Ranked:
     bm25: LegCandidates | None
     dense: LegCandidates | None
     lifted: dict[int, tuple[float, str]]
+    relevance: np.ndarray | None = None  # aligned with ids; None: no calibrated evidence (BM25 only)
 
 
 class HybridRetriever:
@@ -122,18 +126,27 @@ class HybridRetriever:
         pool = self._pool(k)
         depth = self.config.depth or max(100, 10 * k)
         ranked = self._rank(view, view.filtered(filters), query, raw, mode, learned, depth)
-        ids, scores = ranked.ids, ranked.scores
-        if self.config.min_score is not None:  # before the cut, so MMR and reranking see only these
-            keep = scores >= self.config.min_score
-            ids, scores = ids[keep], scores[keep]
+        ids, scores, rel = ranked.ids, ranked.scores, ranked.relevance
+        keep = self._kept(scores, rel)
+        if keep is not None:  # before the cut, so MMR and reranking see only these
+            ids, scores, rel = ids[keep], scores[keep], None if rel is None else rel[keep]
+        relevant = {} if rel is None else dict(zip(ids[:pool].tolist(), rel[:pool].tolist()))
         ids, scores = ids[:pool], scores[:pool]
         if self.config.mmr and len(ids) > 1:
             ids, scores = self._diversify(view, query.needs_vector(), ids, scores, pool)
-        hits = _hits(view, ids, scores, ranked)
+        hits = _hits(view, ids, scores, ranked, relevant)
         if self.config.reranker:
             hits = rerank(self.config.reranker, text, hits)
         hits = group_hits(hits, self.config.group_by)
         return [replace(h, rank=i + 1) for i, h in enumerate(hits[:k])]
+
+    def _kept(self, scores: np.ndarray, rel: np.ndarray | None) -> np.ndarray | None:
+        """Which candidates ``min_score`` keeps (None: all): a number cuts the fused score, "auto" the
+        relevance; with no calibrated evidence (a BM25-only search) "auto" keeps all."""
+        cut = self.config.min_score
+        if cut is None or (is_auto(cut) and rel is None):
+            return None
+        return rel >= AUTO_THRESHOLD if is_auto(cut) else scores >= cut  # type: ignore[operator]
 
     def _pool(self, k: int) -> int:
         """How many fused candidates go on to MMR, reranking and grouping."""
@@ -147,13 +160,15 @@ class HybridRetriever:
         bm25 = scoped.lexical(query, depth) if mode in ("hybrid", "bm25") else None
         dense = scoped.dense(query, depth) if mode in ("hybrid", "dense") else None
         if bm25 is None:
-            return _Ranked(dense.ids, dense.scores, None, dense, {})  # type: ignore[union-attr]
+            return _Ranked(dense.ids, dense.scores, None, dense, {},  # type: ignore[union-attr]
+                           relevance(None, dense.scores))  # type: ignore[union-attr]
         if dense is None:
             return _Ranked(bm25.ids, bm25.scores, bm25, None, {})
         bm25, dense = _with_exact_fill(view, query, bm25, dense)
-        ids, fused = self._fuse(scoped, query, bm25, dense)
+        stats = scoped.statistics(query)
+        ids, fused = self._fuse(stats, bm25, dense)
         ids, fused, lifted = self._associate(view, raw, ids, fused, learned)  # type: ignore[arg-type]
-        return _Ranked(ids, fused, bm25, dense, lifted)
+        return _Ranked(ids, fused, bm25, dense, lifted, _hybrid_relevance(ids, bm25, dense, stats))
 
     def _adapter(self, learned: LearnedState) -> QueryAdapter | None:
         given = self.config.query_adapter
@@ -189,7 +204,7 @@ class HybridRetriever:
         return ids[order], lifted[order], evidence
 
     def _fuse(
-        self, scoped: SearchView, query: Query, bm25: LegCandidates, dense: LegCandidates,
+        self, stats: LegStatistics, bm25: LegCandidates, dense: LegCandidates,
     ) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
         legs, weights = [bm25, dense], [1.0 - cfg.weight, cfg.weight]  # type: ignore[operator]
@@ -199,7 +214,6 @@ class HybridRetriever:
             return convex_combination(legs, weights=weights, normalization=cfg.normalization)
         if cfg.method == "dbsf":
             return distribution_based_fusion(legs, weights=weights)
-        stats = scoped.statistics(query)
         return adaptive_fusion(
             bm25, dense, bm25_ideal=stats.bm25_ideal, dense_background=stats.dense_background,
             n_searched=stats.n_searched, weight=cfg.weight,  # type: ignore[arg-type]
@@ -226,8 +240,24 @@ def _with_exact_fill(
             LegCandidates(dense.ids, dense.scores, union, dense_fill))
 
 
-def _hits(view: SearchView, ids: np.ndarray, fused: np.ndarray, ranked: _Ranked) -> list[Hit]:
-    """Hits for the chosen rows, each with its legs' scores and ranks and any association lift."""
+def _hybrid_relevance(
+    ids: np.ndarray, bm25: LegCandidates, dense: LegCandidates, stats: LegStatistics
+) -> np.ndarray:
+    """Relevance of each ranked id from both legs' exact scores (the fills cover every candidate)."""
+    def exact(leg: LegCandidates) -> np.ndarray:
+        return leg.fill_scores[np.searchsorted(leg.fill_ids, ids)]  # type: ignore[arg-type, index]
+
+    if not len(ids):
+        return np.zeros(0)
+    share = exact(bm25) / stats.bm25_ideal if stats.bm25_ideal > 0 else np.zeros(len(ids))
+    return relevance(share, exact(dense))
+
+
+def _hits(
+    view: SearchView, ids: np.ndarray, fused: np.ndarray, ranked: _Ranked, relevant: dict[int, float]
+) -> list[Hit]:
+    """Hits for the chosen rows, each with its legs' scores and ranks, any association lift and its
+    relevance."""
     records = view.fetch(positions(ids))
     bm25, dense = _Evidence(ranked.bm25), _Evidence(ranked.dense)
     hits = []
@@ -237,7 +267,7 @@ def _hits(view: SearchView, ids: np.ndarray, fused: np.ndarray, ranked: _Ranked)
             chunk_id=rec.id, doc_id=rec.doc_id, text=rec.text, score=float(score), metadata=rec.metadata,
             start=rec.start, end=rec.end, bm25_score=bm25.score(int(pos)), bm25_rank=bm25.rank(int(pos)),
             dense_score=dense.score(int(pos)), dense_rank=dense.rank(int(pos)),
-            association_score=strength, associated_question=question,
+            association_score=strength, associated_question=question, relevance=relevant.get(int(pos)),
         ))
     return hits
 

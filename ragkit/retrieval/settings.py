@@ -63,7 +63,9 @@ class RetrievalSettings:
     ``weight`` is the dense leg's share (BM25 gets ``1 - weight``); None means the method's default
     (0.4 for "adaptive", 0.5 otherwise). ``query_adapter`` / ``associations``: use the index's learned
     ones when it has them (True), ignore them (False), or use the object given. ``min_score`` drops
-    candidates whose fused score (the leg's score in a one-leg mode) is below it; None (default) keeps all.
+    candidates whose fused score (the leg's score in a one-leg mode) is below it; ``"auto"`` drops those
+    whose calibrated ``Hit.relevance`` is below 0.5 (see :mod:`ragkit.retrieval.relevance`); None
+    (default) keeps all.
     """
 
     method: FusionMethod = "adaptive"
@@ -80,7 +82,7 @@ class RetrievalSettings:
     associations: Union[bool, "QueryAssociations"] = True
     association_weight: float = 1.0
     association_threshold: float = 0.5
-    min_score: float | None = None
+    min_score: float | Literal["auto"] | None = None
 
     def __post_init__(self) -> None:
         check_choice("fusion method", self.method, FUSION_METHODS)
@@ -91,8 +93,7 @@ class RetrievalSettings:
             object.__setattr__(self, "weight", ADAPTIVE_WEIGHT if self.method == "adaptive" else DEFAULT_WEIGHT)
         _in_range("weight (the dense leg's share)", self.weight, 0.0, 1.0)
         _in_range("mmr_lambda", self.mmr_lambda, 0.0, 1.0)
-        if self.min_score is not None and not -math.inf < self.min_score < math.inf:  # also refuses NaN
-            raise ConfigError(f"min_score must be None or a finite number, got {self.min_score}")
+        check_min_score(self.min_score)
         if self.depth is not None and self.depth < 1:
             raise ConfigError(f"depth must be >= 1, got {self.depth}")
         if not 0.0 <= self.association_weight < math.inf:  # also refuses NaN
@@ -114,6 +115,14 @@ class RetrievalSettings:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["query_adapter"], out["associations"] = bool(self.query_adapter), bool(self.associations)
         return {k: v.item() if hasattr(v, "item") else v for k, v in out.items()}
+
+
+def check_min_score(min_score: Any) -> None:
+    """A ConfigError unless ``min_score`` is None, ``"auto"`` or a finite number (NaN refused)."""
+    if min_score is None or min_score == "auto":
+        return
+    if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not -math.inf < min_score < math.inf:
+        raise ConfigError(f"min_score must be None, 'auto' or a finite number, got {min_score!r}")
 
 
 def _in_range(option: str, value: float, low: float, high: float) -> None:
