@@ -21,6 +21,7 @@ from ragkit.ingest.files import SUPPORTED_SUFFIXES, iter_files
 from ragkit.ingest.formats.pdf import PDF_MAX_STREAM_BYTES
 from ragkit.ingest.formats.text import clean as _clean
 from ragkit.ingest.limits import DEFAULT_LIMITS
+from ragkit.ingest.markup import read_markdown
 from ragkit.ingest.registry import LoadContext, LoaderSpec, loader_for, resolve
 from ragkit.types import Document
 
@@ -143,6 +144,11 @@ def load_plain(data: bytes, context: LoadContext) -> list[Document]:
     """Text, Markdown, reStructuredText and code: UTF-8, one document; Markdown's first ``#`` is its title."""
     text = _decode(data, context.source, context.max_chars)
     meta = context.metadata()
+    if context.kind == "markdown":  # site markup and front matter are not text (ragkit.ingest.markup)
+        text, front = read_markdown(text, context.source)
+        if not text.strip():
+            raise LoadError(context.source, "no text besides front matter and markup")
+        return [Document(context.source, text, {**meta, "title": _first_heading(text) or meta["title"], **front})]
     if context.kind != "code":
         meta["title"] = _first_heading(text) or meta["title"]
     return [Document(context.source, text, meta)]

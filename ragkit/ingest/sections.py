@@ -6,6 +6,7 @@ blocks do not count); :func:`outline_blocks` takes the headings from an outline 
 text. Both are generators over the text, line by line: a document of millions of lines costs the
 memory of one line and one block, not of a list of them.
 
+Heading titles lose site markup (``## Title { #id }`` is ``Title``, :func:`ragkit.ingest.markup.clean_heading`).
 Each block is ``(section number, headings, kind, start, end)``, with ``kind`` :data:`HEADING` or
 :data:`PARAGRAPH`, spans untrimmed; blocks of one section are consecutive and share its number.
 """
@@ -16,6 +17,8 @@ import logging
 import re
 from collections.abc import Iterator
 from typing import Any
+
+from ragkit.ingest.markup import clean_heading
 
 __all__ = ["HEADING", "PARAGRAPH", "Block", "markdown_blocks", "outline_blocks", "parse_outline"]
 
@@ -63,7 +66,8 @@ def markdown_blocks(text: str) -> Iterator[Block]:
             if para is not None:
                 yield number, headings, PARAGRAPH, para[0], para[1]
                 para = None
-            level, title = len(heading[1]), _CLOSING_HASHES.sub("", heading[2] or "").strip()
+            # clean_heading: a Document given as raw Markdown still gets headings without anchors
+            level, title = len(heading[1]), clean_heading(_CLOSING_HASHES.sub("", heading[2] or ""))
             while path and path[-1][0] >= level:
                 path.pop()
             path.append((level, title))
