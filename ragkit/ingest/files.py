@@ -1,14 +1,12 @@
 """Find the files under a folder that a sync reads, and hash them.
 
-:func:`iter_files` lists candidate files; :func:`file_kind` says which loader a name calls for;
+:func:`scan_folder` lists candidate files; :func:`file_kind` says which loader a name calls for;
 :func:`file_sha256` is the content hash that tells a touched file from a changed one.
 
-Include/exclude patterns are matched case-sensitively. A pattern without ``/``
-matches the file name (``"*.md"`` matches ``a/b/x.md``); a pattern with ``/``
-matches the whole relative path, where ``*`` and ``?`` also match ``/`` (as in
-:mod:`fnmatch`) and ``**/`` also matches no folder at all (``"docs/**/*.md"``
-matches ``docs/x.md``). Exclude patterns also prune folders: ``"node_modules"``
-skips every folder of that name and ``"build/**"`` skips ``build/``.
+:func:`scan_folder` also says what it left out and why. Include/exclude patterns and the folder's
+``.gitignore``/``.ragkitignore`` files have gitignore semantics (see :mod:`ragkit.ingest.ignore`):
+``"*.md"`` matches a name at any depth, ``"docs/*.md"`` only below ``docs/``, ``"node_modules"`` every
+folder of that name (it is not walked), ``"drafts/**"`` everything in ``drafts/``.
 """
 
 from __future__ import annotations
@@ -21,11 +19,17 @@ import re
 import stat
 from collections import deque
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragkit.errors import LoadError
+from ragkit.ingest.ignore import IGNORE_FILES, IgnoreLevel, PatternRules, default_skip
+from ragkit.types import SkippedFile
 
-__all__ = ["SUPPORTED_SUFFIXES", "file_kind", "file_sha256", "iter_files", "printable", "read_listed"]
+__all__ = [
+    "SUPPORTED_SUFFIXES", "Listing", "file_kind", "file_sha256", "has_loader", "iter_files", "printable",
+    "read_listed", "scan_folder",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -65,43 +69,18 @@ def printable(text: str) -> str:
 # --------------------------------------------------------------------------- listing files
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    out, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-            continue
-        c = pattern[i]
-        end = pattern.find("]", i + 2) if c == "[" else -1
-        if c == "*":
-            out.append(".*")
-        elif c == "?":
-            out.append(".")
-        elif end != -1:
-            # Escape what is special inside a regex class but literal in a glob one.
-            body = "".join("\\" + ch if ch in "\\[]^&~|" else ch for ch in pattern[i + 1 : end])
-            out.append("[^" + body[1:] + "]" if body.startswith("!") else "[" + body + "]")
-            i = end
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
+@dataclass
+class Listing:
+    """What :func:`scan_folder` found under a folder: the files to read, as (absolute path, relative
+    posix path) sorted by relative path, and every file or folder it left out, with why."""
+
+    files: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
 
 
-def _compile(patterns: Sequence[str] | None) -> list[tuple[bool, re.Pattern[str]]]:
-    if isinstance(patterns, str):  # a lone string would otherwise be read as one pattern per character
-        patterns = [patterns]
-    compiled = []
-    for p in patterns or ():
-        p = p.removeprefix("./").lstrip("/")
-        compiled.append(("/" in p, _glob_regex(p)))
-    return compiled
-
-
-def _matches(rel: str, patterns: list[tuple[bool, re.Pattern[str]]]) -> bool:
-    name = rel.rstrip("/").rsplit("/", 1)[-1]
-    return any(rx.match(rel if has_slash else name) for has_slash, rx in patterns)
+def has_loader(name: str) -> bool:
+    """Whether a loader is known for a file name: by default an image or font has none and is skipped."""
+    return file_kind(name, known_only=True) is not None
 
 
 def _inside(path: str, base: Path) -> bool:
@@ -118,59 +97,113 @@ def iter_files(
     exclude: Sequence[str] | None = None,
     include_hidden: bool = False,
     max_file_bytes: int = 50_000_000,
+    ignore_files: bool = True,
 ) -> Iterator[tuple[Path, str]]:
-    """Yield (absolute_path, relative_posix_path) for candidate files under root, sorted by relative path.
+    """Yield (absolute_path, relative_posix_path) for the files :func:`scan_folder` lists; what it
+    skips, and why, is in its :class:`Listing`."""
+    del max_file_bytes  # part of the shared signature; the reader enforces the limit
+    yield from scan_folder(root, include=include, exclude=exclude, include_hidden=include_hidden,
+                           ignore_files=ignore_files).files
 
-    Without ``include`` only supported files are yielded (see :data:`SUPPORTED_SUFFIXES`);
-    with it, the patterns alone decide. Symlinks are followed only where they resolve
-    inside ``root``, and each folder is walked once. Files over ``max_file_bytes`` are
-    still yielded, so that :func:`load_file` reports them instead of them vanishing.
+
+def scan_folder(
+    root: str | Path,
+    *,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    include_hidden: bool = False,
+    ignore_files: bool = True,
+) -> Listing:
+    """List the files a sync of ``root`` reads, and everything it leaves out with the reason.
+
+    Patterns and ignore files have gitignore semantics (see :mod:`ragkit.ingest.ignore`). Without
+    ``include``, only files with a loader are listed, and site assets, minified and lock files are
+    skipped; with it, the patterns alone decide which files are read. Symlinks are followed only where
+    they resolve inside ``root``, and each folder is walked once. Files over a size limit are still
+    listed, so that the reader reports them instead of them vanishing.
     """
-    del max_file_bytes  # part of the shared signature; load_file enforces the limit
     base = Path(os.path.realpath(root))
     if not base.is_dir():
-        raise LoadError(root, "not a directory" if base.exists() else "no such directory")
-    inc, exc = _compile(include), _compile(exclude)
-    found: list[tuple[Path, str]] = []
-    seen: set[tuple[int, int]] = set()
-    # Real folders are walked before linked ones, so a folder reachable both ways keeps its real path.
-    real: list[tuple[str, str]] = [(str(base), "")]
-    linked: deque[tuple[str, str]] = deque()
-    while real or linked:
-        folder, prefix = real.pop() if real else linked.popleft()
-        try:
-            st = os.stat(folder)
-            if (st.st_dev, st.st_ino) in seen:
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as e:
-            logger.warning("skipping unreadable folder %s: %s", folder, e)
-            continue
-        for entry in entries:
-            rel = prefix + entry.name
-            if entry.name.startswith(".") and not include_hidden:
-                continue
+        raise LoadError(str(root), "not a directory" if base.exists() else "no such directory")
+    walk = _Walk(base, PatternRules(include, exclude, ignore_files=ignore_files), include_hidden)
+    walk.run()
+    walk.listing.files.sort(key=lambda item: item[1])
+    walk.listing.skipped.sort(key=lambda item: item.path)
+    return walk.listing
+
+
+# A folder to walk: its path on disk, its relative path ("" or "a/b/"), the ignore files above it.
+_Folder = tuple[str, str, tuple[IgnoreLevel, ...]]
+
+
+class _Walk:
+    """One walk of a folder tree, real folders before linked ones (so a folder reachable both ways keeps
+    its real path), each folder once."""
+
+    def __init__(self, base: Path, rules: PatternRules, include_hidden: bool) -> None:
+        self.base, self.rules, self.include_hidden = base, rules, include_hidden
+        self.listing = Listing()
+        self.seen: set[tuple[int, int]] = set()
+        self.real: list[_Folder] = [(str(base), "", ())]
+        self.linked: deque[_Folder] = deque()
+
+    def skip(self, rel: str, reason: str, detail: str = "") -> None:
+        self.listing.skipped.append(SkippedFile(rel, reason, detail))
+
+    def run(self) -> None:
+        while self.real or self.linked:
+            folder, prefix, levels = self.real.pop() if self.real else self.linked.popleft()
             try:
-                is_link, is_dir, is_file = entry.is_symlink(), entry.is_dir(), entry.is_file()
-            except OSError:
-                continue
-            if is_link and not _inside(entry.path, base):
-                logger.info("not following symlink %s: it points outside %s", rel, base)
-                continue
-            if is_dir:
-                if _matches(rel + "/", exc):
+                st = os.stat(folder)
+                if (st.st_dev, st.st_ino) in self.seen:
                     continue
-                if is_link:
-                    linked.append((entry.path, rel + "/"))
-                else:
-                    real.append((entry.path, rel + "/"))
-            elif is_file and not _matches(rel, exc):
-                wanted = _matches(rel, inc) if inc else file_kind(entry.name, known_only=True) is not None
-                if wanted:  # a linked file is read at its real path: the reader never follows a link
-                    found.append((Path(os.path.realpath(entry.path)) if is_link else base / rel, rel))
-    yield from sorted(found, key=lambda item: item[1])
+                self.seen.add((st.st_dev, st.st_ino))
+                with os.scandir(folder) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError as e:
+                logger.warning("skipping unreadable folder %s: %s", folder, e)
+                self.skip(prefix or "./", "unreadable", e.strerror or str(e))
+                continue
+            levels = self.rules.levels_for(folder, prefix, levels)
+            for entry in entries:
+                self.visit(entry, prefix + entry.name, levels)
+
+    def visit(self, entry: os.DirEntry[str], rel: str, levels: tuple[IgnoreLevel, ...]) -> None:
+        try:
+            is_link, is_dir, is_file = entry.is_symlink(), entry.is_dir(), entry.is_file()
+        except OSError:
+            return
+        shown = rel + "/" if is_dir else rel
+        if entry.name.startswith(".") and not self.include_hidden:
+            if entry.name not in IGNORE_FILES:  # read as rules, never as a document: not worth a line
+                self.skip(shown, "hidden")
+            return
+        if is_link and not _inside(entry.path, self.base):
+            logger.info("not following symlink %s: it points outside %s", rel, self.base)
+            self.skip(shown, "outside link")
+            return
+        if not (is_dir or is_file):
+            return  # a FIFO, socket or device: never a document
+        excluded = self.rules.excluded(shown, levels)
+        if excluded:
+            self.skip(shown, *excluded)
+        elif is_dir:
+            (self.linked.append if is_link else self.real.append)((entry.path, shown, levels))
+        elif self.rules.include is not None:
+            if self.rules.not_included(rel):
+                self.skip(rel, "excluded", "not matched by an include pattern")
+            else:
+                self.found(entry, rel, is_link)
+        else:
+            default = default_skip(entry.name, has_loader)
+            if default:
+                self.skip(rel, *default)
+            else:
+                self.found(entry, rel, is_link)
+
+    def found(self, entry: os.DirEntry[str], rel: str, is_link: bool) -> None:
+        # a linked file is read at its real path: the reader never follows a link
+        self.listing.files.append((Path(os.path.realpath(entry.path)) if is_link else self.base / rel, rel))
 
 
 _NOFOLLOW, _CLOEXEC = getattr(os, "O_NOFOLLOW", 0), getattr(os, "O_CLOEXEC", 0)
