@@ -536,11 +536,16 @@ class Index:
 def embedding_text(chunk: Chunk) -> str:
     """The text embedded and BM25-indexed for a chunk: a later chunk gets its heading path in
     front, so a passage deep in a document still carries what it is about. (Headings, not the
-    title: a title can come from the file name, and renaming a file must not change its vectors.)"""
+    title: a title can come from the file name, and renaming a file must not change its vectors.)
+    A chunk that starts inside a table gets the table's header rows in front of its rows too."""
+    text = chunk.text
+    header = chunk.metadata.get("table_header")
+    if isinstance(header, str) and header:
+        text = header + "\n" + text
     headings = [str(h) for h in chunk.metadata.get("headings") or [] if h]
     if chunk.start == 0 or not headings:
-        return chunk.text
-    return " > ".join(headings) + "\n" + chunk.text
+        return text
+    return " > ".join(headings) + "\n" + text
 
 
 def _sha(text: str) -> str:
