@@ -21,6 +21,10 @@ def register(sub: Any, name: str) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--beir", type=Path, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
     source.add_argument("--queries", type=Path, help='JSONL of {"question", "relevant_doc_ids" | "relevant_source_paths"}')
+    if name == "tune":
+        source.add_argument("--from-feedback", action="store_true",
+                            help="learn from the answers people approved in the playground: their questions lift "
+                                 "the documents they cite for similar queries (cross-validated; fusion kept)")
     p.add_argument("--split", default="test" if name == "eval" else "train", help="BEIR qrels split")
     p.add_argument("--metric", default="ndcg@10", help="metric to report first / to tune (default ndcg@10)")
     p.add_argument("--json", nargs="?", const="-", metavar="FILE",
@@ -118,6 +122,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    if args.from_feedback:
+        return cmd_tune_from_feedback(args)
     from ragkit.evaluation.datasets import load_beir
     from ragkit.evaluation.measure import describe_settings
     from ragkit.evaluation.tuning import MIN_TUNING_GAIN, split_for_tuning, tune
@@ -169,6 +175,43 @@ def cmd_tune(args: argparse.Namespace) -> int:
     index.save_query_adapter(result.adapter.adapter if result.adapter else None)
     index.save_query_associations(result.associations)
     say(f"saved to {args.index}: plain `search` now uses {describe_settings(best, ', ')}")
+    return 0
+
+
+def cmd_tune_from_feedback(args: argparse.Namespace) -> int:
+    """``tune --from-feedback``: approved answers as query associations, through tune's guard."""
+    from ragkit.cli.common import open_index
+    from ragkit.feedback.associations import saved_settings, tune_from_feedback
+    from ragkit.feedback.store import FeedbackStore
+
+    if args.adapter or args.plot or args.heldout_split:
+        raise ConfigError("--from-feedback learns query associations only; drop --adapter, --plot and --heldout-split")
+    index = open_index(args.index, lock_timeout=args.wait, show_progress=not args.quiet)
+    store = FeedbackStore.for_index(args.index)
+    result = tune_from_feedback(index, store, holdout=args.holdout, metric=args.metric, seed=args.seed,
+                                show_progress=not args.quiet)
+    say = functools.partial(print, file=sys.stderr if args.json == "-" else sys.stdout)
+    kept = result.associations is not None and result.accepted
+    if kept:
+        say(f"associations: {len(result.associations)} approved answers kept as evidence, weight "  # type: ignore[arg-type]
+            f"{result.best['association_weight']}, threshold {result.best['association_threshold']} "
+            f"(two-fold cross-validated {result.metric} {result.train_score:.4f})")
+    say(render_table(["", "train", "held-out"], [["with feedback", result.train_score, result.heldout_score],
+                                                 ["without", result.default_train_score, result.default_heldout_score]]))
+    _write_json(args.json, {"best": dict(result.best), "train": result.train_score, "heldout": result.heldout_score,
+                            "default_train": result.default_train_score, "default_heldout": result.default_heldout_score,
+                            "accepted": result.accepted, "associations": len(result.associations or ()),
+                            "association_cv": result.association_cv})
+    if not kept and not (args.force and result.associations is not None):
+        why = result.reason if not result.accepted else "no cross-validated gain over search without them"
+        print(f"not saved: {why}", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        say("dry run: not saved")
+        return 0
+    index.save_retrieval_settings(saved_settings(index, result))
+    index.save_query_associations(result.associations)
+    say(f"saved to {args.index}: plain `search` now lifts documents cited by approved answers to similar questions")
     return 0
 
 
