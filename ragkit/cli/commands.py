@@ -117,8 +117,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _extra_commands(sub: Any) -> None:
     """Commands whose modules are optional parts of the toolkit."""
-    for name in ("prompt", "eval", "tune", "serve", "mcp"):
-        module = {"prompt": "prompt", "eval": "eval", "tune": "eval", "serve": "serve", "mcp": "mcp"}[name]
+    for name in ("prompt", "eval", "tune", "serve", "mcp", "ui", "feedback"):
+        module = {"prompt": "prompt", "eval": "eval", "tune": "eval", "serve": "serve", "mcp": "mcp", "ui": "ui",
+                  "feedback": "feedback"}[name]
         try:
             from importlib import import_module
 
