@@ -233,13 +233,17 @@ def cmd_search(args: argparse.Namespace) -> int:
         for hit in hits:
             print(json.dumps(hit.to_dict(), ensure_ascii=False))
         return 0
-    print(format_hits(hits))
+    print(format_hits(hits, query=args.query, analyzer=index.analyzer))
     return 0
 
 
-def format_hits(hits: Sequence[Any], width: int | None = None) -> str:
+def format_hits(hits: Sequence[Any], width: int | None = None, *, query: str | None = None,
+                analyzer: Any = None) -> str:
     """A readable table: rank, fused score, each leg's score and rank (``-`` where that leg did not
-    return the hit), source; each hit's snippet on the line under it. ``width``: the terminal's."""
+    return the hit), source; under each hit its snippet: the words around its best match of
+    ``query`` (analysed by ``analyzer``, the index's), or its start. ``width``: the terminal's."""
+    from ragkit.text.snippets import snippet
+
     if not hits:
         return "(no hits)"
     width = width or terminal_width()
@@ -257,8 +261,9 @@ def format_hits(hits: Sequence[Any], width: int | None = None) -> str:
                          right=(1, 2, 3)).splitlines()
     lines = [table[0]]
     for line, hit in zip(table[1:], hits):
-        snippet = textwrap.shorten(_printable(" ".join(hit.text.split())), width=max(20, width - 4), placeholder=" …")
-        lines += [line, textwrap.indent(snippet, "    ")]
+        words = snippet(hit.text, query or "", analyzer=analyzer)
+        lines += [line, textwrap.fill(_printable(words), width=max(20, width), initial_indent="    ",
+                                      subsequent_indent="    ", max_lines=3, placeholder=" …")]
     return "\n".join(lines)
 
 
