@@ -3,15 +3,18 @@
     ragkit serve --index kb.ragkit --upstream http://localhost:8080/v1 --model qwen2.5-7b --token s3cret
 
 Loopback only unless ``--host`` says otherwise; the bearer token comes from ``--token`` or
-``$RAGKIT_SERVER_TOKEN``, the upstream model's key from the variable ``--api-key-env`` names
-(default ``$OPENAI_API_KEY`` if set).
+``$RAGKIT_SERVER_TOKEN`` (or, one per principal with its scope, from ``--config FILE``), the
+upstream model's key from the variable ``--api-key-env`` names (default ``$OPENAI_API_KEY`` if
+set). ``SIGHUP`` reloads ``--config``.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import os
+import signal
 import socket
 import sys
 from typing import Any
@@ -46,7 +49,31 @@ def register(sub: Any, name: str) -> None:
     p.add_argument("--name", default="ragkit", help="model id this server reports (default ragkit)")
     p.add_argument("--timeout", type=float, default=60.0, help="upstream timeout in seconds (default 60)")
     p.add_argument("--retries", type=int, default=2, help="retries of transient upstream errors (default 2)")
+    _serving_args(p)
     p.set_defaults(func=cmd_serve)
+
+
+def _serving_args(p: Any) -> None:
+    """Flags for many callers: who they are, what one request or caller may cost, logging."""
+    p.add_argument("--config", metavar="FILE", help="server config (TOML or JSON): tokens, as SHA-256, mapped to "
+                   "principals with their scopes and limits; reloaded on change or SIGHUP (see README)")
+    p.add_argument("--allow-host", action="append", metavar="NAME", default=None,
+                   help="a Host header name to accept (repeatable; default without a token: loopback names only)")
+    p.add_argument("--max-body-mb", type=float, default=4.0, help="largest request body in MB (default 4)")
+    p.add_argument("--max-message-chars", type=int, default=32_000,
+                   help="longest message or query in characters (default 32000)")
+    p.add_argument("--requests-per-minute", type=int, metavar="N", help="per principal (default: no limit)")
+    p.add_argument("--max-streams", type=int, metavar="N", help="open streams per principal (default: no limit)")
+    p.add_argument("--max-connections", type=int, default=512,
+                   help="connections and requests at once; beyond it, 503 (default 512)")
+    p.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds a client may take to send a request's headers (default 10)")
+    p.add_argument("--keep-alive", type=float, default=5.0, help="seconds an idle connection is kept (default 5)")
+    p.add_argument("--stream-deadline", type=float, default=600.0,
+                   help="seconds a whole streamed answer may take (default 600)")
+    p.add_argument("--no-batching", action="store_true", help="embed each /search query alone (for comparison)")
+    p.add_argument("--access-log", metavar="PATH", help="write JSON-lines access records to PATH ('-': stderr)")
+    p.add_argument("--log-content", action="store_true", help="put queries and last messages in the access log")
 
 
 def build_app(args: argparse.Namespace) -> Any:
@@ -56,13 +83,14 @@ def build_app(args: argparse.Namespace) -> Any:
     from ragkit.pipeline.rag import RAG
     from ragkit.prompting.builder import PromptBuilder
     from ragkit.server.app import create_app
+    from ragkit.server.principals import PrincipalStore
 
     if args.timeout <= 0 or args.retries < 0:
         raise ConfigError(f"need --timeout > 0 and --retries >= 0, got {args.timeout} and {args.retries}")
     api_key = _api_key(args.api_key_env)
     model = args.model or _first_model(args.upstream, api_key, min(args.timeout, 5.0))
     generator = OpenAICompatible(args.upstream, model=model, api_key=api_key, timeout=args.timeout,
-                                 max_retries=args.retries)
+                                 max_retries=args.retries, stream_deadline=args.stream_deadline)
     builder = PromptBuilder(args.template, max_tokens=args.max_tokens)  # the default reserve for the answer
     condense = None if args.condense == "none" else args.condense
     settings = {"min_score": args.min_score} if args.min_score is not None else None
@@ -71,8 +99,30 @@ def build_app(args: argparse.Namespace) -> Any:
     # every attempt may take the full timeout, and backoff sleeps come between them
     deadline = args.timeout * (args.retries + 1) + 10 * args.retries
     token = args.token or os.environ.get(TOKEN_ENV) or None
-    return create_app(rag, token=token, model_name=args.name, sources_in_text=args.sources_in_text,
-                      deadline=deadline)
+    principals = PrincipalStore(args.config) if args.config else None
+    return create_app(rag, token=token, principals=principals, model_name=args.name,
+                      sources_in_text=args.sources_in_text, deadline=deadline, settings=_settings(args))
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from ragkit.server.auth import LOOPBACK_NAMES, is_loopback
+    from ragkit.server.settings import ServerSettings
+
+    for flag, value in (("--max-body-mb", args.max_body_mb), ("--max-message-chars", args.max_message_chars),
+                        ("--header-timeout", args.header_timeout), ("--keep-alive", args.keep_alive),
+                        ("--stream-deadline", args.stream_deadline), ("--max-connections", args.max_connections)):
+        if not value > 0:
+            raise ConfigError(f"{flag} must be > 0, got {value}")
+    hosts = tuple(args.allow_host) if args.allow_host else None
+    if hosts is None and not is_loopback(args.host) and args.host not in ("0.0.0.0", "::"):
+        hosts = (*LOOPBACK_NAMES, args.host)  # the name it was told to listen on is its own
+    try:
+        return ServerSettings(max_body_bytes=int(args.max_body_mb * 2**20), max_message_chars=args.max_message_chars,
+                              allow_hosts=hosts, requests_per_minute=args.requests_per_minute,
+                              max_streams=args.max_streams, batch_queries=not args.no_batching,
+                              log_content=args.log_content)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (check --requests-per-minute / --max-streams)") from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -83,7 +133,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = build_app(args)
     from ragkit.server.auth import is_loopback
 
-    if not is_loopback(args.host) and not (args.token or os.environ.get(TOKEN_ENV)):
+    if not is_loopback(args.host) and not (args.token or os.environ.get(TOKEN_ENV) or args.config):
         print(f"ragkit serve: warning: listening on {args.host} with no --token; anyone who can reach it "
               "can query the index and the model", file=sys.stderr)
     sock = _bind(args.host, args.port)  # first: a port in use is an error before any "serving" line
@@ -93,14 +143,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # ok while the first request waits seconds for it. Nothing listens until then (connections are
         # refused, not left hanging).
         rag.index.embed_query("ragkit")
+        if app.state.health.check() != "ok":
+            print(f"ragkit serve: warning: {app.state.health.reason}; /health says error", file=sys.stderr)
+        _watch(args, app)
         port = sock.getsockname()[1]
         print(f"ragkit serve: http://{args.host}:{port}/v1 (index {args.index}, upstream {args.upstream}, "
               f"model {rag.generator.model})", file=sys.stderr, flush=True)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="info" if args.verbose else "warning"))
+        server = uvicorn.Server(_uvicorn_config(uvicorn, app, args))
         server.run(sockets=[sock])
     finally:
         sock.close()
     return 0
+
+
+def _uvicorn_config(uvicorn: Any, app: Any, args: argparse.Namespace) -> Any:
+    """Bounded connections: a header timeout (slowloris), idle keep-alive, a cap on concurrency."""
+    from ragkit.server.protocol import header_timeout_protocol
+
+    return uvicorn.Config(app, log_level="info" if args.verbose else "warning",
+                          http=header_timeout_protocol(args.header_timeout), timeout_keep_alive=args.keep_alive,
+                          limit_concurrency=args.max_connections, h11_max_incomplete_event_size=64 * 1024)
+
+
+def _watch(args: argparse.Namespace, app: Any) -> None:
+    """SIGHUP reloads --config; --access-log sends the access records to a file or stderr."""
+    store = app.state.principals
+    if store is not None and hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda *_: store.reload())
+    if args.access_log:
+        handler = logging.StreamHandler(sys.stderr) if args.access_log == "-" else logging.FileHandler(
+            args.access_log, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access = logging.getLogger("ragkit.server.access")
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+        access.propagate = False
 
 
 def _bind(host: str, port: int) -> socket.socket:

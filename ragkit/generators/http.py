@@ -7,6 +7,13 @@ HTTP failures map onto :mod:`ragkit.errors`: timeouts raise
 with exponential backoff (honouring ``Retry-After``) and then raise
 ``GeneratorError``; 401/403 raise ``GeneratorAuthError``; unusable answers raise
 ``GeneratorResponseError``. API keys never appear in reprs, logs or messages.
+
+An answer is read within bounds, so a broken or hostile upstream costs bounded memory and time: at
+most ``max_response_bytes`` in all and ``max_line_bytes`` per stream line, and a stream must end
+within ``stream_deadline`` seconds. A stream must end the way its API says (``data: [DONE]``, or
+Ollama's ``"done": true``); one that stops short, or sends no event at all, is a
+``GeneratorResponseError``, never an empty answer. The async API keeps one pooled client per
+event loop, so a server calling the upstream for every request reuses its connections.
 """
 
 from __future__ import annotations
@@ -46,7 +53,9 @@ _HTTPX_HINT = 'OpenAICompatible and Ollama need httpx: pip install "ragkit[serve
 _RETRY_STATUS = frozenset({408, 409, 429})  # and every 5xx, as OpenAI's own client does
 _MAX_WAIT = 60.0  # never sleep longer than this between attempts, whatever Retry-After says
 _EXCERPT = 200
-_DONE = object()  # a stream line that ends the stream
+MAX_RESPONSE_BYTES = 16 * 2**20  # a chat answer is kilobytes; this bounds a runaway one
+MAX_LINE_BYTES = 2**20  # one SSE/NDJSON event; a stream without newlines is not one
+_POOL = {"max_connections": 256, "max_keepalive_connections": 64}
 
 
 def _check_url(base_url: Any) -> str:
@@ -58,6 +67,16 @@ def _check_url(base_url: Any) -> str:
     if url.scheme not in ("http", "https") or not url.host:
         raise ConfigError(f"base_url must be {example}, got {base_url!r}")
     return str(base_url).rstrip("/")
+
+
+def valid_unicode(text: str) -> str:
+    """``text`` with lone surrogates (which a JSON ``\\ud800`` escape can carry) replaced by "?":
+    they cannot be encoded to UTF-8, so they would break whatever sends the answer on."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def retry_after(response: Any) -> float | None:
@@ -86,6 +105,7 @@ class _HTTPChat:
     """Shared plumbing of the HTTP backends: validation, retries, error mapping, sync and async I/O."""
 
     path = ""
+    end_marker = ""
     auth_hint = ""
     default_base_url = ""
     api_key_env: str | None = None  # environment variable read when api_key is not given
@@ -101,6 +121,9 @@ class _HTTPChat:
         backoff: float = 0.5,
         default_options: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        stream_deadline: float | None = None,
     ) -> None:
         if httpx is None:  # pragma: no cover
             raise ImportError(_HTTPX_HINT)
@@ -115,6 +138,13 @@ class _HTTPChat:
             raise ConfigError(f"max_retries must be an int >= 0, got {max_retries!r}")
         if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or backoff < 0:
             raise ConfigError(f"backoff must be a number of seconds >= 0, got {backoff!r}")
+        for name, value in (("max_response_bytes", max_response_bytes), ("max_line_bytes", max_line_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        if stream_deadline is not None and not (isinstance(stream_deadline, (int, float)) and stream_deadline > 0):
+            raise ConfigError(f"stream_deadline must be a positive number of seconds or None, got {stream_deadline!r}")
+        self.max_response_bytes, self.max_line_bytes = max_response_bytes, max_line_bytes
+        self.stream_deadline = None if stream_deadline is None else float(stream_deadline)
         self.model = model
         self.timeout = float(timeout)
         self.max_retries = max_retries
@@ -129,6 +159,7 @@ class _HTTPChat:
             v for k, v in self._headers.items() if any(s in k.lower() for s in secret_names) and v
         ]
         self._client: Any = None
+        self._aclients: dict[Any, Any] = {}  # event loop -> its pooled AsyncClient
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -141,7 +172,8 @@ class _HTTPChat:
     def _text(self, data: dict[str, Any]) -> str:
         raise NotImplementedError
 
-    def _piece(self, line: str) -> Any:
+    def _piece(self, line: str) -> tuple[str | None, bool]:
+        """A stream line's text (None for none) and whether it ends the stream."""
         raise NotImplementedError
 
     # -- public API --------------------------------------------------------------------------
@@ -150,10 +182,10 @@ class _HTTPChat:
         response = self._open(self._body(messages, options, stream=False))
         try:
             with self._transport_errors():
-                response.read()
+                body = self._capped(response.iter_bytes())
         finally:
             response.close()
-        return self._json(response.text)
+        return self._json(self._decode(body, response))
 
     def generate(self, messages: list[Message], **options: Any) -> str:
         """The answer's text."""
@@ -165,15 +197,13 @@ class _HTTPChat:
 
     async def araw(self, messages: list[Message], **options: Any) -> dict[str, Any]:
         """Async :meth:`raw`."""
-        body = self._body(messages, options, stream=False)
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
-            response = await self._aopen(client, body)
-            try:
-                with self._transport_errors():
-                    await response.aread()
-            finally:
-                await response.aclose()
-        return self._json(response.text)
+        response = await self._aopen(self._async_client(), self._body(messages, options, stream=False))
+        try:
+            with self._transport_errors():
+                body = await self._acapped(response.aiter_bytes())
+        finally:
+            await response.aclose()
+        return self._json(self._decode(body, response))
 
     async def agenerate(self, messages: list[Message], **options: Any) -> str:
         """Async :meth:`generate`."""
@@ -184,11 +214,18 @@ class _HTTPChat:
         return self._aiter_stream(self._body(messages, options, stream=True))
 
     def close(self) -> None:
-        """Close the pooled sync connection; the generator stays usable."""
+        """Close the pooled sync connections; the generator stays usable."""
         with self._lock:
             client, self._client = self._client, None
         if client is not None:
             client.close()
+
+    async def aclose(self) -> None:
+        """Close this event loop's pooled async connections; the generator stays usable."""
+        with self._lock:
+            client = self._aclients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
 
     def __enter__(self) -> Self:
         return self
@@ -199,37 +236,84 @@ class _HTTPChat:
     # -- streaming ---------------------------------------------------------------------------
     def _iter_stream(self, body: dict[str, Any]) -> Iterator[str]:
         response = self._open(body)
+        lines = _Lines(self)
         try:
             with self._transport_errors():
-                for line in response.iter_lines():
-                    piece = self._piece(line)
-                    if piece is _DONE:
-                        break
+                for line in lines.split(response.iter_bytes()):
+                    piece, done = self._piece(line)
                     if piece:
                         yield piece
+                    if done:
+                        return
+            raise lines.unfinished()
         finally:
             response.close()
 
     async def _aiter_stream(self, body: dict[str, Any]) -> AsyncIterator[str]:
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
-            response = await self._aopen(client, body)
-            try:
-                with self._transport_errors():
-                    async for line in response.aiter_lines():
-                        piece = self._piece(line)
-                        if piece is _DONE:
-                            break
+        response = await self._aopen(self._async_client(), body)
+        lines = _Lines(self)
+        try:
+            with self._transport_errors():
+                async for chunk in response.aiter_bytes():
+                    for line in lines.feed(chunk):
+                        piece, done = self._piece(line)
                         if piece:
                             yield piece
-            finally:
-                await response.aclose()
+                        if done:
+                            return
+                for line in lines.rest():
+                    piece, done = self._piece(line)
+                    if piece:
+                        yield piece
+                    if done:
+                        return
+            raise lines.unfinished()
+        finally:
+            await response.aclose()
+
+    # -- reading within bounds ---------------------------------------------------------------
+    def _too_big(self, what: str) -> GeneratorError:
+        return self._error(GeneratorResponseError, f"POST {self.url}: {what}; the answer was dropped")
+
+    def _capped(self, chunks: Iterator[bytes]) -> bytes:
+        body, size = [], 0
+        for chunk in chunks:
+            size += len(chunk)
+            if size > self.max_response_bytes:
+                raise self._too_big(f"answer exceeds max_response_bytes={self.max_response_bytes}")
+            body.append(chunk)
+        return b"".join(body)
+
+    async def _acapped(self, chunks: AsyncIterator[bytes]) -> bytes:
+        body, size = [], 0
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > self.max_response_bytes:
+                raise self._too_big(f"answer exceeds max_response_bytes={self.max_response_bytes}")
+            body.append(chunk)
+        return b"".join(body)
+
+    def _decode(self, body: bytes, response: Any) -> str:
+        return body.decode(response.encoding or "utf-8", "replace")
 
     # -- sending with retries ----------------------------------------------------------------
     def _sync_client(self) -> Any:
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client(timeout=self.timeout)
+                self._client = httpx.Client(timeout=self.timeout, limits=httpx.Limits(**_POOL))
             return self._client
+
+    def _async_client(self) -> Any:
+        """This event loop's pooled client: a new client per call costs ~30 ms of CPU (TLS context,
+        pool setup), more than the rest of a served request."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._aclients.get(loop)
+            if client is None:
+                for old in [k for k in self._aclients if k.is_closed()]:  # loops that ended (asyncio.run)
+                    del self._aclients[old]
+                client = self._aclients[loop] = httpx.AsyncClient(timeout=self.timeout, limits=httpx.Limits(**_POOL))
+            return client
 
     def _request(self, client: Any, body: dict[str, Any]) -> Any:
         headers = {"Accept": "application/json, text/event-stream, application/x-ndjson", **self._headers}
@@ -254,10 +338,10 @@ class _HTTPChat:
                     return response
                 try:
                     with self._transport_errors():
-                        response.read()
+                        text = self._decode(self._capped(response.iter_bytes()), response)
                 finally:
                     response.close()
-                reason = self._retryable_reason(response)
+                reason = self._retryable_reason(response, text)
             if attempt == self.max_retries:
                 raise self._gave_up(reason, response)
             time.sleep(self._wait(attempt, response, reason))
@@ -279,10 +363,10 @@ class _HTTPChat:
                     return response
                 try:
                     with self._transport_errors():
-                        await response.aread()
+                        text = self._decode(await self._acapped(response.aiter_bytes()), response)
                 finally:
                     await response.aclose()
-                reason = self._retryable_reason(response)
+                reason = self._retryable_reason(response, text)
             if attempt == self.max_retries:
                 raise self._gave_up(reason, response)
             await asyncio.sleep(self._wait(attempt, response, reason))
@@ -330,10 +414,10 @@ class _HTTPChat:
     def _connection_reason(self, exc: Exception) -> str:
         return f"could not connect ({type(exc).__name__}: {self._redact(str(exc)) or 'no detail'})"
 
-    def _retryable_reason(self, response: Any) -> str:
+    def _retryable_reason(self, response: Any, text: str) -> str:
         """Describe a retryable failure, or raise at once for one that retrying cannot fix."""
         status = response.status_code
-        excerpt = self._excerpt(response.text)
+        excerpt = self._excerpt(text)
         if status in (401, 403):
             sent = "a key was sent" if self._api_key else "no key was sent"
             raise self._error(
@@ -391,6 +475,7 @@ class OpenAICompatible(_HTTPChat):
     """
 
     path = "/chat/completions"
+    end_marker = "data: [DONE]"
     auth_hint = "Check api_key= or the OPENAI_API_KEY environment variable."
     default_base_url = "https://api.openai.com/v1"
     api_key_env = "OPENAI_API_KEY"
@@ -411,18 +496,19 @@ class OpenAICompatible(_HTTPChat):
             raise self._error(
                 GeneratorResponseError, f"POST {self.url}: no choices[0].message.content in {excerpt}"
             )
-        return content
+        return valid_unicode(content)
 
-    def _piece(self, line: str) -> Any:
+    def _piece(self, line: str) -> tuple[str | None, bool]:
         line = line.strip()
         if not line.startswith("data:"):  # blank separators, ": keep-alive" comments, event:/id: fields
-            return None
+            return None, False
         payload = line[len("data:") :].strip()
         if payload == "[DONE]":
-            return _DONE
+            return None, True
         choices = self._json(payload).get("choices") or []  # a usage-only chunk has none
         delta = choices[0].get("delta") if choices and isinstance(choices[0], Mapping) else None
-        return delta.get("content") if isinstance(delta, Mapping) else None
+        content = delta.get("content") if isinstance(delta, Mapping) else None
+        return (valid_unicode(content) if isinstance(content, str) else None), False
 
 
 class Ollama(_HTTPChat):
@@ -439,6 +525,7 @@ class Ollama(_HTTPChat):
     """
 
     path = "/api/chat"
+    end_marker = '"done": true'
     auth_hint = "Ollama itself needs no key; a proxy in front of it may want api_key= or headers=."
     _TOP_LEVEL: ClassVar[frozenset[str]] = frozenset({"format", "keep_alive", "tools", "think", "model"})
     _RENAMED: ClassVar[dict[str, str]] = {"max_tokens": "num_predict"}
@@ -463,12 +550,58 @@ class Ollama(_HTTPChat):
         if not isinstance(content, str):
             excerpt = self._excerpt(json.dumps(data))
             raise self._error(GeneratorResponseError, f"POST {self.url}: no message.content in {excerpt}")
-        return content
+        return valid_unicode(content)
 
-    def _piece(self, line: str) -> Any:
+    def _piece(self, line: str) -> tuple[str | None, bool]:
         if not line.strip():
-            return None
+            return None, False
         data = self._json(line)
-        if data.get("done") and not data.get("message"):
-            return None
-        return self._text(data) or None
+        done = bool(data.get("done"))
+        if done and not data.get("message"):
+            return None, True
+        return self._text(data) or None, done
+
+
+class _Lines:
+    """A stream's bytes as lines, within the generator's bounds on bytes, line length and time.
+
+    Feeding raw chunks (not ``iter_lines``) is what bounds a line: httpx would buffer a line that
+    never ends whole before handing it over.
+    """
+
+    def __init__(self, gen: _HTTPChat) -> None:
+        self.gen = gen
+        self.buffer = b""
+        self.size = 0
+        self.lines = 0
+        self.started = time.monotonic()
+
+    def feed(self, chunk: bytes) -> list[str]:
+        gen = self.gen
+        self.size += len(chunk)
+        if self.size > gen.max_response_bytes:
+            raise gen._too_big(f"stream exceeds max_response_bytes={gen.max_response_bytes}")
+        if gen.stream_deadline is not None and time.monotonic() - self.started > gen.stream_deadline:
+            raise gen._error(GeneratorTimeoutError, f"POST {gen.url}: the stream did not end within "
+                             f"stream_deadline={gen.stream_deadline:g} s")
+        *complete, self.buffer = (self.buffer + chunk).split(b"\n")
+        if len(self.buffer) > gen.max_line_bytes or any(len(line) > gen.max_line_bytes for line in complete):
+            raise gen._too_big(f"a stream line exceeds max_line_bytes={gen.max_line_bytes}")
+        self.lines += len(complete)
+        return [line.decode("utf-8", "replace") for line in complete]
+
+    def split(self, chunks: Iterator[bytes]) -> Iterator[str]:
+        for chunk in chunks:
+            yield from self.feed(chunk)
+        yield from self.rest()
+
+    def rest(self) -> list[str]:
+        """The last line, if the stream ended without a newline."""
+        last, self.buffer = self.buffer, b""
+        return [last.decode("utf-8", "replace")] if last.strip() else []
+
+    def unfinished(self) -> GeneratorError:
+        gen = self.gen
+        return gen._error(GeneratorResponseError, f"POST {gen.url}: the stream ended without its end marker "
+                          f"({gen.end_marker}) after {self.lines} lines and {self.size} bytes; the answer "
+                          "may be cut off or the server is not a chat API")

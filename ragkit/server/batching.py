@@ -1,0 +1,63 @@
+"""Micro-batching of query embeddings across concurrent requests.
+
+Embedding one query costs about as much as embedding several together (the model's per-call
+overhead dominates a short text), so when many ``/search`` requests arrive at once, encoding them
+in one ``encode`` call lets throughput grow with load instead of staying flat. A request waits at
+most ``window`` seconds for others to join; a batch holds at most ``max_batch`` queries; one batch
+encodes at a time, in a worker thread, while the next one gathers.
+
+>>> batcher = QueryBatcher(index.query_encoder.embedder)   # doctest: +SKIP
+>>> vector = await batcher.vector("when do bees swarm?")     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+
+from ragkit.errors import ConfigError
+
+__all__ = ["QueryBatcher"]
+
+
+class QueryBatcher:
+    """Collects queries from concurrent requests and embeds them with one ``embedder.encode`` call."""
+
+    def __init__(self, embedder: Any, *, max_batch: int = 32, window: float = 0.003) -> None:
+        if max_batch < 1 or not window >= 0:
+            raise ConfigError(f"need max_batch >= 1 and window >= 0 s, got {max_batch} and {window}")
+        self.embedder = embedder
+        self.max_batch, self.window = max_batch, window
+        self._waiting: list[tuple[str, asyncio.Future[np.ndarray]]] = []
+        self._worker: asyncio.Task[None] | None = None
+        self.batches: list[int] = []  # sizes of the last batches (for tests and the benchmark)
+
+    async def vector(self, text: str) -> np.ndarray:
+        """``text``'s raw unit vector, embedded together with whatever else is waiting."""
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._waiting.append((text, future))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        while self._waiting:
+            if len(self._waiting) < self.max_batch and self.window:
+                await asyncio.sleep(self.window)  # let concurrent requests join
+            batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
+            batch = [(t, f) for t, f in batch if not f.done()]  # a cancelled request needs no vector
+            if not batch:
+                continue
+            self.batches = [*self.batches[-99:], len(batch)]
+            try:
+                vectors = await asyncio.to_thread(self.embedder.encode, [t for t, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - every waiting request fails as its own search would have
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), vec in zip(batch, np.asarray(vectors, dtype=np.float32)):
+                if not future.done():
+                    future.set_result(vec)
