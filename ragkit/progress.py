@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, TypeVar
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -15,3 +16,15 @@ def progress(items: Iterable[T], description: str, show: bool, total: int | None
     from tqdm.auto import tqdm
 
     yield from tqdm(items, desc=description, total=total, leave=False)
+
+
+@contextmanager
+def counter(total: int, description: str, show: bool, unit: str = "it") -> Iterator[Callable[[int], None]]:
+    """A bar counting ``total`` units (``unit``/s and an ETA): yields ``advance(n)`` to call as work is done."""
+    if not show:
+        yield lambda n: None
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=description, unit=unit, leave=False) as bar:
+        yield bar.update

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ragkit.errors import LoadError
 from ragkit.ingest.ignore import IGNORE_FILES, IgnoreLevel, PatternRules, default_skip
+from ragkit.ingest.registry import loader_for
 from ragkit.types import SkippedFile
 
 __all__ = [
@@ -79,8 +80,9 @@ class Listing:
 
 
 def has_loader(name: str) -> bool:
-    """Whether a loader is known for a file name: by default an image or font has none and is skipped."""
-    return file_kind(name, known_only=True) is not None
+    """Whether the loader registry has a loader for a file name (built-in or registered): an image has
+    none, and is skipped, unless an OCR loader was registered for its type."""
+    return loader_for(name) is not None
 
 
 def _inside(path: str, base: Path) -> bool:

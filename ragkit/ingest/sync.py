@@ -18,11 +18,12 @@ from pathlib import Path
 
 from ragkit.errors import ConfigError, LoadError
 from ragkit.ingest.files import read_listed
+from ragkit.ingest.folders import FolderSettings
 from ragkit.progress import progress
 from ragkit.storage.base import FileEntry
-from ragkit.types import Document, FailedFile
+from ragkit.types import Document, FailedFile, SkippedFile, SyncReport
 
-__all__ = ["SyncPlan", "dedupe_documents", "in_shard", "plan_sync", "reject_conflicts"]
+__all__ = ["FolderPlan", "SyncPlan", "dedupe_documents", "in_shard", "namespaced", "plan_sync", "reject_conflicts"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,27 @@ class SyncPlan:
     remove_doc_ids: list[str] = field(default_factory=list)
     upsert_files: list[FileEntry] = field(default_factory=list)
     remove_files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FolderPlan:
+    """A folder sync's plan with what the report needs besides it: the folder's settings (namespace,
+    patterns), notes on what changed about them, and what the listing skipped."""
+
+    plan: SyncPlan
+    settings: FolderSettings
+    notes: list[str]
+    skipped: list[SkippedFile]
+
+    def report(self, **numbers: object) -> SyncReport:
+        """The :class:`SyncReport` of this plan; ``numbers``: the chunk counts, seconds and estimate."""
+        plan, settings = self.plan, self.settings
+        return SyncReport(
+            added=tuple(plan.added), updated=tuple(plan.updated), removed=tuple(plan.removed),
+            unchanged=tuple(plan.unchanged), renamed=tuple(plan.renamed), failed=tuple(plan.failed),
+            skipped=tuple(self.skipped), namespace=settings.namespace, include=settings.include,
+            exclude=settings.exclude, notes=tuple(self.notes), **numbers,  # type: ignore[arg-type]
+        )
 
 
 def plan_sync(
@@ -171,6 +193,14 @@ def _classify(
         plan.removed.append(rel)
         plan.remove_doc_ids.extend(entry.doc_ids)
         plan.remove_files.append(rel)
+
+
+def namespaced(documents: list[Document], namespace: str) -> list[Document]:
+    """The documents of a folder with its namespace in front of their ids and sources (``""``: as they are)."""
+    if not namespace:
+        return documents
+    return [Document(f"{namespace}/{d.id}", d.text,
+                     {**d.metadata, "source": f"{namespace}/{d.metadata.get('source', d.id)}"}) for d in documents]
 
 
 def reject_conflicts(plan: SyncPlan, existing: Callable[[list[str]], Iterable[str]]) -> None:

@@ -107,7 +107,7 @@ def test_remove_then_re_add_embeds_nothing(tmp_path: Path, fake_embedder: FakeEm
         report = index.sync(docs, exclude=["release-notes.md"])
         assert report.removed == ("release-notes.md",) and report.chunks_embedded == 0
         fake_embedder.reset()
-        report = index.sync(docs)  # the exclude undone
+        report = index.sync(docs, reset_patterns=True)  # the exclude undone (patterns are remembered)
         assert report.added == ("release-notes.md",) and report.chunks_embedded == 0
         assert fake_embedder.encoded == []
         assert index.search("smoker hive tool", k=1)[0].source == "release-notes.md"
@@ -147,7 +147,8 @@ def test_the_cache_is_bounded_by_age(tmp_path: Path, fake_embedder: FakeEmbedder
         index.sync(docs, exclude=["guide.md", "health.md"])
         assert index.gc(max_age_days=None)["unused_kept"] == 1  # health.md's; guide.md's went with that write
         monkeypatch.undo()
-        assert index.sync(docs).chunks_embedded == 1  # guide.md's vector was too old; health.md's was kept
+        # the excludes undone: guide.md's vector was too old; health.md's was kept
+        assert index.sync(docs, reset_patterns=True).chunks_embedded == 1
 
 
 def test_rebuild_reuses_the_old_indexs_vectors(tmp_path: Path, fake_embedder: FakeEmbedder, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
