@@ -1,0 +1,253 @@
+"""The playground's routes: HTML views under ``/ui/`` (Jinja2, autoescaped) and ``POST /v1/feedback``.
+
+Views are fragments the page's script fetches with the bearer token and puts in place; each is
+rendered from :mod:`~ragkit.server.playground.views` values by a template in ``templates/``.
+``POST /v1/feedback`` is JSON: ``{"completion_id", "rating": "up"|"down"|null, "correction", "comment"}``
+-> ``{"object": "feedback", "id", "completion_id", "rating", "approved"}``; an id the server does not
+remember (older than its last RECENT_COMPLETIONS answers, or from before a restart) is a 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import jinja2
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
+
+from ragkit.errors import ConfigError, RagkitError
+from ragkit.feedback.examples import as_example
+from ragkit.feedback.record import RecentCompletions
+from ragkit.feedback.store import FeedbackStore
+from ragkit.prompting.builder import PromptBuilder
+from ragkit.prompting.examples import ExampleSet
+from ragkit.prompting.templates import builtin_dir, builtin_names, load_template
+from ragkit.retrieval.settings import FUSION_METHODS, SEARCH_MODES
+from ragkit.server.playground import views
+from ragkit.server.playground.access import SECURITY_HEADERS, in_scope, narrowed, principal_of
+from ragkit.types import Document
+
+__all__ = ["Playground", "router"]
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+_NOT_IN_CONTEXT = re.compile(r"context does not contain", re.IGNORECASE)
+MAX_FIELD_DOCUMENTS = 5000  # documents read to list the metadata fields a search can filter on
+
+
+class FeedbackRequest(BaseModel):
+    completion_id: str = Field(min_length=1, max_length=200)
+    rating: Literal["up", "down"] | None = None
+    correction: str | None = None
+    comment: str | None = None
+
+
+class PromptRequest(BaseModel):
+    question: str = Field(min_length=1)
+    template: str | None = None  # a built-in name
+    template_source: str | None = None  # an edited template, compiled in the sandbox
+
+
+class Playground:
+    """What the routes share: the pipeline, the feedback store, recent answers, approved examples."""
+
+    def __init__(self, rag: Any, store: FeedbackStore | None, completions: RecentCompletions, *,
+                 feedback_examples: bool = True) -> None:
+        self.rag, self.store, self.completions = rag, store, completions
+        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        self._own_examples = rag.builder.examples
+        self._examples: dict[tuple[int, float], Any] = {}  # kept so a prompt being built keeps its objects
+        self.feedback_examples = feedback_examples and store is not None
+        if self.feedback_examples:
+            self.refresh_examples()
+
+    @property
+    def index(self) -> Any:
+        return self.rag.index
+
+    def render(self, name: str, status: int = 200, **values: Any) -> HTMLResponse:
+        html = self.env.get_template(name).render(**values)
+        return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+    def refresh_examples(self) -> None:
+        """Give the pipeline's builder the approved answers as examples (after its own)."""
+        if not self.feedback_examples:
+            return
+        approved = {(f.id, f.created): f for f in self.store.approved()}  # type: ignore[union-attr]
+        self._examples = {key: self._examples.get(key) or as_example(f) for key, f in approved.items()}
+        own = list(self._own_examples or [])
+        if not own and not self._examples:
+            self.rag.builder.examples = None
+            return
+        self.rag.builder.examples = ExampleSet([*own, *self._examples.values()], source="feedback",
+                                               embedder=self.index.embedder, analyzer=self.index.analyzer)
+
+    def fields(self) -> list[dict[str, Any]]:
+        docs = []
+        for doc_id, text, meta in self.index.backend.iter_documents():
+            docs.append(Document(doc_id, "", meta))
+            if len(docs) >= MAX_FIELD_DOCUMENTS:
+                break
+        return views.filter_fields(docs)
+
+    def document(self, doc_id: str) -> Any:
+        for found, text, meta in self.index.backend.iter_documents():
+            if found == doc_id:
+                return Document(found, text, meta)
+        return None
+
+    def search(self, request: Any, params: Any, prefix: str = "") -> tuple[list[Any], dict[str, Any]]:
+        """Hits for the query in ``params`` with the settings named ``prefix + name``, in the caller's scope."""
+        query = (params.get("q") or "").strip()
+        settings: dict[str, Any] = {"k": _int(params.get(prefix + "k"), self.rag.k, "k"),
+                                    "mode": _choice(params.get(prefix + "mode") or self.rag.mode, SEARCH_MODES, "mode")}
+        method = params.get(prefix + "method")
+        if method:
+            settings["method"] = _choice(method, FUSION_METHODS, "method")
+        associations = params.get(prefix + "associations")
+        if associations in ("on", "off"):
+            settings["associations"] = associations == "on"
+        fields = [f["name"] for f in self.fields()]
+        asked = views.parse_filters({k.removeprefix(prefix): v for k, v in params.items()}, fields)
+        filters = narrowed(request, asked)
+        if not query:
+            return [], settings
+        hits = self.rag.retrieve(query, filters=filters, **settings)
+        return hits, {**settings, "filters": asked}
+
+    def builder_for(self, request: PromptRequest) -> PromptBuilder:
+        """The server's builder, or one like it with another template (a built-in or edited source)."""
+        base = self.rag.builder
+        if not request.template_source and not request.template:
+            return base
+        source = request.template_source
+        template: str = source if source else _choice(request.template, builtin_names(), "template")
+        if source and "\n" not in source:
+            template = source + "\n"  # always compiled as a template string, never opened as a path
+        budget = base.budget
+        shows_examples = load_template(template).uses("examples")  # else the builder refuses the examples
+        return PromptBuilder(template, examples=base.examples if shows_examples else None, example_strategy=base.example_strategy,
+                             num_examples=base.num_examples, max_tokens=budget.max_tokens,
+                             reserve_tokens=budget.reserve_tokens, token_counter=base.count,
+                             min_score=base.min_score, overflow=base.overflow, system=base.system,
+                             min_passages=budget.min_passages, max_passage_tokens=budget.max_passage_tokens,
+                             max_example_tokens=budget.max_example_tokens,
+                             max_history_tokens=budget.max_history_tokens)
+
+
+def router(playground: Playground) -> APIRouter:
+    """The ``/ui/`` views and ``POST /v1/feedback`` over ``playground``."""
+    api = APIRouter()
+    pg = playground
+
+    @api.get("/ui/views", include_in_schema=False)
+    async def all_views() -> HTMLResponse:
+        fields = await asyncio.to_thread(pg.fields)
+        return pg.render("views.html", fields=fields, modes=SEARCH_MODES, methods=FUSION_METHODS,
+                         templates=builtin_names(), has_model=pg.rag.generator is not None, k=pg.rag.k,
+                         template=pg.rag.builder.template.name, feedback=pg.store is not None)
+
+    @api.get("/ui/template", include_in_schema=False)
+    async def template_source(name: str) -> JSONResponse:
+        _choice(name, builtin_names(), "template")
+        text = (builtin_dir() / f"{name}.jinja").read_text(encoding="utf-8")
+        return JSONResponse({"name": name, "source": text}, headers=SECURITY_HEADERS)
+
+    @api.get("/ui/search", include_in_schema=False)
+    async def search(request: Request) -> HTMLResponse:
+        params = dict(request.query_params)
+        try:
+            hits, used = await asyncio.to_thread(pg.search, request, params)
+        except ConfigError as exc:
+            return pg.render("error.html", 400, message=str(exc))
+        rows = views.search_rows(hits, params.get("q", ""), pg.index.analyzer)
+        return pg.render("results.html", rows=rows, settings=used, query=params.get("q", ""))
+
+    @api.get("/ui/compare", include_in_schema=False)
+    async def compare(request: Request) -> HTMLResponse:
+        params = dict(request.query_params)
+        try:
+            sides = [await asyncio.to_thread(pg.search, request, params, side + ".") for side in ("a", "b")]
+        except ConfigError as exc:
+            return pg.render("error.html", 400, message=str(exc))
+        query = params.get("q", "")
+        columns = [{"rows": views.search_rows(h, query, pg.index.analyzer), "settings": s} for h, s in sides]
+        ranks = [{r["hit"].chunk_id: r["hit"].rank for r in c["rows"]} for c in columns]
+        return pg.render("compare.html", columns=columns, ranks=ranks, query=query)
+
+    @api.get("/ui/passage", include_in_schema=False)
+    async def passage(doc_id: str, chunk_id: str, request: Request) -> HTMLResponse:
+        document = await asyncio.to_thread(pg.document, doc_id)
+        if document is not None and not in_scope(request, dict(document.metadata)):
+            document = None  # outside the caller's scope: as if it did not exist
+        chunks = await asyncio.to_thread(pg.index.chunker.split, document) if document is not None else []
+        found = views.passage_in_document(document, chunks, chunk_id)
+        return pg.render("passage.html", 200 if document is not None else 404, passage=found)
+
+    @api.post("/ui/prompt", include_in_schema=False)
+    async def prompt(request: PromptRequest, http: Request) -> HTMLResponse:
+        try:
+            builder = pg.builder_for(request)
+            hits = await asyncio.to_thread(pg.rag.retrieve, request.question, filters=narrowed(http, pg.rag.filters))
+            built = await asyncio.to_thread(builder.build, request.question, hits)
+        except RagkitError as exc:  # a template error (sandboxed), an unknown name, no room
+            return pg.render("error.html", 400, message=f"{type(exc).__name__}: {exc}")
+        return pg.render("prompt.html", **views.prompt_parts(built, builder, request.question),
+                         template=builder.template.name)
+
+    @api.get("/ui/completion/{completion_id}", include_in_schema=False)
+    async def completion(completion_id: str) -> HTMLResponse:
+        record = pg.completions.get(completion_id)
+        if record is None:
+            return pg.render("error.html", 404, message=f"no answer {completion_id} in this server's memory")
+        return pg.render("completion.html", record=record, cited=set(record.cited_doc_ids()),
+                         not_in_context=bool(_NOT_IN_CONTEXT.search(record.answer)) or not record.context_sufficient,
+                         feedback=pg.store is not None)
+
+    @api.post("/v1/feedback")
+    async def feedback(body: FeedbackRequest, request: Request) -> JSONResponse:
+        if pg.store is None:
+            return _error(503, "this server keeps no feedback (the index is not a local folder)", "no_feedback")
+        record = pg.completions.get(body.completion_id)
+        if record is None:
+            return _error(404, f"no chat completion {body.completion_id!r} in this server's memory: feedback is "
+                          f"taken on the last {pg.completions.size} answers since the server started", "unknown_completion")
+        try:
+            stored = await asyncio.to_thread(pg.store.add, record, rating=body.rating, correction=body.correction,
+                                             comment=body.comment, principal=principal_of(request.scope))
+        except ConfigError as exc:
+            return _error(400, str(exc), "invalid_value")
+        await asyncio.to_thread(pg.refresh_examples)
+        return JSONResponse({"object": "feedback", "id": stored.id, "completion_id": stored.completion_id,
+                             "rating": stored.rating, "approved": stored.approved})
+
+    return api
+
+
+def _error(status: int, message: str, code: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}},
+                        status_code=status)
+
+
+def _choice(value: Any, valid: Any, name: str) -> Any:
+    if value in (None, ""):
+        return valid[0]
+    if value not in valid:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, valid))}, got {value!r}")
+    return value
+
+
+def _int(value: Any, default: int, name: str) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+    if not 1 <= number <= 100:
+        raise ConfigError(f"{name} must be between 1 and 100, got {number}")
+    return number
