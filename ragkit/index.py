@@ -13,16 +13,17 @@ import os
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from ragkit.retrieval.adapter import QueryAdapter
 from ragkit.retrieval.association import QueryAssociations
-from ragkit.text.analysis import Analyzer
+from ragkit.text.analysis import ANALYZER_VERSION, Analyzer
 from ragkit.storage.base import CACHE_MAX_AGE_DAYS, CACHE_MAX_BYTES, Changes, PreparedDocument
 from ragkit.ingest.chunking import Chunker
-from ragkit.ingest.sync import dedupe_documents, plan_sync
+from ragkit.ingest.folders import FolderSettings, resolve_folder
+from ragkit.ingest.sync import FolderPlan, dedupe_documents, namespaced, plan_sync
 from ragkit.storage.dense import DENSE_KINDS
 from ragkit.text import embedding as text_embedding
 from ragkit.text.embedding import DEFAULT_MODEL, Embedder, TextEmbedder
@@ -30,11 +31,12 @@ from ragkit.text.embedders import records as embedder_records
 from ragkit.errors import ConfigError, EmbedderMismatchError, ModelMismatchError
 from ragkit.storage.filters import Filters
 from ragkit.storage.bm25 import BM25Params
-from ragkit.ingest.files import iter_files
+from ragkit.ingest.files import scan_folder
 from ragkit.ingest.limits import DEFAULT_LIMITS, ParseLimits
 from ragkit.ingest.worker import load_bounded
-from ragkit.progress import progress
+from ragkit.progress import counter, progress
 from ragkit.storage.local.store import FORMAT_VERSION
+from ragkit.storage.util import batches
 from ragkit.types import Chunk, Document, Hit, SyncReport
 
 from ragkit.retrieval.retriever import HybridRetriever
@@ -59,6 +61,7 @@ class IndexConfig:
     language: str = "english"
     stopwords: bool = True
     stemming: bool = True
+    analyzer_version: int = ANALYZER_VERSION  # how text becomes BM25 terms (ragkit.text.analysis)
     bm25_k1: float = BM25Params.k1
     bm25_b: float = BM25Params.b
     bm25_idf: str = BM25Params.idf
@@ -68,10 +71,13 @@ class IndexConfig:
     query_adapter: dict[str, Any] | None = None  # saved by `ragkit tune --adapter` (see ragkit.adapter)
     query_associations: dict[str, Any] | None = None  # saved by `ragkit tune --associate` (ragkit.association)
     embedder: dict[str, Any] | None = None  # kind, name, prompts, runtime, precision (text/embedders/records.py)
+    folders: dict[str, Any] | None = None  # folder path -> its namespace and patterns (ragkit.ingest.folders)
+    embedding_rate: dict[str, Any] | None = None  # the last measured chunks/s, for a dry run's estimate
 
     @property
     def analyzer(self) -> Analyzer:
-        return Analyzer(language=self.language, stopwords=self.stopwords, stemming=self.stemming)
+        return Analyzer(language=self.language, stopwords=self.stopwords, stemming=self.stemming,
+                        version=self.analyzer_version)
 
     @property
     def bm25(self) -> BM25Params:
@@ -83,8 +89,15 @@ class IndexConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "IndexConfig":
         known = {f.name for f in fields(cls)}
+        data = {"analyzer_version": 1, **data}  # stored before analysis had versions: queries stay as built
         return cls(**{k: v for k, v in data.items() if k in known})
 
+
+# Chunks per encode call under the progress bar, and the rate a sync records (for a dry run's estimate)
+# only from this many chunks; a dry run with no recorded rate measures one on a sample this large.
+_EMBED_BATCH = 128
+_RATE_MIN_CHUNKS = 64
+_RATE_SAMPLE = 64
 
 # Options that define how text becomes index terms and vectors: changing them needs a rebuild.
 _FIXED_OPTIONS = ("chunk_size", "chunk_overlap", "language", "stopwords", "stemming", "dense_index")
@@ -246,12 +259,24 @@ class Index:
         parse_seconds: float | None = DEFAULT_LIMITS.seconds,
         page_seconds: float | None = DEFAULT_LIMITS.page_seconds,
         parse_memory: int | None = DEFAULT_LIMITS.memory_bytes,
+        ignore_files: bool | None = None,
+        reset_patterns: bool = False,
+        prefix: str | None = None,
+        dry_run: bool = False,
     ) -> SyncReport:
         """Make the index hold exactly the loadable files of ``folder``: add, update, rename, remove.
 
         A file whose size and mtime are unchanged is not read; one whose content hash is unchanged is
         not re-chunked; a chunk whose text is unchanged is not re-embedded. A file that fails to load is
-        reported and keeps its previously indexed version.
+        reported and keeps its previously indexed version. The report also lists every file skipped and
+        why (images, site assets, lock files, patterns, ignore files; see :mod:`ragkit.ingest.ignore`).
+
+        ``include``/``exclude`` (gitignore-style patterns) and ``ignore_files`` (read ``.gitignore`` and
+        ``.ragkitignore``, default on) are remembered for the folder: ``None`` uses what it has, a list
+        replaces it, ``reset_patterns`` forgets both. ``prefix`` names the folder's namespace, put in
+        front of its document ids and sources (see :mod:`ragkit.ingest.folders`; default: none for the
+        first folder of an index, the folder's name for the others). ``dry_run`` writes nothing and
+        reports what would change, the chunks to embed and an estimate of the time.
 
         ``shard=(i, n)`` lets ``n`` workers share one sync: this call adds and updates only the files
         whose path hashes to ``i``, and removes nothing; a final sync without ``shard`` removes
@@ -270,34 +295,87 @@ class Index:
             raise ConfigError(f"sync: {root} is not a folder")
         root_key = str(root.resolve())
         self._load_model_if_new()
+        options = {"include": include, "exclude": exclude, "ignore_files": ignore_files,
+                   "reset_patterns": reset_patterns, "prefix": prefix}
+
+        def load(data: bytes, path: Path, rel: str) -> list[Document]:
+            return load_bounded(data, rel, path.name, limits, json_text_field=json_text_field,
+                                max_file_bytes=max_file_bytes)
+
+        def plan() -> FolderPlan:
+            return self._plan_folder(root, root_key, options, load, include_hidden=include_hidden, shard=shard,
+                                     max_file_bytes=max_file_bytes, show=self._progress(show_progress))
+
+        if dry_run:  # no writer lock: a dry run must not even create the index folder
+            return self._dry_run(plan(), started, show_progress)
         with self.backend.writer_lock(self.lock_timeout):
             self._follow_rebuild()
+            folder_plan = plan()
             self._save_new()
-            files = iter_files(root, include=include, exclude=exclude, include_hidden=include_hidden,
-                               max_file_bytes=max_file_bytes)
-            plan = plan_sync(
-                root, self.backend.manifest(root_key), files=files,
-                load_data=lambda data, path, rel: load_bounded(data, rel, path.name, limits, json_text_field=json_text_field,
-                                                               max_file_bytes=max_file_bytes),
-                max_file_bytes=max_file_bytes,
-                existing=self.backend.document_roots, shard=shard, show_progress=self._progress(show_progress),
-            )
-            prepared, embedded = self._prepare([d for d, _ in plan.documents], root_key, show_progress)
+            self._remember_folder(root_key, folder_plan.settings)
+            documents = [d for d, _ in folder_plan.plan.documents]
+            prepared, embedded = self._prepare(documents, root_key, show_progress)
             changes = Changes(
-                remove_doc_ids=tuple(plan.remove_doc_ids), add=tuple(prepared),
-                upsert_files=tuple((root_key, e) for e in plan.upsert_files),
-                remove_files=tuple((root_key, p) for p in plan.remove_files),
+                remove_doc_ids=tuple(folder_plan.plan.remove_doc_ids), add=tuple(prepared),
+                upsert_files=tuple((root_key, e) for e in folder_plan.plan.upsert_files),
+                remove_files=tuple((root_key, p) for p in folder_plan.plan.remove_files),
             )
             if not changes.empty:
                 self.backend.apply(changes)
-        report = SyncReport(
-            added=tuple(plan.added), updated=tuple(plan.updated), removed=tuple(plan.removed),
-            unchanged=tuple(plan.unchanged), renamed=tuple(plan.renamed), failed=tuple(plan.failed),
+        report = folder_plan.report(
             chunks_embedded=embedded, chunks_total=self.backend.counts()["chunks"],
-            seconds=time.perf_counter() - started,
+            chunks_new=sum(len(p.chunks) for p in prepared), seconds=time.perf_counter() - started,
         )
         logger.info("sync %s: %s", folder, report.summary())
         return report
+
+    def folder_settings(self, folder: str | os.PathLike[str]) -> FolderSettings | None:
+        """What the index remembers about a synced folder (namespace, patterns), or ``None``."""
+        stored = (self.config.folders or {}).get(str(Path(folder).resolve()))
+        return None if stored is None else FolderSettings.from_dict(stored)
+
+    def _plan_folder(
+        self, root: Path, root_key: str, options: dict[str, Any], load: Callable[[bytes, Path, str], list[Document]],
+        *, include_hidden: bool, shard: tuple[int, int] | None, max_file_bytes: int, show: bool,
+    ) -> FolderPlan:
+        """The folder's settings (remembered ones, or the options that replace them), its listing, and the
+        plan: read-only, so a dry run and a sync plan alike."""
+        folders = {k: FolderSettings.from_dict(v) for k, v in (self.config.folders or {}).items()}
+        manifest = self.backend.manifest(root_key)
+        settings, notes = resolve_folder(
+            folders.get(root_key), folder_name=Path(root_key).name, synced_before=bool(manifest),
+            index_empty=self.backend.counts()["documents"] == 0,
+            taken={f.namespace: k for k, f in folders.items() if k != root_key}, **options,
+        )
+        listing = scan_folder(root, include=settings.include, exclude=settings.exclude,
+                              include_hidden=include_hidden, ignore_files=settings.ignore_files)
+        plan = plan_sync(
+            root, manifest, files=listing.files, max_file_bytes=max_file_bytes,
+            load_data=lambda data, path, rel: namespaced(load(data, path, rel), settings.namespace),
+            existing=self.backend.document_roots, shard=shard, show_progress=show,
+        )
+        return FolderPlan(plan, settings, notes, listing.skipped)
+
+    def _remember_folder(self, root_key: str, settings: FolderSettings) -> None:
+        folders = dict(self.config.folders or {})
+        if folders.get(root_key) != settings.to_dict():
+            folders[root_key] = settings.to_dict()
+            config = replace(self.config, folders=folders)
+            self.backend.set_config(config.to_dict())
+            self.config = config
+
+    def _dry_run(self, folder_plan: FolderPlan, started: float, show_progress: bool | None) -> SyncReport:
+        """The report of a sync that writes nothing: chunks of the changed files, those whose text is not in
+        the embedding cache, and the time embedding them would take."""
+        documents = [d for d, _ in folder_plan.plan.documents]
+        _, texts, hashes = self._chunk(documents, self._progress(show_progress))
+        cached = self.backend.cached_vectors(sorted(set(hashes.values())))
+        todo = list({h: texts[cid] for cid, h in hashes.items() if h not in cached}.values())
+        seconds, basis = self._estimate(todo)
+        return folder_plan.report(
+            chunks_embedded=len(todo), chunks_total=self.backend.counts()["chunks"], chunks_new=len(texts),
+            seconds=time.perf_counter() - started, dry_run=True, estimated_seconds=seconds, estimate_basis=basis,
+        )
 
     def add(self, documents: Iterable[Document], *, show_progress: bool | None = None) -> SyncReport:
         """Add or replace documents that do not come from files (matched by ``Document.id``)."""
@@ -359,16 +437,12 @@ class Index:
         if not documents:
             return [], 0
         show = self._progress(show_progress)
-        chunked = [(doc, self.chunker.split(doc)) for doc in progress(documents, "chunking", show)]
-        texts = {c.id: embedding_text(c) for _, chunks in chunked for c in chunks}
-        hashes = {cid: _sha(text) for cid, text in texts.items()}
+        chunked, texts, hashes = self._chunk(documents, show)
         cached = self.backend.cached_vectors(sorted(set(hashes.values())))
         todo = {h: texts[cid] for cid, h in hashes.items() if h not in cached}
         if todo:
             logger.info("embedding %d new chunks with %s", len(todo), self.config.model)
-            vectors = self.embedder.encode(list(todo.values()), show_progress=show)
-            fresh = dict(zip(todo.keys(), vectors))
-            self._check_dimension(vectors.shape[1])
+            fresh = dict(zip(todo.keys(), self._embed(list(todo.values()), show)))
             self.backend.cache_vectors(fresh)
             cached.update(fresh)
         prepared = []
@@ -380,6 +454,52 @@ class Index:
                 root=root,
             ))
         return prepared, len(todo)
+
+    def _chunk(
+        self, documents: list[Document], show: bool
+    ) -> tuple[list[tuple[Document, list[Chunk]]], dict[str, str], dict[str, str]]:
+        """The documents' chunks, each chunk's embedding text and that text's hash (by chunk id)."""
+        chunked = [(doc, self.chunker.split(doc)) for doc in progress(documents, "chunking", show)]
+        texts = {c.id: embedding_text(c) for _, chunks in chunked for c in chunks}
+        return chunked, texts, {cid: _sha(text) for cid, text in texts.items()}
+
+    def _embed(self, texts: list[str], show: bool) -> list[np.ndarray]:
+        """Embed texts a batch at a time under one bar that counts chunks (chunks/s and an ETA, not the
+        model's own "Batches"), and record the rate for a later dry run's estimate."""
+        vectors: list[np.ndarray] = []
+        timed, timed_chunks = 0.0, 0
+        with counter(len(texts), "embedding", show, unit="chunk") as advance:
+            for i, batch in enumerate(batches(texts, _EMBED_BATCH)):
+                began = time.perf_counter()
+                block = self.embedder.encode(batch, show_progress=False)
+                if i:  # the first batch also loads the model: not part of the rate
+                    timed, timed_chunks = timed + time.perf_counter() - began, timed_chunks + len(batch)
+                self._check_dimension(block.shape[1])
+                vectors.extend(block)
+                advance(len(batch))
+        if timed_chunks >= _RATE_MIN_CHUNKS and timed > 0:
+            rate = {"model": self.config.model, "chunks_per_second": round(timed_chunks / timed, 2),
+                    "chunks": timed_chunks}
+            self.config = replace(self.config, embedding_rate=rate)
+            self.backend.set_config(self.config.to_dict())
+        return vectors
+
+    def _estimate(self, texts: list[str]) -> tuple[float, str]:
+        """Seconds to embed ``texts``, and how that was estimated: at the rate the last large enough sync
+        measured with this model, or else at one measured now on a sample of them."""
+        if not texts:
+            return 0.0, "nothing to embed"
+        recorded = self.config.embedding_rate or {}
+        if recorded.get("model") == self.config.model and recorded.get("chunks_per_second"):
+            rate = float(recorded["chunks_per_second"])
+            return len(texts) / rate, (f"at {rate:.1f} chunks/s, as measured when this index last embedded "
+                                       f"{recorded.get('chunks')} chunks")
+        sample = texts[:_RATE_SAMPLE]
+        self.embedder.encode(sample[:4], show_progress=False)  # load the model: not part of the rate
+        began = time.perf_counter()
+        self.embedder.encode(sample, show_progress=False)
+        rate = len(sample) / max(time.perf_counter() - began, 1e-6)
+        return len(texts) / rate, f"at {rate:.1f} chunks/s, measured now on {len(sample)} of the chunks"
 
     def _check_dimension(self, dimension: int) -> None:
         if self.config.dimension is None:
@@ -543,11 +663,16 @@ class Index:
 def embedding_text(chunk: Chunk) -> str:
     """The text embedded and BM25-indexed for a chunk: a later chunk gets its heading path in
     front, so a passage deep in a document still carries what it is about. (Headings, not the
-    title: a title can come from the file name, and renaming a file must not change its vectors.)"""
+    title: a title can come from the file name, and renaming a file must not change its vectors.)
+    A chunk that starts inside a table gets the table's header rows in front of its rows too."""
+    text = chunk.text
+    header = chunk.metadata.get("table_header")
+    if isinstance(header, str) and header:
+        text = header + "\n" + text
     headings = [str(h) for h in chunk.metadata.get("headings") or [] if h]
     if chunk.start == 0 or not headings:
-        return chunk.text
-    return " > ".join(headings) + "\n" + chunk.text
+        return text
+    return " > ".join(headings) + "\n" + text
 
 
 def _sha(text: str) -> str:
