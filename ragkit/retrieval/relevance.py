@@ -15,8 +15,9 @@ evidence are on such a scale already, and each is mapped through a logistic:
   holds count at the IDF of an unseen word (see ``storage.bm25.bm25_ideal_score``). Without that, an
   off-topic question matching one common word is measured against that word alone and looks perfect.
   On a large collection common words match everywhere (off-topic shares reach 1.2 on SciFact), so
-  this leg only vouches for a passage holding nearly all of a query's words, rare ones included: it
-  keeps passages the dense leg cannot judge (a language the model does not know, broken vectors).
+  this leg alone is half-convinced only at the ideal itself (share 1: every query word, rare ones
+  included, as in an average-length passage holding each once); it keeps passages the dense leg
+  cannot judge (a language the model does not know, broken vectors) and tips a borderline cosine.
 
 The two are combined as independent evidence (noisy-or): a passage counts as relevant when either
 leg is convinced. ``min_score="auto"`` keeps passages with relevance >= :data:`AUTO_THRESHOLD`.
@@ -31,7 +32,7 @@ import numpy as np
 # Chosen on SciFact train (answerable) against the other collections' questions (off-topic); README.
 DENSE_CENTER = 0.45  # cosine at which the dense evidence alone is 0.5
 DENSE_WIDTH = 0.04  # logistic scale: 0.37 -> 0.12, 0.53 -> 0.88
-LEXICAL_CENTER = 1.2  # share of the full ideal BM25 score at which the lexical evidence alone is 0.5
+LEXICAL_CENTER = 1.0  # the ideal itself: a passage holding every query word (once, at average length)
 LEXICAL_WIDTH = 0.1
 AUTO_THRESHOLD = 0.5  # min_score="auto" keeps passages at least this relevant
 

@@ -41,8 +41,11 @@ def test_prints_the_rendered_prompt(index_dir: str, capsys: pytest.CaptureFixtur
     assert code == 0, err
     assert out.startswith("System:\n")
     assert "[1] American foulbrood" in out and "caused by Paenibacillus larvae" in out
-    assert "[2] " in out and "[3] " not in out
+    assert "[2] " not in out  # min_score "auto" (default): the varroa passage does not answer it
+    assert "left out passage varroa#0: relevance" in err
     assert out.rstrip().endswith(f"Question: {QUESTION}")
+    code, out, err = run(capsys, QUESTION, "--index", index_dir, "-k", "2", "--min-score", "0")
+    assert code == 0 and "[2] " in out and "[3] " not in out  # a number replaces "auto"
 
 
 def test_messages_json(index_dir: str, capsys: pytest.CaptureFixture[str]) -> None:

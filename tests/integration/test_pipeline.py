@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ragkit import Document, Index
+from ragkit import Document, Index, PromptBuilder
 from ragkit.errors import ConfigError, GeneratorError
 from ragkit.pipeline.rag import (
     CONDENSE_SYSTEM,
@@ -145,7 +145,7 @@ def test_options_are_checked(index: Index) -> None:
 
 
 def test_filters_and_prepare_without_a_generator(index: Index) -> None:
-    rag = RAG(index, k=5, filters={"source": {"glob": "seasons/*"}})
+    rag = RAG(index, PromptBuilder("qa", min_score=None), k=5, filters={"source": {"glob": "seasons/*"}})  # all hits
     retrieved = rag.prepare("honey bees")
     assert {h.doc_id for h in retrieved.hits} == {"swarm", "harvest"}
     assert set(retrieved.prompt.citations) == {1, 2}
