@@ -40,7 +40,8 @@ def register(sub: Any, name: str) -> None:
     p.add_argument("-k", "--k", type=int, default=5, help="passages retrieved per question (default 5)")
     p.add_argument("--mode", choices=SEARCH_MODES, default="hybrid", help="search mode")
     p.add_argument("--min-score", type=float, metavar="S",
-                   help="leave out passages whose fused score is below S (default: none left out)")
+                   help="leave out passages whose fused score is below S (default: those whose calibrated "
+                   "relevance says they likely do not answer the question; 0 keeps all)")
     p.add_argument("--template", default="qa", help="prompt template: name, file or string (default qa)")
     p.add_argument("--max-tokens", type=int, default=4096, help="prompt budget in tokens (default 4096)")
     p.add_argument("--condense", choices=["rule", "generator", "none"], default="rule",
@@ -91,7 +92,8 @@ def build_app(args: argparse.Namespace) -> Any:
     model = args.model or _first_model(args.upstream, api_key, min(args.timeout, 5.0))
     generator = OpenAICompatible(args.upstream, model=model, api_key=api_key, timeout=args.timeout,
                                  max_retries=args.retries, stream_deadline=args.stream_deadline)
-    builder = PromptBuilder(args.template, max_tokens=args.max_tokens)  # the default reserve for the answer
+    builder = PromptBuilder(args.template, max_tokens=args.max_tokens,  # the default reserve for the answer
+                            min_score="auto" if args.min_score is None else None)  # a number cuts in the search
     condense = None if args.condense == "none" else args.condense
     settings = {"min_score": args.min_score} if args.min_score is not None else None
     rag = RAG(open_index(args.index), builder, generator, k=args.k, mode=args.mode, condense=condense,
