@@ -60,8 +60,21 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="index (sync) a folder into an index")
     p.add_argument("folder")
     index_arg(p)
-    p.add_argument("--include", action="append", help="glob to include (repeatable)")
-    p.add_argument("--exclude", action="append", help="glob to exclude (repeatable)")
+    p.add_argument("--include", action="append", help="gitignore-style pattern of files to index (repeatable; "
+                   "remembered for the folder, replaced when given again)")
+    p.add_argument("--exclude", action="append", help="gitignore-style pattern of files to leave out (repeatable; "
+                   "remembered for the folder, replaced when given again)")
+    p.add_argument("--reset-patterns", action="store_true", help="forget the folder's remembered --include/--exclude")
+    p.add_argument("--no-ignore-files", dest="ignore_files", action="store_const", const=False, default=None,
+                   help="do not read .gitignore/.ragkitignore files (remembered; --ignore-files reads them again)")
+    p.add_argument("--ignore-files", dest="ignore_files", action="store_const", const=True, help=argparse.SUPPRESS)
+    p.add_argument("--prefix", metavar="NAME", help="the folder's namespace, in front of its document ids and "
+                   "sources (default: none for an index's first folder, the folder's name for the others)")
+    p.add_argument("--dry-run", action="store_true", help="write nothing; report what would change, the chunks "
+                   "to embed and an estimated time")
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="list every file in the report (and log progress details)")
     p.add_argument("--model", help="embedding model name or path (when creating the index)")
     p.add_argument("--chunk-size", type=int, help="chunk size in model tokens (default 256)")
     p.add_argument("--chunk-overlap", type=int, help="overlap in tokens (default 32)")
@@ -141,20 +154,24 @@ def cmd_index(args: argparse.Namespace) -> int:
         except ValueError:
             raise ConfigError(f"--shard must look like 0/4, got {args.shard!r}") from None
         shard = (i, n)
+    if args.dry_run and args.rebuild:
+        raise ConfigError("--dry-run and --rebuild: a dry run compares the folder with the index as it is; "
+                          "drop one of them")
     options = {"model": args.model, "chunk_size": args.chunk_size, "chunk_overlap": args.chunk_overlap,
                "dense_index": args.dense_index}
     options = {k: v for k, v in options.items() if v is not None}
     started = time.perf_counter()
+    folder = _folder_options(args)
 
     def build(path: Any) -> Any:
-        index = open_index(str(path), create=True, lock_timeout=args.wait, show_progress=not args.quiet,
-                           token=args.token, **options)
+        index = open_index(str(path), create=True, lock_timeout=args.wait,
+                           show_progress=not (args.quiet or args.json), token=args.token, **options)
         try:
-            return index.sync(args.folder, include=args.include, exclude=args.exclude,
-                              json_text_field=args.json_text_field, max_file_bytes=args.max_file_bytes,
+            return index.sync(args.folder, json_text_field=args.json_text_field, max_file_bytes=args.max_file_bytes,
                               shard=shard, max_chars=args.max_chars, parse_seconds=args.parse_seconds,
-                              page_seconds=args.page_seconds,
-                              parse_memory=None if args.parse_memory_mb is None else int(args.parse_memory_mb * 1e6))
+                              page_seconds=args.page_seconds, dry_run=args.dry_run,
+                              parse_memory=None if args.parse_memory_mb is None else int(args.parse_memory_mb * 1e6),
+                              **folder)
         finally:
             index.close()
 
@@ -163,14 +180,47 @@ def cmd_index(args: argparse.Namespace) -> int:
             raise ConfigError(f"--rebuild: {args.folder} is not a folder; the index at {args.index} is untouched")
         from ragkit.storage.local.swap import rebuild
 
+        folder = _kept_folder_options(args, folder)  # a rebuild keeps the folder's namespace and patterns
         report = rebuild(args.index, build, lock_timeout=args.wait)
     else:
         report = build(args.index)
     for failure in report.failed:
         print(f"  failed: {_printable(failure.path)}: {_printable(cli_message(failure.reason, args))}", file=sys.stderr)
-    print(f"{_printable(args.folder)} -> {args.index}: {report.summary()}")
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        from ragkit.cli.sync_report import format_report
+
+        print(format_report(report, f"{_printable(args.folder)} -> {args.index}", verbose=getattr(args, "verbose", False),
+                            reason=lambda text: cli_message(text, args)))
     logging.getLogger(__name__).info("index took %.2fs", time.perf_counter() - started)
     return 0
+
+
+def _folder_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``Index.sync``'s folder options from the flags (``None``: use what the index remembers)."""
+    return {"include": args.include, "exclude": args.exclude, "ignore_files": args.ignore_files,
+            "reset_patterns": args.reset_patterns, "prefix": args.prefix}
+
+
+def _kept_folder_options(args: argparse.Namespace, folder: dict[str, Any]) -> dict[str, Any]:
+    """For ``--rebuild``: the old index's namespace and patterns for the folder, where no flag replaces them."""
+    if not os.path.exists(os.path.join(args.index, "ragkit.sqlite")):
+        return folder
+    old = open_index(args.index)
+    try:
+        kept = old.folder_settings(args.folder)
+    finally:
+        old.close()
+    if kept is None:
+        return folder
+    out = dict(folder, prefix=folder["prefix"] or kept.namespace or None, reset_patterns=False)
+    if not args.reset_patterns:
+        out["include"] = folder["include"] if folder["include"] is not None else kept.include
+        out["exclude"] = folder["exclude"] if folder["exclude"] is not None else list(kept.exclude)
+    if out["ignore_files"] is None:
+        out["ignore_files"] = kept.ignore_files
+    return out
 
 
 def _mb(n: int | None) -> float | None:

@@ -46,11 +46,13 @@ def json_lines(output: str) -> list[dict]:
     return [json.loads(line) for line in output.splitlines() if line.strip()]
 
 
-def test_index_prints_one_summary_line_and_the_failures(built) -> None:  # type: ignore[no-untyped-def]
+def test_index_prints_a_summary_line_the_files_and_the_failures(built) -> None:  # type: ignore[no-untyped-def]
     work, result = built
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 1
+    # the summary, then the files by outcome (issue 14: the report names them)
+    assert lines[1:] == ["  added (4): harvest.txt, notes/smoke.md, notes/varroa.md, queens.md",
+                         "  failed (1): broken.txt: binary file (NUL byte found); not loaded as text"]
     summary = "docs -> kb.ragkit: 4 added, 0 updated, 0 renamed, 0 removed, 0 unchanged, 1 failed; "
     assert lines[0].startswith(summary)
     assert "4 chunks embedded, 4 in index" in lines[0]
