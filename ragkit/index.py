@@ -93,9 +93,10 @@ class IndexConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-# Chunks per encode call under the progress bar, and the rate a sync records (for a dry run's estimate)
-# only from this many chunks; a dry run with no recorded rate measures one on a sample this large.
-_EMBED_BATCH = 128
+# Chunks per encode call under the progress bar (the model's own batch: on a CPU at a few chunks/s the bar
+# still moves every few seconds), and the rate a sync records (for a dry run's estimate) only from this
+# many chunks; a dry run with no recorded rate measures one on a sample this large.
+_EMBED_BATCH = 32
 _RATE_MIN_CHUNKS = 64
 _RATE_SAMPLE = 64
 

@@ -80,11 +80,11 @@ def test_the_estimate_uses_the_rate_the_last_sync_measured(tmp_path: Path) -> No
     with open_fake_index(kb) as index:
         assert index.sync(docs).chunks_embedded == 200
         rate = index.config.embedding_rate
-        assert rate["model"] == index.config.model and rate["chunks"] == 72 and rate["chunks_per_second"] > 0
+        assert rate["model"] == index.config.model and rate["chunks"] == 168 and rate["chunks_per_second"] > 0
         write(docs, {f"more{i}.md": f"More text number {i}.\n" for i in range(10)})
         dry = index.sync(docs, dry_run=True)
     assert dry.chunks_embedded == 10
-    assert dry.estimate_basis.endswith("as measured when this index last embedded 72 chunks")
+    assert dry.estimate_basis.endswith("as measured when this index last embedded 168 chunks")
     assert abs(dry.estimated_seconds - 10 / rate["chunks_per_second"]) < 1e-6
     assert "10 to embed (about " in dry.summary()
 
@@ -96,4 +96,4 @@ def test_the_embedding_bar_counts_chunks(tmp_path: Path, capsys) -> None:  # typ
         index.sync(docs, show_progress=True)
     err = capsys.readouterr().err
     assert "embedding" in err and "chunk/s" in err and "/150" in err and "Batches" not in err
-    assert embedder.calls == 2 and len(embedder.encoded) == 150  # batches of 128 under one bar
+    assert embedder.calls == 5 and len(embedder.encoded) == 150  # batches of 32 under one bar
