@@ -20,11 +20,13 @@ What goes, and what stays:
 - HTML comments and tags (``<dfn title="...">type</dfn>`` keeps ``type``), MyST roles
   (``{ref}`Text <label>``` keeps ``Text``), targets (``(label)=``), icon shortcodes
   (``:material-check:``), GitHub alert markers (``> [!NOTE]``): removed;
-- code: fenced code blocks and inline code spans are kept exactly (they are code, not markup).
+- code: fenced code blocks and inline code spans are kept exactly (they are code, not markup),
+  except the HTML colouring of terminal transcripts (```` ```console ````).
 """
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
@@ -66,6 +68,8 @@ _CODE_DIRECTIVES = frozenset({"code", "code-block", "code-cell", "sourcecode"})
 _DROP_DIRECTIVES = frozenset({"include", "literalinclude", "toctree", "contents", "raw", "image", "mermaid",
                               "graphviz", "tableofcontents", "bibliography", "csv-table", "mdinclude"})
 _PATH_ARGUMENT = frozenset({"figure"})  # the argument is a file, not text
+# Terminal transcripts, which sites colour with HTML (FastAPI's <font color=...>): the tags go.
+_TRANSCRIPTS = frozenset({"console", "shell-session", "terminal"})
 
 
 def read_markdown(text: str, source: str = "") -> tuple[str, dict[str, Any]]:
@@ -202,6 +206,8 @@ class _Cleaner:
         directive = _DIRECTIVE.match(info)
         if directive is None:  # a code block: kept as it is, but for include lines (expanded before it is read)
             kept = [x for x in body if not (_SNIPPET.match(x) or _INCLUDE_LINE.match(x))]
+            if info.split(" ", 1)[0].lower() in _TRANSCRIPTS:
+                kept = [html.unescape(_TAG.sub("", x)) for x in kept]
             if kept or len(kept) == len(body):
                 out.extend([line for line in lines[i:i + 1]] + kept + lines[end:after])
             return after

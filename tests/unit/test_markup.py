@@ -142,6 +142,11 @@ def test_code_is_code_fences_and_spans_are_kept_exactly() -> None:
     assert strip_markup(span) == span
 
 
+def test_a_terminal_transcript_loses_its_html_colouring() -> None:
+    text = '<div class="termy">\n\n```console\n$ <font color="#4E9A06">fastapi</font> dev &apos;x&apos;\n```\n\n</div>'
+    assert lines(text) == ["```console", "$ fastapi dev 'x'", "```"]
+
+
 def test_an_unclosed_fence_runs_to_the_end_as_code() -> None:
     assert strip_markup("Text.\n\n```\n!!! note\n    body") == "Text.\n\n```\n!!! note\n    body"
 
