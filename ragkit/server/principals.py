@@ -71,10 +71,8 @@ class Principal:
 
     def scope(self) -> dict[str, Any] | None:
         """The mandatory filter for this principal's searches (None: it may see everything)."""
-        scope = dict(self.filters or {})
-        if self.groups is not None:
-            scope = narrow(scope, {ACL_FIELD: {"in": list(self.groups)}})
-        return scope or None
+        acl = {ACL_FIELD: {"in": list(self.groups)}} if self.groups is not None else None
+        return narrow(self.filters, acl)
 
 
 ANONYMOUS = Principal("anonymous")
