@@ -404,6 +404,25 @@ class Index:
             chunks_total=self.backend.counts()["chunks"], seconds=time.perf_counter() - started,
         )
 
+    def watch(self, folder: str | os.PathLike[str], *, on_sync: Any = None, stop: Any = None,
+              debounce_ms: int | None = None, **sync_options: Any) -> int:
+        """Sync ``folder`` now and again after each batch of changes to it, until ``stop`` (a
+        ``threading.Event``) is set or Ctrl-C; ``on_sync(report)`` sees each :class:`SyncReport`;
+        ``sync_options`` as for :meth:`sync`. Returns how many syncs ran. Needs ``ragkit[watch]``.
+
+        A burst of saves is one sync (changes are debounced, ``debounce_ms``, default 400); every sync
+        is atomic, so stopping at any moment leaves the index as before or after one.
+
+        Example::
+
+            index.watch("docs/", on_sync=lambda report: print(report.summary()))
+        """
+        from ragkit.ingest.watch import DEBOUNCE_MS, watch_folder
+
+        ignore = () if "://" in str(self.path) else (self.path,)  # an index inside the folder is not a change
+        return watch_folder(folder, lambda: self.sync(folder, **sync_options), on_sync=on_sync, stop=stop,
+                            debounce_ms=DEBOUNCE_MS if debounce_ms is None else debounce_ms, ignore=ignore)
+
     def delete(self, doc_ids: Iterable[str]) -> int:
         """Remove documents by id; returns how many existed. Files synced from a folder come back on the next sync."""
         ids = list(dict.fromkeys(doc_ids))

@@ -99,6 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--token", default=os.environ.get("RAGKIT_MILVUS_TOKEN"),
                    help="Milvus token for milvus:// indexes (default $RAGKIT_MILVUS_TOKEN)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--watch", action="store_true", help="after the sync, keep syncing as files change, a burst of "
+                   "saves at a time (Ctrl-C stops; needs ragkit[watch])")
+    p.add_argument("--ocr-images", action="store_true", help="also index .png/.jpg/.tiff images by OCR "
+                   "(needs ragkit[ocr] and tesseract-ocr)")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("info", help="documents, chunks, model and size of an index")
@@ -143,6 +147,14 @@ def _extra_commands(sub: Any) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    if args.watch and (args.dry_run or args.rebuild or args.shard):
+        from ragkit.errors import ConfigError
+
+        raise ConfigError("--watch cannot be combined with --dry-run, --rebuild or --shard")
+    if args.ocr_images:
+        from ragkit.ingest.registry import enable_image_ocr
+
+        enable_image_ocr()
     import time
 
     from ragkit.errors import ConfigError
@@ -194,6 +206,29 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(format_report(report, f"{_printable(args.folder)} -> {args.index}", verbose=getattr(args, "verbose", False),
                             reason=lambda text: cli_message(text, args)))
     logging.getLogger(__name__).info("index took %.2fs", time.perf_counter() - started)
+    return _watch(args, build) if args.watch else 0
+
+
+def _watch(args: argparse.Namespace, build: Any) -> int:
+    """``--watch``: sync again after each batch of changes, one summary line each, until Ctrl-C (a sync
+    interrupted by it is not written: the index stays as after the last one)."""
+    import time
+
+    from ragkit.ingest.watch import watch_folder
+
+    ignore = () if "://" in args.index else (args.index,)
+
+    def report(result: Any) -> None:
+        for failure in result.failed:
+            print(f"  failed: {_printable(failure.path)}: {_printable(cli_message(failure.reason, args))}",
+                  file=sys.stderr)
+        print(f"{time.strftime('%H:%M:%S')} {_printable(args.folder)} -> {args.index}: {result.summary()}", flush=True)
+
+    print(f"watching {_printable(args.folder)} (Ctrl-C stops)", file=sys.stderr, flush=True)
+    try:
+        watch_folder(args.folder, lambda: build(args.index), on_sync=report, ignore=ignore, first_sync=False)
+    except KeyboardInterrupt:
+        print("stopped watching", file=sys.stderr)
     return 0
 
 
