@@ -23,7 +23,7 @@ from ragkit.text.analysis import ANALYZER_VERSION, Analyzer
 from ragkit.storage.base import CACHE_MAX_AGE_DAYS, CACHE_MAX_BYTES, Changes, PreparedDocument
 from ragkit.ingest.chunking import Chunker
 from ragkit.ingest.folders import FolderSettings, resolve_folder
-from ragkit.ingest.sync import FolderPlan, dedupe_documents, namespaced, plan_sync
+from ragkit.ingest.sync import FolderPlan, dedupe_documents, move_all, namespaced, plan_sync
 from ragkit.storage.dense import DENSE_KINDS
 from ragkit.text import embedding as text_embedding
 from ragkit.text.embedding import DEFAULT_MODEL, Embedder, TextEmbedder
@@ -348,13 +348,19 @@ class Index:
             index_empty=self.backend.counts()["documents"] == 0,
             taken={f.namespace: k for k, f in folders.items() if k != root_key}, **options,
         )
+        stored = folders.get(root_key)
+        moving = bool(manifest) and (stored.namespace if stored else "") != settings.namespace
+        if moving and shard is not None:
+            raise ConfigError("a new prefix moves every document of the folder: sync it without shard first")
         listing = scan_folder(root, include=settings.include, exclude=settings.exclude,
                               include_hidden=include_hidden, ignore_files=settings.ignore_files)
         plan = plan_sync(
-            root, manifest, files=listing.files, max_file_bytes=max_file_bytes,
+            root, {} if moving else manifest, files=listing.files, max_file_bytes=max_file_bytes,
             load_data=lambda data, path, rel: namespaced(load(data, path, rel), settings.namespace),
             existing=self.backend.document_roots, shard=shard, show_progress=show,
         )
+        if moving:
+            move_all(plan, manifest)
         return FolderPlan(plan, settings, notes, listing.skipped)
 
     def _remember_folder(self, root_key: str, settings: FolderSettings) -> None:

@@ -19,8 +19,6 @@ def format_report(report: SyncReport, heading: str, *, verbose: bool, reason: Ca
     (Python options named as CLI flags)."""
     lines = [f"{heading}: {report.summary()}"]
     limit = None if verbose else FIRST_FEW
-    where = f" (namespace {report.namespace!r}: ids and sources start with '{report.namespace}/')" \
-        if report.namespace else ""
     outcomes: list[tuple[str, Sequence[str]]] = [
         ("added", report.added), ("updated", report.updated),
         ("renamed", [f"{a} -> {b}" for a, b in report.renamed]), ("removed", report.removed),
@@ -36,8 +34,9 @@ def format_report(report: SyncReport, heading: str, *, verbose: bool, reason: Ca
         shown = [f"{s.path} ({s.detail})" if verbose and s.detail else s.path for s in items]
         lines.append(_names(f"skipped, {SKIP_LABELS[key][1]} ({len(items)})", shown, limit))
     lines += [f"  note: {note}" for note in report.notes]
-    if where and (report.added or report.renamed):
-        lines.append(f"  note: this folder's documents are in the index under its namespace{where}")
+    if report.namespace and report.added:
+        lines.append(f"  note: namespace {report.namespace!r}: this folder's document ids and sources start with "
+                     f"'{report.namespace}/' (--prefix NAME names the namespace)")
     groups = [names for _, names in outcomes] + [[s for s in report.skipped if s.reason == k]
                                                   for k in skip_counts(report.skipped)]
     if not verbose and any(len(names) > FIRST_FEW for names in groups):

@@ -7,7 +7,8 @@ followed by ``ragkit index docs`` keeps excluding ``drafts/``. New patterns repl
 The namespace keeps two folders with the same relative paths apart in one index: a document's id and
 source are ``"{namespace}/{relative path}"``. The first folder synced into an empty index, and any folder
 an index held before namespaces existed, has the empty namespace: its ids are its relative paths, as
-they always were. Any other folder's namespace is its folder name, or the ``prefix`` given.
+they always were. Any other folder's namespace is its folder name, or the ``prefix`` given; a later
+``prefix`` moves a folder's documents to the new namespace.
 """
 
 from __future__ import annotations
@@ -74,9 +75,9 @@ def resolve_folder(
     notes: list[str] = []
     settings = stored or FolderSettings(namespace=_new_namespace(folder_name, synced_before, index_empty, prefix))
     if prefix is not None and check_prefix(prefix) != settings.namespace:
-        raise ConfigError(
-            f"this folder is indexed under the namespace {settings.namespace!r}; the prefix {prefix!r} would "
-            "change every document id: rebuild the index (ragkit index --rebuild) to change it")
+        notes.append(f"namespace {settings.namespace!r} -> {prefix!r}: every document of this folder moves to "
+                     "its new id (vectors reused, nothing embedded again)")
+        settings = replace(settings, namespace=prefix)
     if settings.namespace in taken:
         raise ConfigError(
             f"namespace {settings.namespace!r} is already used by the folder {taken[settings.namespace]} in this "

@@ -23,7 +23,7 @@ from ragkit.progress import progress
 from ragkit.storage.base import FileEntry
 from ragkit.types import Document, FailedFile, SkippedFile, SyncReport
 
-__all__ = ["FolderPlan", "SyncPlan", "dedupe_documents", "in_shard", "namespaced", "plan_sync", "reject_conflicts"]
+__all__ = ["FolderPlan", "SyncPlan", "dedupe_documents", "in_shard", "move_all", "namespaced", "plan_sync", "reject_conflicts"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +65,21 @@ class FolderPlan:
             added=tuple(plan.added), updated=tuple(plan.updated), removed=tuple(plan.removed),
             unchanged=tuple(plan.unchanged), renamed=tuple(plan.renamed), failed=tuple(plan.failed),
             skipped=tuple(self.skipped), namespace=settings.namespace, include=settings.include,
-            exclude=settings.exclude, notes=tuple(self.notes), **numbers,  # type: ignore[arg-type]
+            exclude=settings.exclude, notes=(*self.notes, *load_notes(plan.documents)),
+            **numbers,  # type: ignore[arg-type]
         )
+
+
+def load_notes(documents: list[tuple[Document, str]]) -> list[str]:
+    """What the loaders said about the files this sync read, as ``"path: note"``: pages OCR'd, pages
+    skipped (over ``page_seconds`` or unreadable), text cut at a cap (``max_chars``)."""
+    out: list[str] = []
+    for doc, rel in documents:
+        notes = doc.metadata.get("notes")
+        for note in notes if isinstance(notes, list) else ():
+            if (line := f"{rel}: {note}") not in out:
+                out.append(line)
+    return out
 
 
 def plan_sync(
@@ -193,6 +206,20 @@ def _classify(
         plan.removed.append(rel)
         plan.remove_doc_ids.extend(entry.doc_ids)
         plan.remove_files.append(rel)
+
+
+def move_all(plan: SyncPlan, manifest: dict[str, FileEntry]) -> None:
+    """Complete a plan made without ``manifest`` for a folder moving to another namespace: every document
+    the folder had goes, under its old id (the listed files come back under new ids, their vectors from
+    the embedding cache); a file no longer listed is removed."""
+    kept = {e.path for e in plan.upsert_files}
+    failed = {f.path for f in plan.failed}
+    for rel, entry in manifest.items():
+        plan.remove_doc_ids.extend(entry.doc_ids)
+        if rel not in kept:
+            plan.remove_files.append(rel)
+            if rel not in failed:
+                plan.removed.append(rel)
 
 
 def namespaced(documents: list[Document], namespace: str) -> list[Document]:

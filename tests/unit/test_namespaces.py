@@ -54,10 +54,26 @@ def test_prefix_names_the_namespace_and_a_taken_one_is_refused(tmp_path: Path) -
             index.sync(c)
         assert index.sync(c, prefix="team/c").namespace == "team/c"
         assert "team/c/intro.md" in ids(index)
-        with pytest.raises(ConfigError, match="indexed under the namespace 'team/c'; the prefix 'x' would change"):
-            index.sync(c, prefix="x")
         with pytest.raises(ConfigError, match="namespace prefix '../up'"):
             index.sync(write(tmp_path / "d", DOCS), prefix="../up")
+
+
+def test_a_new_prefix_moves_the_folders_documents_without_embedding_them_again(tmp_path: Path) -> None:
+    docs = write(tmp_path / "docs", DOCS)
+    embedder = FakeEmbedder()
+    with open_fake_index(tmp_path / "kb", embedder) as index:
+        index.sync(docs)
+        (docs / "intro.md").unlink()
+        embedder.reset()
+        moved = index.sync(docs, prefix="v2")
+        assert moved.namespace == "v2" and moved.added == ("guide/setup.md",) and moved.removed == ("intro.md",)
+        assert moved.chunks_embedded == 0 and embedder.encoded == []
+        assert moved.notes == ("namespace '' -> 'v2': every document of this folder moves to its new id "
+                               "(vectors reused, nothing embedded again)",)
+        assert ids(index) == ["v2/guide/setup.md"] and not index.backend.verify()
+        assert index.sync(docs).unchanged == ("guide/setup.md",)
+        with pytest.raises(ConfigError, match="sync it without shard"):
+            index.sync(docs, prefix="v3", shard=(0, 2))
 
 
 def test_the_first_folder_may_take_a_prefix_too(tmp_path: Path) -> None:

@@ -112,5 +112,5 @@ def test_prefix_and_a_rebuild_keep_the_folders_namespace_and_patterns(tmp_path: 
     with open_fake_index(kb) as index:
         assert sorted(d.id for d in index.documents()) == ["site/guide.md", "site/index.md"]
         assert index.folder_settings(docs).exclude == ("drafts/",)
-    code, _, err = cli("index", str(docs), "--index", kb, "--prefix", "other", "-q")
-    assert code == 2 and "namespace 'site'; the prefix 'other' would change every document id" in err
+    code, out, _ = cli("index", str(docs), "--index", kb, "--prefix", "other", "-q")
+    assert code == 0 and "  note: namespace 'site' -> 'other': every document of this folder moves" in out
