@@ -116,17 +116,11 @@ def test_tune_from_feedback_lifts_the_approved_document_for_a_similar_question(k
     assert result.train_score > result.default_train_score and result.heldout_score >= result.default_heldout_score
     kb.save_query_associations(result.associations)
     settings = {k: v for k, v in result.best.items() if k.startswith("association")}
-    lifted = 0
-    for t in TOPICS:
-        plain = kb.search(t.questions()[1], 5, associations=False)
-        hits = kb.search(t.questions()[1], 5, **settings)
-        target = next(h for h in hits if h.doc_id == t.target)
-        before = next(h for h in plain if h.doc_id == t.target)
-        assert target.rank <= before.rank
-        if target.associated_question is not None:
-            lifted += target.rank < before.rank
-            assert target.associated_question in t.questions()
-    assert lifted >= 3  # measured: 5 of 16 targets move up (3rd -> 2nd)
+    for t in TOPICS:  # a phrasing nobody rated
+        question = f"Who tends the {t.thing} in {t.place} these days?"
+        before = next(h for h in kb.search(question, 5, associations=False) if h.doc_id == t.target)
+        after = next(h for h in kb.search(question, 5, **settings) if h.doc_id == t.target)
+        assert after.rank < before.rank and after.associated_question in t.questions()  # measured: 16 of 16
 
 
 def test_cli_feedback_export_and_delete(kb, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
