@@ -145,6 +145,7 @@ def test_other_formats_are_found(synced, query: str, source: str) -> None:
 def test_a_scanned_pdf_is_read_by_ocr_and_the_report_says_so(synced) -> None:
     hit = top(synced[0], "never spray a swarm with water")
     assert hit["source"] == "letter.pdf" and hit["page"] == 1 and hit["ocr_pages"] == [1]
+    assert "letter.pdf: OCR'd page 1" in synced[1].notes and "mixed.pdf: OCR'd page 2" in synced[1].notes
 
 
 @needs_tesseract
