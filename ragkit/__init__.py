@@ -33,7 +33,7 @@ from .errors import (
     TemplateNotFoundError,
 )
 from ._moved import install as _install_moved
-from .types import Chunk, Document, FailedFile, Hit, SyncReport
+from .types import Chunk, Document, FailedFile, Hit, SkippedFile, SyncReport
 
 __version__ = "0.1.0"
 
@@ -63,7 +63,7 @@ __all__ = sorted(
         "Chunk", "ConfigError", "DatasetError", "Document", "ExampleFormatError", "FailedFile", "FilterError",
         "GeneratorAuthError", "GeneratorError", "GeneratorResponseError", "GeneratorTimeoutError", "Hit",
         "IndexCorruptError", "IndexLockedError", "LoadError", "ModelMismatchError", "ModelNotAvailableError",
-        "RagkitError", "SyncReport", "TemplateError", "TemplateNotFoundError", "__version__", *_LAZY,
+        "RagkitError", "SkippedFile", "SyncReport", "TemplateError", "TemplateNotFoundError", "__version__", *_LAZY,
     ]
 )
 

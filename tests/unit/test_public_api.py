@@ -13,7 +13,7 @@ EXPECTED = {
     "GeneratorTimeoutError", "Hit", "HuggingFaceLocal", "HybridRetriever", "Index", "IndexCorruptError",
     "IndexLockedError", "LoadContext", "LoadError", "ModelMismatchError", "ModelNotAvailableError", "Ollama",
     "OpenAICompatible",
-    "Prompt", "PromptBuilder", "RAG", "RagkitError", "SyncReport", "TemplateError", "TemplateNotFoundError",
+    "Prompt", "PromptBuilder", "RAG", "RagkitError", "SkippedFile", "SyncReport", "TemplateError", "TemplateNotFoundError",
     "__version__", "augment", "extract_citations", "register_loader",
 }
 
