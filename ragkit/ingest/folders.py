@@ -91,7 +91,8 @@ def resolve_folder(
                      " from now on")
         settings = replace(settings, ignore_files=ignore_files)
     if stored is not None and not notes and (settings.include is not None or settings.exclude):
-        notes.append(f"using the remembered patterns: {_describe(settings)} (--reset-patterns, reset_patterns=True in Python, forgets them)")
+        notes.append(f"using the remembered patterns: {_describe(settings)} "
+                     "(--reset-patterns, reset_patterns=True in Python, forgets them)")
     return settings, notes
 
 

@@ -66,7 +66,8 @@ def default_skip(name: str, has_loader: Callable[[str], bool]) -> tuple[str, str
 
 
 def compile_patterns(patterns: Sequence[str] | None, kind: str) -> pathspec.GitIgnoreSpec | None:
-    """Gitignore-style patterns as one spec (``None`` for none); a bad one is a ConfigError naming ``kind`` (include, exclude)."""
+    """Gitignore-style patterns as one spec (``None`` for none); a bad one is a ConfigError naming
+    ``kind`` ("include", "exclude")."""
     if isinstance(patterns, str):  # a lone string would otherwise be read as one pattern per character
         patterns = [patterns]
     if not patterns:

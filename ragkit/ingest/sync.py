@@ -23,7 +23,9 @@ from ragkit.progress import progress
 from ragkit.storage.base import FileEntry
 from ragkit.types import Document, FailedFile, SkippedFile, SyncReport
 
-__all__ = ["FolderPlan", "SyncPlan", "dedupe_documents", "in_shard", "move_all", "namespaced", "plan_sync", "reject_conflicts"]
+__all__ = [
+    "FolderPlan", "SyncPlan", "dedupe_documents", "in_shard", "move_all", "namespaced", "plan_sync", "reject_conflicts",
+]
 
 logger = logging.getLogger(__name__)
 

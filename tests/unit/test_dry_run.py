@@ -42,7 +42,8 @@ def test_a_dry_run_writes_nothing_and_tells_what_the_sync_then_does(tmp_path: Pa
     with open_fake_index(kb, embedder) as index:
         dry = index.sync(docs, dry_run=True)
     assert snapshot(kb) == before  # byte-identical, not even touched
-    assert dry.dry_run and "measured now on 2 of the chunks" in dry.estimate_basis  # no sync yet embedded enough to record a rate
+    # no sync has embedded enough chunks to record a rate yet: measured on a sample
+    assert dry.dry_run and "measured now on 2 of the chunks" in dry.estimate_basis
     assert (dry.added, dry.updated, dry.renamed, dry.removed) == (
         ("new.md",), ("queens.md",), (("notes/smoke.txt", "notes/smoker.txt"),), ("varroa.md",))
     assert dry.summary().startswith("dry run, nothing written: would be 1 added, 1 updated, 1 renamed, 1 removed")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from fakes import FakeEmbedder, open_fake_index
+
 from ragkit import ConfigError
 
 DOCS = {"intro.md": "# Intro\n\nHow to install the hive.\n", "guide/setup.md": "# Setup\n\nPlace the hive in sun.\n"}
@@ -68,8 +68,8 @@ def test_a_new_prefix_moves_the_folders_documents_without_embedding_them_again(t
         moved = index.sync(docs, prefix="v2")
         assert moved.namespace == "v2" and moved.added == ("guide/setup.md",) and moved.removed == ("intro.md",)
         assert moved.chunks_embedded == 0 and embedder.encoded == []
-        assert moved.notes == ("namespace '' -> 'v2': every document of this folder moves to its new id "
-                               "(vectors reused, nothing embedded again)",)
+        note = "namespace '' -> 'v2': every document of this folder moves to its new id (vectors reused, nothing"
+        assert moved.notes == (note + " embedded again)",)
         assert ids(index) == ["v2/guide/setup.md"] and not index.backend.verify()
         assert index.sync(docs).unchanged == ("guide/setup.md",)
         with pytest.raises(ConfigError, match="sync it without shard"):

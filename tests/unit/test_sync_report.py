@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from fakes import FakeEmbedder, open_fake_index
+
 from ragkit.cli import commands
 from ragkit.cli.sync_report import format_report
 from ragkit.types import FailedFile, SkippedFile, SyncReport
