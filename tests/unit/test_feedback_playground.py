@@ -87,6 +87,18 @@ def test_search_shows_each_legs_score_and_rank_and_marks_matched_terms(index) ->
     assert 'data-chunk="varroa#0"' in html
 
 
+def test_a_passage_is_shown_between_its_neighbouring_chunks(index) -> None:  # type: ignore[no-untyped-def]
+    sections = [f"Section {i}: " + " ".join(f"word{i}x{j}" for j in range(300)) for i in range(3)]
+    index.add([Document("long", "\n\n".join(sections), {"source": "long.md"})])
+    chunks = index.chunker.split(Document("long", "\n\n".join(sections)))
+    assert len(chunks) >= 3
+    html = client(index).get("/ui/passage", params={"doc_id": "long", "chunk_id": chunks[1].id}).text
+    before, hit, after = (html.index(chunks[i].text[:40]) for i in range(3))
+    assert before < hit < after and html.count('class="neighbour"') == 2
+    missing = client(index).get("/ui/passage", params={"doc_id": "gone", "chunk_id": "gone#0"})
+    assert missing.status_code == 404 and "no longer in the index" in missing.text
+
+
 def test_views_offer_the_indexs_metadata_fields_as_filters(index) -> None:  # type: ignore[no-untyped-def]
     html = client(index).get("/ui/views").text
     assert 'name="filter.type"' in html and "<option>markdown</option>" in html and 'name="filter.source"' in html

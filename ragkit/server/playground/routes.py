@@ -10,6 +10,7 @@ remember (older than its last RECENT_COMPLETIONS answers, or from before a resta
 from __future__ import annotations
 
 import asyncio
+import copy
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -74,17 +75,19 @@ class Playground:
         return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
     def refresh_examples(self) -> None:
-        """Give the pipeline's builder the approved answers as examples (after its own)."""
+        """Give the pipeline a builder whose examples are its own plus the approved answers.
+
+        A new builder replaces the old one, so a prompt being built keeps the examples it started with.
+        """
         if not self.feedback_examples:
             return
-        approved = {(f.id, f.created): f for f in self.store.approved()}  # type: ignore[union-attr]
+        approved = {(f.id, f.output): f for f in self.store.approved()}  # type: ignore[union-attr]
         self._examples = {key: self._examples.get(key) or as_example(f) for key, f in approved.items()}
-        own = list(self._own_examples or [])
-        if not own and not self._examples:
-            self.rag.builder.examples = None
-            return
-        self.rag.builder.examples = ExampleSet([*own, *self._examples.values()], source="feedback",
-                                               embedder=self.index.embedder, analyzer=self.index.analyzer)
+        chosen = [*(self._own_examples or []), *self._examples.values()]
+        builder = copy.copy(self.rag.builder)
+        builder.examples = ExampleSet(chosen, source="feedback", embedder=self.index.embedder,
+                                      analyzer=self.index.analyzer) if chosen else None
+        self.rag.builder = builder
 
     def fields(self) -> list[dict[str, Any]]:
         docs = []
@@ -111,8 +114,7 @@ class Playground:
         associations = params.get(prefix + "associations")
         if associations in ("on", "off"):
             settings["associations"] = associations == "on"
-        fields = [f["name"] for f in self.fields()]
-        asked = views.parse_filters({k.removeprefix(prefix): v for k, v in params.items()}, fields)
+        asked = views.parse_filters({k.removeprefix(prefix): v for k, v in params.items()})
         filters = narrowed(request, asked)
         if not query:
             return [], settings

@@ -15,7 +15,7 @@ from typing import Any
 from ragkit.prompting.builder import Prompt, PromptBuilder
 from ragkit.types import Document, Hit
 
-__all__ = ["Passage", "filter_fields", "highlight", "passage_in_document", "prompt_parts", "search_rows"]
+__all__ = ["Passage", "filter_fields", "highlight", "parse_filters", "passage_in_document", "prompt_parts", "search_rows"]
 
 _WORDS = re.compile(r"(\w+)")
 SNIPPET_CHARS = 400
@@ -61,14 +61,15 @@ def filter_fields(documents: Sequence[Document]) -> list[dict[str, Any]]:
             for key, found in sorted(values.items())]
 
 
-def parse_filters(given: Mapping[str, str], fields: Sequence[str]) -> dict[str, Any] | None:
-    """Filters from the search form: ``field -> value`` or a CLI expression (``~glob``, ``>=3``, ``a,b``)."""
+def parse_filters(given: Mapping[str, str]) -> dict[str, Any] | None:
+    """Filters from the search form's ``filter.FIELD`` values: a value or a CLI expression (``~glob``,
+    ``>=3``, ``!=v``, ``a,b``)."""
     from ragkit.storage.filters import parse_cli_filter
 
     out = {}
-    for name in fields:
-        raw = (given.get(f"filter.{name}") or "").strip()
-        if raw:
+    for key, value in given.items():
+        name, raw = key.removeprefix("filter."), (value or "").strip()
+        if key.startswith("filter.") and name and raw:
             expression = name + raw if raw[0] in "~<>!=" else f"{name}={raw}"
             key, value = parse_cli_filter(expression)
             out[key] = value
