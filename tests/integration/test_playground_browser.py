@@ -1,7 +1,9 @@
 """The playground end to end in a real headless Chromium, everything on loopback and the network
 blocked for the browser: ask, watch the answer stream in with citation markers, open the cited
 passage, approve it, see it among the examples for a similar question, tune from the feedback and see
-its document lifted for that question. Also takes the README's screenshots (docs/playground/*.png).
+its document lifted for that question. Also takes a screenshot of each view: the README's are made with
+``RAGKIT_SCREENSHOTS=docs/playground pytest tests/integration/test_playground_browser.py`` (without
+the variable they go to a temporary folder, so a test run never writes into the checkout).
 
 Needs Debian's ``chromium`` (``apt-get install -y chromium``) and ``pip install playwright`` (its
 own browser download is never used); skipped with the reason when either is missing.
@@ -10,6 +12,7 @@ own browser download is never used); skipped with the reason when either is miss
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import threading
@@ -40,7 +43,6 @@ from ragkit.prompting.builder import PromptBuilder
 from ragkit.server.app import create_app
 from ragkit.types import Document
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "playground"
 TOKEN = "s3cret-e2e"
 TOPICS = topics()
 ASKED, SIMILAR = TOPICS[0].questions()
@@ -154,8 +156,9 @@ def sign_in(page: Any, url: str) -> None:
     page.wait_for_selector("#search-form")
 
 
-def test_ask_open_approve_see_the_example_tune_and_see_the_lift(kb: Path, browser: Any, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    SHOTS.mkdir(parents=True, exist_ok=True)
+def test_ask_open_approve_see_the_example_tune_and_see_the_lift(kb: Path, browser: Any, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    shots = Path(os.environ.get("RAGKIT_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
     page = browser.new_page()
     with upstream() as model, ragkit_server(kb, model) as url:
         sign_in(page, url)
@@ -169,7 +172,7 @@ def test_ask_open_approve_see_the_example_tune_and_see_the_lift(kb: Path, browse
         page.wait_for_selector(f"#search-results >> text={TOPICS[0].thing}")
         page.click("#search-results button.open >> nth=0")
         page.wait_for_selector("#passage:not([hidden]) .hit-text")
-        page.screenshot(path=str(SHOTS / "search.png"))
+        page.screenshot(path=str(shots / "search.png"))
         page.click("#passage button.close")
 
         # Chat: the answer streams in; its marker opens the cited passage; thumbs up
@@ -182,7 +185,7 @@ def test_ask_open_approve_see_the_example_tune_and_see_the_lift(kb: Path, browse
         page.click(".turn.assistant .text button.marker")
         page.wait_for_selector("#passage:not([hidden]) .hit-text")
         cited = page.inner_text("#passage h2")
-        page.screenshot(path=str(SHOTS / "chat.png"))
+        page.screenshot(path=str(shots / "chat.png"))
         page.click("#passage button.close")
         page.click(".feedback-form button.rate[data-rating=up]")
         page.wait_for_selector(".feedback-status >> text=saved (approved)")
@@ -194,7 +197,7 @@ def test_ask_open_approve_see_the_example_tune_and_see_the_lift(kb: Path, browse
         page.wait_for_selector("#prompt-result .examples")
         examples = page.inner_text("#prompt-result .examples")
         assert "(thumbs up)" in examples and "".join(ANSWER) in examples and ASKED in examples
-        page.screenshot(path=str(SHOTS / "prompt.png"), full_page=False)
+        page.screenshot(path=str(shots / "prompt.png"), full_page=False)
         assert page.evaluate("window.pwned === undefined")
 
     approved = [f for f in FeedbackStore.for_index(kb).approved() if f.record.question == ASKED]
@@ -217,6 +220,6 @@ def test_ask_open_approve_see_the_example_tune_and_see_the_lift(kb: Path, browse
         left = page.inner_text("#compare-results .column >> nth=0")
         assert ASKED in left  # the association column names the approved question
         assert ASKED not in page.inner_text("#compare-results .column >> nth=1")
-        page.screenshot(path=str(SHOTS / "compare.png"))
+        page.screenshot(path=str(shots / "compare.png"))
     assert cited in (cited_doc, *[d.metadata.get("source") for d in documents(TOPICS) if d.id == cited_doc])
     assert browser.left_loopback == []
