@@ -150,9 +150,6 @@ class FeedbackStore:
         """The judgements whose answer a person approved (see :attr:`Feedback.approved`)."""
         return [f for f in self.all() if f.approved]
 
-    def get(self, feedback_id: int) -> Feedback | None:
-        return next((f for f in self.all() if f.id == feedback_id), None)
-
     def delete(self, feedback_ids: list[int] | None = None) -> int:
         """Remove judgements by id, or all of them (``None``); returns how many were removed."""
         if not self.path.exists():

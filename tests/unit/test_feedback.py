@@ -89,6 +89,19 @@ def test_approved_answers_become_examples_chosen_by_similarity_with_their_origin
     assert prompt.examples[0].metadata["source"] == "feedback" and "Ask the keeper" in prompt.text
 
 
+def test_a_record_of_a_pipeline_answer_keeps_what_was_searched_shown_and_cited(kb) -> None:  # type: ignore[no-untyped-def]
+    from ragkit.pipeline.rag import RAG
+
+    rag = RAG(kb, PromptBuilder("qa", min_score=None), lambda messages, **o: "See [2].", k=3)
+    turns = [{"role": "user", "content": TOPICS[0].questions()[0]}, {"role": "assistant", "content": "?"},
+             {"role": "user", "content": "and who tends it now?"}]
+    answer = rag.chat(turns)
+    record = CompletionRecord.from_answer("c1", turns[-1]["content"], answer)
+    assert record.query == answer.query != record.question  # the condensed follow-up
+    assert [p["marker"] for p in record.passages] == [1, 2, 3] and record.prompt_messages == answer.prompt.messages
+    assert record.cited_doc_ids() == [answer.citations[0].doc_id]
+
+
 def test_cited_markers_reads_every_form() -> None:
     assert cited_markers("a [2] b [1][3] c [4, 2] d [x]") == [2, 1, 3, 4]
 
