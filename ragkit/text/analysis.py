@@ -25,9 +25,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from ragkit.errors import ConfigError
+from ragkit.text.language import AUTO, stem_by_script
 
 # Unicode blocks of scripts written without spaces between words.
 _NO_SPACE_RANGES = (
@@ -66,13 +67,7 @@ ANALYZER_VERSIONS = (1, 2)
 
 # A compact English stopword list (the NLTK list minus negations, which carry meaning in claims).
 ENGLISH_STOPWORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before being below
-    between both but by can could did do does doing down during each few for from further had has have having
-    he her here hers herself him himself his how i if in into is it its itself just let me more most my
-    myself of off on once only or other our ours ourselves out over own same she should so some such than
-    that the their theirs them themselves then there these they this those through to too under until up
-    very was we were what when where which while who whom why will with would you your yours yourself
-    yourselves s t d ll m o re ve y""".split()
+    ["a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any", "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "let", "me", "more", "most", "my", "myself", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "ourselves", "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "yourself", "yourselves", "s", "t", "d", "ll", "m", "o", "re", "ve", "y"]
 )
 
 
@@ -106,12 +101,12 @@ class Analyzer:
     def __post_init__(self) -> None:
         if self.version not in ANALYZER_VERSIONS:
             raise ConfigError(f"unknown analyzer version {self.version!r}; valid: {ANALYZER_VERSIONS}")
-        if self.stemming:
+        if self.stemming and self.language != AUTO:
             _stemmer(self.language)  # fail early on an unknown language
 
     @property
     def _stopword_set(self) -> frozenset[str]:
-        base = ENGLISH_STOPWORDS if (self.stopwords and self.language == "english") else frozenset()
+        base = ENGLISH_STOPWORDS if (self.stopwords and self.language in ("english", AUTO)) else frozenset()
         return base | self.extra_stopwords
 
     def tokenize(self, text: str) -> list[str]:
@@ -120,7 +115,9 @@ class Analyzer:
 
     def tokenize_many(self, texts: list[str]) -> list[list[str]]:
         stop = self._stopword_set
-        stem = _stemmer(self.language).stemWords if self.stemming else None
+        stem = _stemmer(self.language).stemWords if self.stemming and self.language != AUTO else None
+        if self.stemming and self.language == AUTO:  # each word by its script: ragkit.text.language
+            stem = partial(stem_by_script, stemmer=lambda language: _stemmer(language).stemWords)
         out = []
         split = _split_words if self.version == 1 else _split_identifiers
         for text in texts:
@@ -140,7 +137,7 @@ class Analyzer:
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, object]) -> "Analyzer":
+    def from_config(cls, config: dict[str, object]) -> Analyzer:
         return cls(
             language=str(config.get("language", "english")),
             stopwords=bool(config.get("stopwords", True)),
