@@ -222,7 +222,14 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if runtime == "onnx":
-            return self._onnx_encoder(precision).encode(texts)
+            try:
+                return self._onnx_encoder(precision).encode(texts)
+            except ModelNotAvailableError as exc:
+                if self.runtime != "auto" or precision == "int8" and self.precision == "int8":
+                    raise
+                logger.warning("ONNX Runtime unavailable for %s (%s); using torch", self.name, exc)
+                self._layout, self._plan = None, None  # torch from now on, for passages and queries
+                return self._run(*self.passage_plan(), texts, show_progress)
         return torch_runtime.encode(self.model, texts, batch_size=self.batch_size, show_progress=show_progress)
 
 

@@ -20,7 +20,8 @@ from fakes import embed
 
 import ragkit
 from ragkit.errors import ConfigError, EmbedderMismatchError, EmbeddingServiceError
-from ragkit.text.embedders import CallableEmbedder, OllamaEmbedder, OpenAIEmbedder
+from ragkit.text.embedders import CallableEmbedder, OllamaEmbedder, OpenAIEmbedder, records
+from ragkit.text.embedding import DEFAULT_MODEL, Embedder
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "docs"
 
@@ -174,3 +175,27 @@ def test_a_plain_function_is_an_embedder(tmp_path: Path) -> None:
         ragkit.Index(tmp_path / "kb.ragkit")
     with pytest.raises(ConfigError, match="returned shape"):
         CallableEmbedder(lambda texts: [[1.0, 0.0]], name="bad").encode(["a", "b"])
+
+
+def local_record(precision: str) -> dict[str, Any]:
+    return {"kind": "sentence-transformers", "name": DEFAULT_MODEL, "prompts": {"query": "", "passage": ""},
+            "runtime": "onnx", "precision": precision}
+
+
+def test_an_int8_index_gets_int8_queries_and_a_lossy_mismatch_warns(caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("onnxruntime")
+    auto = Embedder()
+    records.adopt(local_record("int8"), auto, "kb.ragkit")  # "auto" follows what the passages were built with
+    assert auto.query_plan() == ("onnx", "int8") and not caplog.records
+    records.adopt(local_record("int8"), Embedder(runtime="onnx", precision="fp32"), "kb.ragkit")
+    assert "holds int8 vectors; this embedder makes fp32" in caplog.text
+    caplog.clear()
+    records.adopt(local_record("bf16"), Embedder(runtime="onnx", precision="fp32"), "kb.ragkit")
+    assert not caplog.records  # both exact: no warning
+
+
+def test_local_options_are_checked() -> None:
+    with pytest.raises(ConfigError, match="runtime must be one of 'auto', 'torch', 'onnx'"):
+        Embedder(runtime="tensorrt")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="precision='int8' is not available with runtime='torch'"):
+        Embedder(runtime="torch", precision="int8")

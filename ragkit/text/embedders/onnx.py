@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -65,6 +66,9 @@ def export(layout: Layout, target: Path) -> None:
         from transformers import AutoModel
     except ImportError as exc:
         raise ModelNotAvailableError(f"exporting {layout.root} to ONNX needs torch and transformers: {exc}") from exc
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars are noise in a library
     logger.info("exporting %s to ONNX (once per model; cached in %s)", layout.root, target.parent)
     model = AutoModel.from_pretrained(str(layout.transformer)).eval()
     takes_types = getattr(model.config, "type_vocab_size", 0) > 0
@@ -82,7 +86,9 @@ def export(layout: Layout, target: Path) -> None:
     sample = (ids, torch.ones_like(ids), torch.zeros_like(ids))[: len(names)]
     axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "token_vectors"]}
     try:
-        with torch.no_grad():
+        # the tracer warns about Python-level branches on shapes; the vectors are checked in tests instead
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             torch.onnx.export(TokenVectors(), sample, str(target), input_names=names, output_names=["token_vectors"],
                               dynamic_axes=axes, opset_version=_OPSET, dynamo=False)
     except Exception as exc:  # the exporter raises many kinds (missing onnx, unsupported op)
@@ -92,7 +98,10 @@ def export(layout: Layout, target: Path) -> None:
 def _quantize(fp32: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8)
+    # Per-channel scales on the MatMul weights only: per-tensor scales measured min cosine 0.90 to
+    # fp32 on SciFact abstracts, per-channel 0.99 (embeddings and LayerNorm stay fp32 either way).
+    quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul"])
 
 
 @lru_cache(maxsize=4)

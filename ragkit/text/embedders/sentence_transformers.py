@@ -74,7 +74,9 @@ def encode(model: Any, texts: Sequence[str], *, batch_size: int, show_progress: 
         [encodable(t) for t in texts], batch_size=batch_size, show_progress_bar=show_progress,
         normalize_embeddings=True, convert_to_tensor=True,
     )
-    return np.ascontiguousarray(vectors.float().cpu().numpy(), dtype=np.float32)
+    out = np.ascontiguousarray(vectors.float().cpu().numpy(), dtype=np.float32)
+    out /= np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)  # bf16's own norm is off by ~1e-3
+    return out
 
 
 def dimension(model: Any) -> int:
