@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -114,7 +115,10 @@ def _save_zip(save, path: Path) -> None:
         for info in src.infolist():
             member = zipfile.ZipInfo(info.filename, date_time=FIXED.timetuple()[:6])
             member.compress_type = zipfile.ZIP_DEFLATED
-            out.writestr(member, src.read(info.filename))
+            data = src.read(info.filename)
+            if info.filename == "docProps/core.xml":  # openpyxl stamps the time of saving
+                data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>2024-05-01T12:00:00Z", data)
+            out.writestr(member, data)
 
 
 if __name__ == "__main__":

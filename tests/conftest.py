@@ -85,8 +85,10 @@ def _build_samples(base: Path, backend: str) -> SamplesBuild:
     with open_index(location) as index:
         report = index.sync(docs_dir)
     seconds = time.perf_counter() - started
-    assert not report.failed, report.failed
-    assert len(report.added) == sum(1 for p in SAMPLES.rglob("*") if p.is_file())
+    # Without an extra (ragkit[docs], ragkit[ocr] and tesseract-ocr) its samples are reported as needing it.
+    needs_extra = [f for f in report.failed if "needs ragkit[" in f.reason]
+    assert len(needs_extra) == len(report.failed), report.failed
+    assert len(report.added) + len(needs_extra) == sum(1 for p in SAMPLES.rglob("*") if p.is_file())
     return SamplesBuild(index_storage(location), docs_dir, report, seconds, backend)
 
 
