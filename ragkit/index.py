@@ -346,7 +346,7 @@ class Index:
         settings, notes = resolve_folder(
             folders.get(root_key), folder_name=Path(root_key).name, synced_before=bool(manifest),
             index_empty=self.backend.counts()["documents"] == 0,
-            taken={f.namespace: k for k, f in folders.items() if k != root_key}, **options,
+            taken=self._namespaces_in_use(folders, root_key), **options,
         )
         stored = folders.get(root_key)
         moving = bool(manifest) and (stored.namespace if stored else "") != settings.namespace
@@ -362,6 +362,11 @@ class Index:
         if moving:
             move_all(plan, manifest)
         return FolderPlan(plan, settings, notes, listing.skipped)
+
+    def _namespaces_in_use(self, folders: dict[str, FolderSettings], root_key: str) -> dict[str, str]:
+        """Namespace -> folder, of the other folders that still hold files here (a folder whose files went
+        elsewhere, e.g. its index and folder were copied together and re-pointed, no longer claims one)."""
+        return {f.namespace: k for k, f in folders.items() if k != root_key and self.backend.manifest(k)}
 
     def _remember_folder(self, root_key: str, settings: FolderSettings) -> None:
         folders = dict(self.config.folders or {})

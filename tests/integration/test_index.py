@@ -251,19 +251,20 @@ def test_a_file_that_turns_unreadable_keeps_its_indexed_version(backend_copy: tu
         assert index_problems(index) == []
 
 
-def test_a_second_folder_with_the_same_file_names_is_reported_every_time(tmp_path: Path, new_index: Location) -> None:
+def test_a_second_folder_with_the_same_file_names_gets_a_namespace_of_its_own(
+    tmp_path: Path, new_index: Location
+) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     write(first / "hives.md", "# Hives\n\nThe long hive holds thirty frames in one horizontal box.\n")
     write(second / "hives.md", "# Hives\n\nThe warre hive stacks small boxes underneath the colony.\n")
     with open_index(new_index) as index:
         assert index.sync(first).added == ("hives.md",)
-        report = index.sync(second)
-        assert [f.path for f in report.failed] == ["hives.md"]
-        assert "already exists" in report.failed[0].reason
-        assert report.added == ()
-        again = index.sync(second)
-        assert [f.path for f in again.failed] == ["hives.md"]
-        assert again.unchanged == ()
+        report = index.sync(second)  # issue 14: it used to fail as "already exists"
+        assert (report.added, report.namespace, report.failed) == (("hives.md",), "second", ())
+        assert sorted(d.id for d in index.documents()) == ["hives.md", "second/hives.md"]
+        assert index.sync(second).unchanged == ("hives.md",) and index.sync(first).unchanged == ("hives.md",)
+        assert sources(index.search("warre hive boxes", k=1)) == ["second/hives.md"]
+        assert index_problems(index) == []
 
 
 # --------------------------------------------------------------------------- opening with other settings

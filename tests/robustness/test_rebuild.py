@@ -138,9 +138,9 @@ def test_a_reader_holding_the_index_follows_the_swap(old: Path, tmp_path: Path) 
 def test_a_writer_opened_before_the_swap_writes_into_the_new_index(old: Path, tmp_path: Path) -> None:
     writer = fake_index(old)
     rebuild(old, build_from(notes(tmp_path / "new-docs", "new")))
-    writer.sync(notes(tmp_path / "more-docs", "more", n=2))
+    writer.sync(notes(tmp_path / "more-docs", "more", n=2))  # a second folder: its own namespace
     writer.close()
-    assert {f"more-{i}.md" for i in range(2)} <= doc_ids(old)
+    assert {f"more-docs/more-{i}.md" for i in range(2)} <= doc_ids(old)
 
 
 CHILD = r"""

@@ -128,3 +128,19 @@ def test_ignore_files_can_be_turned_off_and_that_is_remembered(tmp_path: Path) -
         off = index.sync(docs, ignore_files=False)
         assert off.added == ("guide/setup.md",) and "not read from now on" in off.notes[0]
         assert index.sync(docs).unchanged == ("guide/setup.md", "intro.md")
+
+
+def test_an_index_copied_with_its_folder_and_re_pointed_keeps_the_ids(tmp_path: Path) -> None:
+    import shutil
+
+    from conftest import rebase_index
+
+    docs, kb = write(tmp_path / "docs", DOCS), tmp_path / "kb"
+    with open_fake_index(kb) as index:
+        index.sync(docs)
+    shutil.copytree(docs, tmp_path / "copy" / "docs")
+    shutil.copytree(kb, tmp_path / "copy" / "kb")
+    rebase_index(tmp_path / "copy" / "kb", docs, tmp_path / "copy" / "docs")  # the folder is recorded by path
+    with open_fake_index(tmp_path / "copy" / "kb") as index:
+        report = index.sync(tmp_path / "copy" / "docs")
+        assert report.namespace == "" and report.unchanged == ("guide/setup.md", "intro.md") and not report.failed
