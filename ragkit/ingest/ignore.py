@@ -121,7 +121,9 @@ class PatternRules:
     def __init__(self, include: Sequence[str] | None, exclude: Sequence[str] | None, *, ignore_files: bool) -> None:
         self.include = compile_patterns(include, "include")
         self.exclude = compile_patterns(exclude, "exclude")
-        self.exclude_patterns = tuple([exclude] if isinstance(exclude, str) else exclude or ())
+        # each exclude pattern on its own, to name the one that left a file out (a negation names none)
+        self._each = [(p, pathspec.GitIgnoreSpec.from_lines([p.removeprefix("./")]))
+                      for p in ([exclude] if isinstance(exclude, str) else exclude or ())]
         self.ignore_files = ignore_files
 
     def levels_for(self, folder: str, prefix: str, parent: tuple[IgnoreLevel, ...]) -> tuple[IgnoreLevel, ...]:
@@ -148,8 +150,8 @@ class PatternRules:
         return ("ignore file", ignored_by) if ignored_by else None
 
     def _matching(self, rel: str) -> list[str]:
-        hits = [p for p in self.exclude_patterns if pathspec.GitIgnoreSpec.from_lines([p]).match_file(rel)]
-        return hits or list(self.exclude_patterns)
+        hits = [p for p, spec in self._each if spec.match_file(rel)]
+        return hits or [p for p, _ in self._each]
 
     def not_included(self, rel: str) -> bool:
         """Whether include patterns were given and none takes ``rel``."""
