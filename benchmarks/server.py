@@ -3,9 +3,10 @@
     python benchmarks/server.py [--clients 32] [--seconds 8] [--index kb.ragkit] [--baseline-src DIR]
 
 Each phase starts `ragkit serve` in its own process (the real embedding model, a loopback stand-in
-upstream answering chat in ``--upstream-ms``), waits for ``/ready``, then drives it from this process
-with ``--clients`` concurrent clients for ``--seconds`` and prints req/s, p50 and p99 latency, errors,
-and the server process's CPU seconds per request. Every query is distinct (the server caches the
+upstream answering chat in ``--upstream-ms``), waits for ``/health``, then drives it from this
+process with ``--clients`` concurrent clients for ``--seconds`` (in ``--rounds`` turns interleaved
+with the other phases of the same route) and prints req/s, p50 and p99 latency, errors, and the
+server process's CPU milliseconds per request. Every query is distinct (the server caches the
 last 256 query vectors, which would hide the embedding cost).
 
 Phases: ``/search`` with query batching off (``--no-batching``) and on, side by side; chat (JSON,
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -71,6 +73,9 @@ def stand_in_upstream(delay: float) -> tuple[ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
 
 
+_NUMBERS = itertools.count()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -108,7 +113,7 @@ def query(rng: random.Random, n: int) -> str:
 
 
 async def drive(root: str, route: str, clients: int, seconds: float) -> dict[str, Any]:
-    rng, counter = random.Random(route), iter(range(10**9))
+    rng, counter = random.Random(route), _NUMBERS  # one count for the whole run: no query text repeats
     latencies: list[float] = []
     errors: dict[str, int] = {}
     stop = time.perf_counter() + seconds
@@ -138,27 +143,40 @@ async def drive(root: str, route: str, clients: int, seconds: float) -> dict[str
         began = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(clients)))
         took = time.perf_counter() - began
-    lat = np.array(latencies or [float("nan")]) * 1000
-    return {"n": len(latencies), "rps": len(latencies) / took, "p50": float(np.percentile(lat, 50)),
-            "p99": float(np.percentile(lat, 99)), "errors": sum(errors.values()), "error_kinds": errors}
+    return {"n": len(latencies), "seconds": took, "latencies": latencies, "errors": errors}
 
 
-def phase(name: str, route: str, args: argparse.Namespace, index: Path, upstream: str, src: Path,
-          extra: list[str]) -> dict[str, Any]:
-    proc, root = start_server(index, upstream, src, extra)
+def phases(route: str, plan: list[tuple[str, Path, list[str]]], args: argparse.Namespace, index: Path,
+           upstream: str) -> None:
+    """Start one server per phase of ``route``, then drive them in turn, ``--rounds`` times (interleaved,
+    so a change in the machine's other load falls on every phase alike), and print one row each."""
+    servers = [(name, *start_server(index, upstream, src, extra)) for name, src, extra in plan]
     try:
-        asyncio.run(drive(root, route, min(4, args.clients), 1.0))  # warm up: first requests, JIT-ish caches
-        cpu0 = cpu_seconds(proc.pid)
-        result = asyncio.run(drive(root, route, args.clients, args.seconds))
-        result["cpu_ms"] = (cpu_seconds(proc.pid) - cpu0) / max(1, result["n"]) * 1000
+        for _, _, root in servers:
+            asyncio.run(drive(root, route, min(4, args.clients), 1.0))  # warm up: first requests, caches
+        totals: dict[str, dict[str, Any]] = {name: {"n": 0, "s": 0.0, "cpu": 0.0, "lat": [], "errors": {}}
+                                              for name, _, _ in servers}
+        for _ in range(args.rounds):
+            for name, proc, root in servers:
+                cpu0 = cpu_seconds(proc.pid)
+                result = asyncio.run(drive(root, route, args.clients, args.seconds / args.rounds))
+                total = totals[name]
+                total["cpu"] += cpu_seconds(proc.pid) - cpu0
+                total["n"] += result["n"]
+                total["s"] += result["seconds"]
+                total["lat"] += result["latencies"]
+                for kind, count in result["errors"].items():
+                    total["errors"][kind] = total["errors"].get(kind, 0) + count
+        for name, total in totals.items():
+            lat = np.array(total["lat"] or [float("nan")]) * 1000
+            errors = sum(total["errors"].values())
+            print(f"| {name:<34} | {total['n'] / total['s']:7.1f} | {np.percentile(lat, 50):7.1f} | "
+                  f"{np.percentile(lat, 99):7.1f} | {total['cpu'] / max(1, total['n']) * 1000:10.1f} | {errors:6d} |"
+                  + (f" {total['errors']}" if errors else ""), flush=True)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    result["name"] = name
-    print(f"| {name:<34} | {result['rps']:7.1f} | {result['p50']:7.1f} | {result['p99']:7.1f} | "
-          f"{result['cpu_ms']:10.1f} | {result['errors']:6d} |" + (f" {result['error_kinds']}" if result["errors"] else ""),
-          flush=True)
-    return result
+        for _, proc, _ in servers:
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 def build_index(work: Path) -> Path:
@@ -174,7 +192,8 @@ def build_index(work: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=8.0, help="per phase (default 8)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per phase, all rounds together (default 8)")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds per phase (default 4)")
     parser.add_argument("--index", type=Path, help="an index to serve (default: the samples, built once)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/ragkit-bench-server"))
     parser.add_argument("--upstream-ms", type=float, default=50.0, help="the stand-in upstream's answer time")
@@ -189,19 +208,14 @@ def main() -> None:
           f"stand-in upstream {args.upstream_ms:g} ms\n")
     print("| phase                              |   req/s | p50 ms  | p99 ms  | CPU ms/req | errors |")
     print("|------------------------------------|---------|---------|---------|------------|--------|")
-    plan = []
-    if args.baseline_src and "search" not in args.skip:
-        plan.append(("/search, baseline", "search", args.baseline_src, []))
-    if "search" not in args.skip:
-        plan += [("/search, batching off", "search", ROOT, ["--no-batching"]),
-                 ("/search, batching on", "search", ROOT, [])]
-    if args.baseline_src and "chat" not in args.skip:
-        plan.append(("chat, baseline (client per call)", "chat", args.baseline_src, []))
-    if "chat" not in args.skip:
-        plan.append(("chat, pooled upstream client", "chat", ROOT, []))
+    search = [("/search, baseline", args.baseline_src, [])] if args.baseline_src else []
+    search += [("/search, batching off", ROOT, ["--no-batching"]), ("/search, batching on", ROOT, [])]
+    chat = [("chat, baseline (client per call)", args.baseline_src, [])] if args.baseline_src else []
+    chat += [("chat, pooled upstream client", ROOT, [])]
     try:
-        for name, route, src, extra in plan:
-            phase(name, route, args, index, upstream, src, extra)
+        for route, plan in (("search", search), ("chat", chat)):
+            if route not in args.skip:
+                phases(route, plan, args, index, upstream)
     finally:
         upstream_server.shutdown()
 

@@ -220,7 +220,7 @@ def create_app(
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     @app.post("/search")
-    async def search(body: SearchRequest, request: Request) -> dict[str, Any]:
+    async def search(body: SearchRequest, request: Request) -> JSONResponse:
         check(request, [("query", body.query)])
         scoped = pipeline_for(request, body.filters)
         note(request, content=body.query)
@@ -230,7 +230,8 @@ def create_app(
             vector = await batcher.vector(query)
         hits = await asyncio.to_thread(scoped.retrieve, query, k=body.k, mode=body.mode, query_vector=vector)
         note(request, hits=len(hits))
-        return {"query": body.query, "hits": jsonable_encoder([hit.to_dict() for hit in hits])}
+        # a response, not a dict: FastAPI would run jsonable_encoder over the whole answer a second time
+        return JSONResponse({"query": body.query, "hits": jsonable_encoder([hit.to_dict() for hit in hits])})
 
     @app.post("/prompt")
     async def prompt(body: PromptRequest, request: Request) -> Any:
