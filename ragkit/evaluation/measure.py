@@ -56,7 +56,8 @@ class QueryCache:
 
     def __init__(self, index: "Index", queries: Mapping[str, str], show_progress: bool) -> None:
         ids = list(queries)
-        vectors = index.embedder.encode([queries[q] for q in ids], show_progress=show_progress)
+        # queries, not passages: the query prompt and runtime (ragkit.text.embedders.records.QuerySide)
+        vectors = index.query_encoder.embedder.encode([queries[q] for q in ids], show_progress=show_progress)
         self.vectors = dict(zip(ids, vectors))
 
     def associations(self, dataset: EvalDataset) -> QueryAssociations:
