@@ -43,6 +43,7 @@ class CompletionRecord:
     hits: list[dict[str, Any]]
     context_sufficient: bool = True
     created: float = field(default_factory=time.time)
+    principal: str | None = None  # who was answered, where the server has principals
 
     @classmethod
     def from_answer(cls, completion_id: str, question: str, answer: Any) -> CompletionRecord:

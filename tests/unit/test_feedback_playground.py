@@ -193,3 +193,33 @@ def test_ragkit_ui_serves_the_playground_with_no_model(index, tmp_path: Path, mo
     assert c.get("/ui/search", params={"q": "swarm"}).status_code == 200
     r = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "swarm?"}]})
     assert r.status_code == 503
+
+
+def test_principals_see_only_their_scope_and_their_own_answers(index, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+    import json
+
+    from ragkit.server.principals import PrincipalStore
+
+    config = tmp_path / "server.json"
+    config.write_text(json.dumps({"principals": [
+        {"name": "alice", "token_sha256": hashlib.sha256(b"alice-token").hexdigest(), "filters": {"type": "markdown"}},
+        {"name": "bob", "token_sha256": hashlib.sha256(b"bob-token").hexdigest(), "filters": {"type": "text"}},
+    ]}))
+    rag = RAG(index, PromptBuilder("qa", min_score=None), lambda messages, **o: "See [1].", k=3)
+    app = create_app(rag, principals=PrincipalStore(config))
+    alice, bob = (TestClient(app, base_url="http://127.0.0.1", headers={"Authorization": f"Bearer {who}-token"})
+                  for who in ("alice", "bob"))
+    assert "health/varroa.md" not in bob.get("/ui/search", params={"q": "varroa mites summer"}).text
+    assert "health/varroa.md" in alice.get("/ui/search", params={"q": "varroa mites summer"}).text
+    assert bob.get("/ui/passage", params={"doc_id": "varroa", "chunk_id": "varroa#0"}).status_code == 404
+    assert "swarm.md" not in alice.get("/ui/compare", params={"q": "swarm spring"}).text
+    completion = ask(alice, "When are varroa mites treated?")
+    assert bob.get(f"/ui/completion/{completion}").status_code == 404  # another principal's answer
+    assert bob.post("/v1/feedback", json={"completion_id": completion, "rating": "up"}).status_code == 404
+    assert alice.post("/v1/feedback", json={"completion_id": completion, "rating": "up"}).status_code == 200
+    stored = FeedbackStore.for_index(index).all()
+    assert [f.principal for f in stored] == ["alice"]
+    prompt = bob.post("/ui/prompt", json={"question": "When are varroa mites treated?"}).text
+    assert "feedback #" not in prompt  # alice's approved answer is no example for bob
+    assert "health/varroa.md" not in prompt

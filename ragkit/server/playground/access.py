@@ -54,14 +54,19 @@ def narrowed(request: Any, asked: dict[str, Any] | None) -> dict[str, Any] | Non
     return scope_for(request, asked)
 
 
-def in_scope(request: Any, metadata: dict[str, Any]) -> bool:
-    """Whether a document (its metadata) is one the caller may see."""
+def in_scope(request: Any, records: list[dict[str, Any]]) -> list[bool]:
+    """Which records (a document's or an example's metadata) the caller may see. Under a scope, a record
+    without the scope's fields is not seen (as the server's scoping treats untagged examples)."""
     scope = narrowed(request, None)
     if not scope:
-        return True
+        return [True] * len(records)
+    from ragkit.errors import FilterError
     from ragkit.storage.filters import filter_mask
 
-    return bool(filter_mask(scope, [metadata])[0])
+    try:
+        return [bool(ok) for ok in filter_mask(scope, records)] if records else []
+    except FilterError:
+        return [False] * len(records)
 
 
 class ShellMiddleware:

@@ -25,6 +25,7 @@ from ragkit.errors import RagkitError
 from ragkit.feedback.record import CompletionRecord, RecentCompletions
 from ragkit.pipeline.rag import normalize_messages
 from ragkit.prompting.templates import messages_to_text
+from ragkit.server.playground.access import principal_of
 
 __all__ = ["CHAT_PATH", "CompletionCapture", "RecordingGenerator"]
 
@@ -41,6 +42,7 @@ class _Slot:
     response: bytearray = field(default_factory=bytearray)
     status: int = 0
     streamed: bool = False
+    principal: str | None = None
 
 
 _SLOT: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("ragkit_completion_slot", default=None)
@@ -119,6 +121,7 @@ class CompletionCapture:
         async def teed_send(message: Any) -> None:
             if message["type"] == "http.response.start":
                 slot.status = message["status"]
+                slot.principal = principal_of(scope)  # set by the token check inside, on this same scope
                 headers = dict(message.get("headers") or [])
                 slot.streamed = headers.get(b"content-type", b"").startswith(b"text/event-stream")
             elif message["type"] == "http.response.body":
@@ -150,7 +153,7 @@ class CompletionCapture:
                  "source": p["source"]} for p in passages]
         self.completions.remember(CompletionRecord(
             completion_id, turns[-1]["content"], self._query(turns, slot), text, messages_to_text(messages),
-            messages, passages, hits, context_sufficient=bool(passages)))
+            messages, passages, hits, context_sufficient=bool(passages), principal=slot.principal))
 
     def _query(self, turns: list[dict[str, str]], slot: _Slot) -> str:
         """What was searched: the rule's condensed query (cheap, the same as the pipeline's), or the

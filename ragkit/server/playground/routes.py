@@ -89,6 +89,13 @@ class Playground:
                                       analyzer=self.index.analyzer) if chosen else None
         self.rag.builder = builder
 
+    def answer(self, completion_id: str, request: Any) -> Any:
+        """The remembered answer, if it was given to this caller (another principal's is not seen)."""
+        record = self.completions.get(completion_id)
+        if record is None or (record.principal or None) != principal_of(request.scope):
+            return None
+        return record
+
     def fields(self) -> list[dict[str, Any]]:
         docs = []
         for doc_id, text, meta in self.index.backend.iter_documents():
@@ -121,9 +128,17 @@ class Playground:
         hits = self.rag.retrieve(query, filters=filters, **settings)
         return hits, {**settings, "filters": asked}
 
-    def builder_for(self, request: PromptRequest) -> PromptBuilder:
-        """The server's builder, or one like it with another template (a built-in or edited source)."""
+    def builder_for(self, request: PromptRequest, http: Any) -> PromptBuilder:
+        """The server's builder, or one like it with another template (a built-in or edited source),
+        with only the examples the caller's scope admits."""
         base = self.rag.builder
+        if base.examples is not None:
+            admitted = in_scope(http, [dict(e.metadata) for e in base.examples])
+            if not all(admitted):
+                kept = [e for e, ok in zip(base.examples, admitted) if ok]
+                base = copy.copy(base)
+                base.examples = ExampleSet(kept, source=base.examples.source, embedder=self.index.embedder,
+                                           analyzer=self.index.analyzer) if kept else None
         if not request.template_source and not request.template:
             return base
         source = request.template_source
@@ -184,7 +199,7 @@ def router(playground: Playground) -> APIRouter:
     @api.get("/ui/passage", include_in_schema=False)
     async def passage(doc_id: str, chunk_id: str, request: Request) -> HTMLResponse:
         document = await asyncio.to_thread(pg.document, doc_id)
-        if document is not None and not in_scope(request, dict(document.metadata)):
+        if document is not None and not in_scope(request, [dict(document.metadata)])[0]:
             document = None  # outside the caller's scope: as if it did not exist
         chunks = await asyncio.to_thread(pg.index.chunker.split, document) if document is not None else []
         found = views.passage_in_document(document, chunks, chunk_id)
@@ -193,7 +208,7 @@ def router(playground: Playground) -> APIRouter:
     @api.post("/ui/prompt", include_in_schema=False)
     async def prompt(request: PromptRequest, http: Request) -> HTMLResponse:
         try:
-            builder = pg.builder_for(request)
+            builder = pg.builder_for(request, http)
             hits = await asyncio.to_thread(pg.rag.retrieve, request.question, filters=narrowed(http, pg.rag.filters))
             built = await asyncio.to_thread(builder.build, request.question, hits)
         except RagkitError as exc:  # a template error (sandboxed), an unknown name, no room
@@ -202,8 +217,8 @@ def router(playground: Playground) -> APIRouter:
                          template=builder.template.name)
 
     @api.get("/ui/completion/{completion_id}", include_in_schema=False)
-    async def completion(completion_id: str) -> HTMLResponse:
-        record = pg.completions.get(completion_id)
+    async def completion(completion_id: str, request: Request) -> HTMLResponse:
+        record = pg.answer(completion_id, request)
         if record is None:
             return pg.render("error.html", 404, message=f"no answer {completion_id} in this server's memory")
         return pg.render("completion.html", record=record, cited=set(record.cited_doc_ids()),
@@ -214,7 +229,7 @@ def router(playground: Playground) -> APIRouter:
     async def feedback(body: FeedbackRequest, request: Request) -> JSONResponse:
         if pg.store is None:
             return _error(503, "this server keeps no feedback (the index is not a local folder)", "no_feedback")
-        record = pg.completions.get(body.completion_id)
+        record = pg.answer(body.completion_id, request)
         if record is None:
             return _error(404, f"no chat completion {body.completion_id!r} in this server's memory: feedback is "
                           f"taken on the last {pg.completions.size} answers since the server started", "unknown_completion")
