@@ -236,11 +236,13 @@ _PARAGRAPH = frozenset(
 )
 _LINE = frozenset("div li tr dt dd caption figcaption summary legend option body html br".split())
 _SPACE = frozenset({"td", "th"})
+_TABLE = frozenset({"table", "tr", "td", "th"})
 _WS = re.compile(r"\s+")
 
 
 class _HTMLText(HTMLParser):
-    """Collects the visible text of an HTML page, with headings as Markdown ``#`` lines.
+    """Collects the visible text of an HTML page, with headings as Markdown ``#`` lines and tables as
+    Markdown rows (the first row the header; a cell's paragraphs and lines stay on its row).
 
     HTMLParser is a flat tokenizer, so arbitrarily deep nesting costs no recursion.
     """
@@ -255,6 +257,7 @@ class _HTMLText(HTMLParser):
         self._heading = False
         self._newlines = 2  # newlines at the end of the output; 2 at the start so no leading break
         self._space = False  # whitespace seen since the last word
+        self._tables: list[list[int]] = []  # open tables: [cells of the open row, -1 if none; rows closed]
 
     def text(self) -> str:
         return "".join(self._out).strip()
@@ -275,8 +278,10 @@ class _HTMLText(HTMLParser):
             self._skip.append(tag)
         elif self._skip:
             return
-        elif self._heading and (tag in _PARAGRAPH or tag in _LINE):
-            self._space = True  # keep a heading on one line
+        elif tag in _TABLE and (tag == "table" or self._tables):
+            self._table_start(tag)
+        elif (self._heading or self._in_cell()) and (tag in _PARAGRAPH or tag in _LINE):
+            self._space = True  # keep a heading, and a table row, on one line
         elif len(tag) == 2 and tag[0] == "h" and tag[1] in "123456":
             self._break(2)
             self._out.append("#" * int(tag[1]) + " ")
@@ -293,6 +298,14 @@ class _HTMLText(HTMLParser):
             self._titled = self._titled or (tag == "title" and bool(self._title))
             del self._skip[len(self._skip) - 1 - self._skip[::-1].index(tag) :]
         elif self._skip:
+            return
+        elif tag in _TABLE and self._tables:
+            if tag in ("tr", "table"):
+                self._end_row()
+            if tag == "table":
+                self._tables.pop()
+                self._break(2)
+        elif self._in_cell() and (tag in _PARAGRAPH or tag in _LINE):
             return
         elif len(tag) == 2 and tag[0] == "h" and tag[1] in "123456":
             self._heading = False
@@ -314,6 +327,8 @@ class _HTMLText(HTMLParser):
             self._newlines = len(data) - len(stripped) + (self._newlines if not stripped else 0)
             return
         words = _WS.sub(" ", data)
+        if self._in_cell():
+            words = words.replace("|", "\\|")  # a literal bar must not start a new column
         if not words.strip():
             self._space = self._space or bool(words)
             return
@@ -321,3 +336,36 @@ class _HTMLText(HTMLParser):
             self._out.append(" ")
         self._out.append(words.strip())
         self._newlines, self._space = 0, words[-1] == " "
+
+    def _in_cell(self) -> bool:
+        return bool(self._tables) and self._tables[-1][0] > 0
+
+    def _table_start(self, tag: str) -> None:
+        if tag == "table":
+            self._end_row()  # a table nested in a cell ends the outer row
+            self._break(2)
+            self._tables.append([-1, 0])
+            return
+        state = self._tables[-1]
+        if tag == "tr" or state[0] < 0:  # a cell outside <tr> opens a row too
+            self._end_row()
+            self._break(1)
+            self._out.append("|")
+            state[0] = 0
+        if tag != "tr":
+            if state[0] > 0:
+                self._out.append(" |")
+            state[0] += 1
+        self._newlines, self._space = 0, True
+
+    def _end_row(self) -> None:
+        """Close the open row of the innermost table; after its first row, the header separator."""
+        if not self._tables or self._tables[-1][0] < 0:
+            return
+        state = self._tables[-1]
+        self._out.append(" |")
+        if state[1] == 0:
+            self._out.append("\n|" + " --- |" * max(state[0], 1))
+        state[0], state[1] = -1, state[1] + 1
+        self._newlines = 0
+        self._break(1)

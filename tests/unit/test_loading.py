@@ -146,7 +146,7 @@ def test_html_visible_text_with_markdown_headings(tmp_path: Path) -> None:
     assert meta == {"source": "page.html", "title": "My & Page", "type": "html"}
     assert text == (
         "# Main Title\n\nHello bold world <3\n\nline one\nline two\n\nitem 1\nitem 2\n\n"
-        "### Sub section\n\n  code\n    indented\n\na b"
+        "### Sub section\n\n  code\n    indented\n\n| a | b |\n| --- | --- |"  # a table as Markdown rows (issue 18)
     )
     for hidden in ("secret", "color", "enable js", "tmpl", "comment", "My & Page"):
         assert hidden not in text

@@ -62,3 +62,15 @@ def test_slide_and_sheet_locations_reach_each_chunk() -> None:
     assert [(c.metadata["slide"], c.metadata["headings"]) for c in chunks] == [
         (1, ["Slide 1: Intro"]), (2, ["Slide 2: Mites"])]
     assert "locations" not in chunks[0].metadata and "outline" not in chunks[0].metadata
+
+
+def test_an_html_table_becomes_markdown_rows_under_its_header() -> None:
+    from ragkit.ingest.loading import load_bytes
+
+    html = (b"<h1>Yields</h1><table><thead><tr><th>Hive</th><th>Honey | kg</th></tr></thead><tbody>"
+            b"<tr><td>Hive 1</td><td><p>12</p><div>spring</div></td></tr><tr><td>Hive 2</td><td></td></tr>"
+            b"</tbody></table><p>After the table.</p>")
+    text = load_bytes(html, "yields.html")[0].text
+    assert text == ("# Yields\n\n| Hive | Honey \\| kg |\n| --- | --- |\n| Hive 1 | 12 spring |\n| Hive 2 | |\n\n"
+                    "After the table.")
+    assert list(table_spans(text, 0, len(text)))  # the chunker sees it as a table
