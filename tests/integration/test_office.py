@@ -181,3 +181,26 @@ def test_a_docx_that_is_not_a_zip_is_reported(tmp_path: Path) -> None:
         z.writestr("word/document.xml", "<nope/>")
     with pytest.raises(LoadError, match="cannot read Word file"):
         load_bytes(buf.getvalue(), "y.docx")
+
+
+def test_a_question_about_one_cell_of_a_200_row_sheet_finds_its_row_under_the_header(tmp_path: Path) -> None:
+    import openpyxl
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Colonies"
+    sheet.append(["Hive", "Apiary", "Queen marking colour", "Varroa count"])
+    colours = ["white", "yellow", "red", "green", "blue"]
+    for i in range(1, 201):
+        sheet.append([f"H-{i:03d}", f"Orchard {i % 9}", colours[i % 5], (i * 37) % 101])
+    sheet.cell(row=151, column=3, value="violet")  # hive H-150: the one cell asked about
+    book.save(docs / "colonies.xlsx")
+    with open_fake_index(tmp_path / "kb") as index:
+        assert index.sync(docs).added == ("colonies.xlsx",)
+        assert len(index) > 5  # the table is spread over many chunks
+        hit = index.search("which hive has a violet queen marking colour", k=1, mode="bm25")[0]
+    header = "| Hive | Apiary | Queen marking colour | Varroa count |\n| --- | --- | --- | --- |"
+    assert "| H-150 | Orchard 6 | violet |" in hit.text and hit.metadata["sheet"] == "Colonies"
+    assert hit.text.startswith(header) or hit.metadata["table_header"] == header
