@@ -90,3 +90,40 @@ def test_stop_ends_the_watch_and_the_index_is_whole(tmp_path: Path) -> None:
     assert check_index(tmp_path / "kb.ragkit") == []
     with open_fake_index(tmp_path / "kb.ragkit") as index:
         assert len(index.documents()) in (20, 21)
+
+
+WATCHER = r"""
+import sys
+sys.path.insert(0, sys.argv[3])
+from fakes import open_fake_index
+index = open_fake_index(sys.argv[2])
+index.watch(sys.argv[1], on_sync=lambda report: print("synced", flush=True), debounce_ms=100)
+"""
+
+
+def test_a_sigkill_during_a_watched_sync_leaves_the_index_before_or_after(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    folder, index_path = tmp_path / "docs", tmp_path / "kb.ragkit"
+    folder.mkdir()
+    (folder / "first.md").write_text("# First\n\nThe first note.\n")
+    tests = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", WATCHER, str(folder), str(index_path), str(tests)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "synced"  # the first sync is written
+        for i in range(200):  # a batch that takes a while to sync
+            (folder / f"n{i}.md").write_text(f"# Note {i}\n\n" + f"Comb {i} is drawn out. " * 200)
+        time.sleep(0.6)  # into the sync of the batch
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert check_index(index_path) == []
+    with open_fake_index(index_path) as index:
+        count = len(index.documents())
+        print(f"\nkilled with {count} documents indexed")
+        assert count in (1, 201)
