@@ -204,3 +204,28 @@ def test_a_question_about_one_cell_of_a_200_row_sheet_finds_its_row_under_the_he
     header = "| Hive | Apiary | Queen marking colour | Varroa count |\n| --- | --- | --- | --- |"
     assert "| H-150 | Orchard 6 | violet |" in hit.text and hit.metadata["sheet"] == "Colonies"
     assert hit.text.startswith(header) or hit.metadata["table_header"] == header
+
+
+@needs_tesseract
+def test_images_are_read_by_ocr_once_enabled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    from ragkit.ingest import registry
+
+    monkeypatch.setattr(registry, "_registry", {})
+    monkeypatch.setattr(registry, "_overrides", {})
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    image = Image.new("L", (900, 200), 255)
+    ImageDraw.Draw(image).text((40, 60), "Queen excluder stored in the shed", fill=0,
+                               font=ImageFont.load_default(size=40))
+    image.save(docs / "label.png")
+    with open_fake_index(tmp_path / "kb") as index:
+        report = index.sync(docs)
+        assert "label.png" not in report.added  # an image is not read unless asked for
+        registry.enable_image_ocr()
+        report = index.sync(docs)
+        assert report.added == ("label.png",) and "label.png: read by OCR" in report.notes
+        hit = index.search("queen excluder shed", k=1, mode="bm25")[0]
+    assert hit.source == "label.png" and hit.metadata["page"] == 1 and hit.metadata["type"] == "image"
