@@ -332,8 +332,14 @@ class Index:
 
     def folder_settings(self, folder: str | os.PathLike[str]) -> FolderSettings | None:
         """What the index remembers about a synced folder (namespace, patterns), or ``None``."""
-        stored = (self.config.folders or {}).get(str(Path(folder).resolve()))
+        stored = self._stored_folders().get(str(Path(folder).resolve()))
         return None if stored is None else FolderSettings.from_dict(stored)
+
+    def _stored_folders(self) -> dict[str, Any]:
+        """The folders' settings as stored now: another process may have synced a folder since this
+        index was opened."""
+        stored = self.backend.get_config()
+        return dict((stored.get("folders") if stored else self.config.folders) or {})
 
     def _plan_folder(
         self, root: Path, root_key: str, options: dict[str, Any], load: Callable[[bytes, Path, str], list[Document]],
@@ -341,7 +347,7 @@ class Index:
     ) -> FolderPlan:
         """The folder's settings (remembered ones, or the options that replace them), its listing, and the
         plan: read-only, so a dry run and a sync plan alike."""
-        folders = {k: FolderSettings.from_dict(v) for k, v in (self.config.folders or {}).items()}
+        folders = {k: FolderSettings.from_dict(v) for k, v in self._stored_folders().items()}
         manifest = self.backend.manifest(root_key)
         settings, notes = resolve_folder(
             folders.get(root_key), folder_name=Path(root_key).name, synced_before=bool(manifest),
@@ -369,12 +375,18 @@ class Index:
         return {f.namespace: k for k, f in folders.items() if k != root_key and self.backend.manifest(k)}
 
     def _remember_folder(self, root_key: str, settings: FolderSettings) -> None:
-        folders = dict(self.config.folders or {})
+        folders = self._stored_folders()
         if folders.get(root_key) != settings.to_dict():
             folders[root_key] = settings.to_dict()
-            config = replace(self.config, folders=folders)
-            self.backend.set_config(config.to_dict())
-            self.config = config
+            self._update_config(folders=folders)
+
+    def _update_config(self, **changes: Any) -> None:
+        """Store ``changes`` over the config as stored now, under the writer lock: what another process
+        stored since this index was opened (another folder, tuned settings) is kept, not overwritten."""
+        stored = self.backend.get_config()
+        config = replace(IndexConfig.from_dict(stored) if stored else self.config, **changes)
+        self.backend.set_config(config.to_dict())
+        self.config = config
 
     def _dry_run(self, folder_plan: FolderPlan, started: float, show_progress: bool | None) -> SyncReport:
         """The report of a sync that writes nothing: chunks of the changed files, those whose text is not in
@@ -511,8 +523,7 @@ class Index:
         if timed_chunks >= _RATE_MIN_CHUNKS and timed > 0:
             rate = {"model": self.config.model, "chunks_per_second": round(timed_chunks / timed, 2),
                     "chunks": timed_chunks}
-            self.config = replace(self.config, embedding_rate=rate)
-            self.backend.set_config(self.config.to_dict())
+            self._update_config(embedding_rate=rate)
         return vectors
 
     def _estimate(self, texts: list[str]) -> tuple[float, str]:

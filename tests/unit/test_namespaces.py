@@ -144,3 +144,14 @@ def test_an_index_copied_with_its_folder_and_re_pointed_keeps_the_ids(tmp_path: 
     with open_fake_index(tmp_path / "copy" / "kb") as index:
         report = index.sync(tmp_path / "copy" / "docs")
         assert report.namespace == "" and report.unchanged == ("guide/setup.md", "intro.md") and not report.failed
+
+
+def test_two_open_indexes_keep_each_others_folders(tmp_path: Path) -> None:
+    a, b = write(tmp_path / "a", DOCS), write(tmp_path / "b", DOCS)
+    with open_fake_index(tmp_path / "kb") as first:
+        first.sync(a)
+        with open_fake_index(tmp_path / "kb") as second:  # opened before `first` remembers a pattern
+            first.sync(a, exclude=["guide/"])
+            assert second.sync(b).namespace == "b"
+            assert second.folder_settings(a).exclude == ("guide/",)  # not lost to a stale config
+        assert first.sync(a).exclude == ("guide/",) and first.folder_settings(b).namespace == "b"
