@@ -132,6 +132,6 @@ def test_a_100_page_scan_is_bounded_by_the_time_limit(tmp_path: Path) -> None:
     (docs / "fuel.md").write_text("# Fuel\n\nCardboard and bellows smoke.\n")
     sync(docs, tmp_path / "kb")
     scanned_pdf(docs / "scan.pdf", 100)
-    report, failed, found, seconds = sync(docs, tmp_path / "kb", parse_seconds=4, parse_memory=1_000_000_000)
+    _, failed, found, seconds = sync(docs, tmp_path / "kb", parse_seconds=4, parse_memory=1_000_000_000)
     assert "too complex" in failed["scan.pdf"] and "parse_seconds" in failed["scan.pdf"]
     assert "fuel.md" in found and seconds < 12, seconds
