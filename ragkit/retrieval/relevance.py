@@ -12,7 +12,7 @@ evidence are on such a scale already, and each is mapped through a logistic:
   against the query's own background (what adaptive fusion uses) separates far worse (AUROC 0.08 to
   0.81): an off-topic query's scores are low *and* flat, so its best one still stands out.
 - **lexical**: the BM25 score as a share of the query's ideal score, where query words no document
-  holds count at the IDF of an unseen word (see ``storage.bm25.bm25_ideal_score``). Without that, an
+  holds count at the IDF of an unseen word (see ``storage.bm25.bm25_unseen_weight``). Without that, an
   off-topic question matching one common word is measured against that word alone and looks perfect.
   On a large collection common words match everywhere (off-topic shares reach 1.2 on SciFact), so
   this leg alone is half-convinced only at the ideal itself (share 1: every query word, rare ones

@@ -249,7 +249,8 @@ def _hybrid_relevance(
 
     if not len(ids):
         return np.zeros(0)
-    share = exact(bm25) / stats.bm25_ideal if stats.bm25_ideal > 0 else np.zeros(len(ids))
+    ideal = stats.bm25_ideal + stats.bm25_unseen  # query words no chunk holds count against (relevance.py)
+    share = exact(bm25) / ideal if ideal > 0 else np.zeros(len(ids))
     return relevance(share, exact(dense))
 
 

@@ -94,6 +94,7 @@ class LegStatistics:
     bm25_ideal: float
     dense_background: np.ndarray
     n_searched: int
+    bm25_unseen: float = 0.0  # the ideal-score weight of query words no chunk holds (for relevance)
 
 
 class StaleSnapshot(RagkitError):

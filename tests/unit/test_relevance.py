@@ -8,7 +8,7 @@ import pytest
 
 from ragkit import ConfigError, Document, Hit, PromptBuilder
 from ragkit.retrieval import relevance as rel
-from ragkit.storage.bm25 import BM25Index, bm25_ideal_score, unseen_idf
+from ragkit.storage.bm25 import BM25Index, bm25_ideal_score, bm25_unseen_weight, unseen_idf
 
 CORPUS = [
     Document("oxalic", "Treat varroa mites with oxalic acid dribble in winter.", {}),
@@ -36,10 +36,11 @@ def test_relevance_is_noisy_or_of_the_legs_searched() -> None:
 
 def test_query_words_the_collection_lacks_count_against_the_ideal_score() -> None:
     index = BM25Index.build([["bee", "hive"], ["honey"], ["bee", "wax"]])
-    held = bm25_ideal_score(index, ["bee"])
-    assert bm25_ideal_score(index, ["bee", "violin", "viola"]) == pytest.approx(held + 2 * unseen_idf(3, index.params))
+    query = ["bee", "violin", "viola"]
+    assert bm25_ideal_score(index, query) == bm25_ideal_score(index, ["bee"])  # ranking: held words only
+    assert bm25_unseen_weight(index, query) == pytest.approx(2 * unseen_idf(3, index.params))
     assert unseen_idf(3, index.params) > index.term_idf(np.array([index.vocab["honey"]]))[0]  # rarer than rarest
-    assert bm25_ideal_score(index, ["violin"]) > 0  # nothing held: still an ideal no document reaches
+    assert bm25_unseen_weight(index, ["bee"]) == 0.0
 
 
 def test_every_searched_hit_carries_a_relevance_in_0_1(fake_index) -> None:  # type: ignore[no-untyped-def]

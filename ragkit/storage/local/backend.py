@@ -32,7 +32,7 @@ from ragkit.storage.base import (
     StaleSnapshot,
     StorageSettings,
 )
-from ragkit.storage.bm25 import BM25Index, bm25_ideal_score
+from ragkit.storage.bm25 import BM25Index, bm25_ideal_score, bm25_unseen_weight
 from ragkit.storage.dense import DenseIndex
 from ragkit.storage.filters import Filters, compile_filters, filter_mask
 from ragkit.storage.local import cache
@@ -370,6 +370,7 @@ class LocalView:
             bm25_ideal=bm25_ideal_score(self.snap.bm25, query.tokens),
             dense_background=self._background() @ query.needs_vector(),
             n_searched=int(self.mask.sum()) if self.mask is not None else self.snap.dense.n_rows,
+            bm25_unseen=bm25_unseen_weight(self.snap.bm25, query.tokens),
         )
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
