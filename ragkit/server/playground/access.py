@@ -44,13 +44,11 @@ def principal_of(scope: dict[str, Any]) -> str | None:
 def narrowed(request: Any, asked: dict[str, Any] | None) -> dict[str, Any] | None:
     """The filters a playground search for ``request`` must use: the caller's scope ANDed with ``asked``.
 
-    The single place the playground applies scopes: the server's own ``scope_for`` where the server
-    has principals with scopes, else ``asked`` unchanged.
+    The single place the playground applies scopes: the server's own :func:`~ragkit.server.auth.scope_for`
+    (``asked`` unchanged for an unrestricted caller).
     """
-    try:
-        from ragkit.server.auth import scope_for  # type: ignore[attr-defined]
-    except ImportError:  # a server without principals: one token, no scopes
-        return asked
+    from ragkit.server.auth import scope_for
+
     return scope_for(request, asked)
 
 

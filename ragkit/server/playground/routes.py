@@ -30,6 +30,7 @@ from ragkit.prompting.templates import builtin_dir, builtin_names, load_template
 from ragkit.retrieval.settings import FUSION_METHODS, SEARCH_MODES
 from ragkit.server.playground import views
 from ragkit.server.playground.access import SECURITY_HEADERS, in_scope, narrowed, principal_of
+from ragkit.server.principals import narrow
 from ragkit.types import Document
 
 __all__ = ["Playground", "router"]
@@ -61,7 +62,6 @@ class Playground:
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                                       undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
         self._own_examples = rag.builder.examples
-        self._examples: dict[tuple[int, float], Any] = {}  # kept so a prompt being built keeps its objects
         self.feedback_examples = feedback_examples and store is not None
         if self.feedback_examples:
             self.refresh_examples()
@@ -81,9 +81,8 @@ class Playground:
         """
         if not self.feedback_examples:
             return
-        approved = {(f.id, f.output): f for f in self.store.approved()}  # type: ignore[union-attr]
-        self._examples = {key: self._examples.get(key) or as_example(f) for key, f in approved.items()}
-        chosen = [*(self._own_examples or []), *self._examples.values()]
+        approved = [as_example(f) for f in self.store.approved()]  # type: ignore[union-attr]
+        chosen = [*(self._own_examples or []), *approved]
         builder = copy.copy(self.rag.builder)
         builder.examples = ExampleSet(chosen, source="feedback", embedder=self.index.embedder,
                                       analyzer=self.index.analyzer) if chosen else None
@@ -122,7 +121,7 @@ class Playground:
         if associations in ("on", "off"):
             settings["associations"] = associations == "on"
         asked = views.parse_filters({k.removeprefix(prefix): v for k, v in params.items()})
-        filters = narrowed(request, asked)
+        filters = narrowed(request, narrow(self.rag.filters, asked))  # the server's filter, the form's, the scope
         if not query:
             return [], settings
         hits = self.rag.retrieve(query, filters=filters, **settings)
