@@ -120,22 +120,6 @@ def test_tune_from_feedback_refuses_too_few_approved_answers(kb) -> None:  # typ
         tune_from_feedback(kb, store)
 
 
-def test_tune_from_feedback_lifts_the_approved_document_for_a_similar_question(kb) -> None:  # type: ignore[no-untyped-def]
-    store = FeedbackStore.for_index(kb)
-    assert approve_targets(kb, store, TOPICS) == 32
-    assert len(feedback_dataset(store).queries) == 32
-    result = tune_from_feedback(kb, store)
-    assert result.accepted and result.associations is not None and len(result.associations) == 32
-    assert result.train_score > result.default_train_score and result.heldout_score >= result.default_heldout_score
-    kb.save_query_associations(result.associations)
-    settings = {k: v for k, v in result.best.items() if k.startswith("association")}
-    for t in TOPICS:  # a phrasing nobody rated
-        question = f"Who tends the {t.thing} in {t.place} these days?"
-        before = next(h for h in kb.search(question, 5, associations=False) if h.doc_id == t.target)
-        after = next(h for h in kb.search(question, 5, **settings) if h.doc_id == t.target)
-        assert after.rank < before.rank and after.associated_question in t.questions()  # measured: 16 of 16
-
-
 def test_cli_feedback_export_and_delete(kb, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     store = FeedbackStore.for_index(kb)
     for i, t in enumerate(TOPICS[:2]):
@@ -151,14 +135,23 @@ def test_cli_feedback_export_and_delete(kb, tmp_path: Path, capsys) -> None:  # 
     assert main(["feedback", "export", "--index", str(tmp_path / "nowhere")]) == 2
 
 
-def test_cli_tune_from_feedback_saves_associations_and_keeps_fusion(kb, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_tune_from_feedback_lifts_the_approved_document_for_a_similar_question(kb, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`ragkit tune --from-feedback`: cross-validated associations saved, fusion settings kept."""
     kb.save_retrieval_settings({"method": "rrf", "rrf_k": 30})
-    approve_targets(kb, FeedbackStore.for_index(kb), TOPICS)
+    store = FeedbackStore.for_index(kb)
+    assert approve_targets(kb, store, TOPICS) == 32 and len(feedback_dataset(store).queries) == 32
     path = str(kb.path)
     kb.close()
     monkeypatch.setattr("ragkit.index.Embedder", lambda name, device=None: FakeEmbedder(name))
-    assert main(["tune", "--index", path, "--from-feedback", "-q"]) == 0, capsys.readouterr().err
-    assert "32 approved answers kept as evidence" in capsys.readouterr().out
+    assert main(["tune", "--index", path, "--from-feedback", "-q", "--json", "-"]) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert result["accepted"] and result["associations"] == 32 and "32 approved answers kept as evidence" in err
+    assert result["train"] > result["default_train"] and result["heldout"] >= result["default_heldout"]
     with open_fake_index(path) as index:
         assert index.config.retrieval["method"] == "rrf" and index.config.retrieval["associations"] is True
-        assert len(index.query_associations) == 32
+        for t in TOPICS:  # a phrasing nobody rated
+            question = f"Who tends the {t.thing} in {t.place} these days?"
+            before = next(h for h in index.search(question, 5, associations=False) if h.doc_id == t.target)
+            after = next(h for h in index.search(question, 5) if h.doc_id == t.target)
+            assert after.rank < before.rank and after.associated_question in t.questions()  # measured: 16 of 16
