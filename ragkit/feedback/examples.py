@@ -3,9 +3,11 @@
 >>> builder = PromptBuilder("qa", examples=ragkit.feedback.examples(index))   # doctest: +SKIP
 
 Each :class:`~ragkit.prompting.examples.Example` is the question asked and the approved answer (the
-correction when there is one). Its ``metadata`` says where it came from (``source="feedback"``, the
+correction when there is one). Its ``metadata`` says where it came from (``origin="feedback"``, the
 feedback and completion ids, ``rating``, ``corrected``, ``time``), which the playground's prompt view
-shows beside each chosen example. A thumbs-down answer without a correction is never an example.
+shows beside each chosen example, and carries what the cited documents' metadata has in common
+(``source``, ``team``, ``acl``, ...), so a caller's scope admits the example where it admits the
+documents the answer rests on. A thumbs-down answer without a correction is never an example.
 Selection is the :class:`~ragkit.prompting.examples.ExampleSet`'s own (``similar`` by default), with
 the index's embedder and analyzer, so no second model is loaded.
 """
@@ -23,7 +25,7 @@ __all__ = ["as_example", "examples"]
 def as_example(feedback: Feedback) -> Example:
     """One approved judgement as an example, its origin in ``metadata``."""
     return Example(feedback.record.question, feedback.output, {
-        "source": "feedback", "feedback_id": feedback.id, "completion_id": feedback.completion_id,
+        **feedback.record.cited_metadata, "origin": "feedback", "feedback_id": feedback.id, "completion_id": feedback.completion_id,
         "rating": feedback.rating, "corrected": bool(feedback.correction), "time": feedback.created,
         "principal": feedback.principal,
     })

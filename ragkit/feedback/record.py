@@ -19,7 +19,7 @@ from typing import Any
 
 from ragkit.errors import ConfigError
 
-__all__ = ["CompletionRecord", "RecentCompletions", "cited_markers"]
+__all__ = ["CompletionRecord", "RecentCompletions", "cited_markers", "common_metadata"]
 
 RECENT_COMPLETIONS = 1000  # answers a server remembers for feedback; older ones can no longer be rated
 _MARKERS = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
@@ -44,6 +44,9 @@ class CompletionRecord:
     context_sufficient: bool = True
     created: float = field(default_factory=time.time)
     principal: str | None = None  # who was answered, where the server has principals
+    # What the cited documents' metadata has in common (see common_metadata): a scope admits the
+    # approved answer as an example exactly where it admits every document the answer rests on.
+    cited_metadata: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_answer(cls, completion_id: str, question: str, answer: Any) -> CompletionRecord:
@@ -72,6 +75,23 @@ class CompletionRecord:
             return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
         except TypeError as exc:
             raise ConfigError(f"feedback record is incomplete: {exc}") from None
+
+
+def common_metadata(records: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The metadata every record agrees on: a field they share with one value, or the values common to
+    a list field (``acl``). A field they differ on is left out, so a filter on it admits none of them."""
+    if not records:
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in records[0].items():
+        values = [r.get(key) for r in records]
+        if isinstance(value, list) and all(isinstance(v, list) for v in values):
+            shared = [v for v in value if all(v in other for other in values[1:])]
+            if shared:
+                out[key] = shared
+        elif not isinstance(value, (dict, list)) and all(v == value for v in values):
+            out[key] = value
+    return out
 
 
 def cited_markers(text: str) -> list[int]:

@@ -86,7 +86,7 @@ def test_approved_answers_become_examples_chosen_by_similarity_with_their_origin
     builder = PromptBuilder("qa", examples=found, num_examples=1, min_score=None)
     prompt = builder.build(TOPICS[0].questions()[1], kb.search(TOPICS[0].questions()[1], 3))
     assert [e.output for e in prompt.examples] == ["Ask the keeper [1]."]
-    assert prompt.examples[0].metadata["source"] == "feedback" and "Ask the keeper" in prompt.text
+    assert prompt.examples[0].metadata["origin"] == "feedback" and "Ask the keeper" in prompt.text
 
 
 def test_a_record_of_a_pipeline_answer_keeps_what_was_searched_shown_and_cited(kb) -> None:  # type: ignore[no-untyped-def]
@@ -100,6 +100,14 @@ def test_a_record_of_a_pipeline_answer_keeps_what_was_searched_shown_and_cited(k
     assert record.query == answer.query != record.question  # the condensed follow-up
     assert [p["marker"] for p in record.passages] == [1, 2, 3] and record.prompt_messages == answer.prompt.messages
     assert record.cited_doc_ids() == [answer.citations[0].doc_id]
+
+
+def test_common_metadata_keeps_only_what_every_cited_document_shares() -> None:
+    from ragkit.feedback.record import common_metadata
+
+    docs = [{"team": "a", "kind": "x", "acl": ["ops", "dev"], "page": 1}, {"team": "a", "kind": "y", "acl": ["dev"]}]
+    assert common_metadata(docs) == {"team": "a", "acl": ["dev"]}
+    assert common_metadata([]) == {}
 
 
 def test_cited_markers_reads_every_form() -> None:

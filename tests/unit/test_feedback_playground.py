@@ -221,5 +221,8 @@ def test_principals_see_only_their_scope_and_their_own_answers(index, tmp_path: 
     stored = FeedbackStore.for_index(index).all()
     assert [f.principal for f in stored] == ["alice"]
     prompt = bob.post("/ui/prompt", json={"question": "When are varroa mites treated?"}).text
-    assert "feedback #" not in prompt  # alice's approved answer is no example for bob
+    assert "feedback #" not in prompt  # alice's approved answer rests on a document bob may not see
     assert "health/varroa.md" not in prompt
+    assert stored[0].record.cited_metadata["type"] == "markdown"
+    own = alice.post("/ui/prompt", json={"question": "When are varroa mites treated?"}).text
+    assert "feedback #1 (thumbs up)" in own  # in alice's scope: the document it cites is hers to see

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from ragkit.errors import ConfigError, RagkitError
 from ragkit.feedback.examples import as_example
-from ragkit.feedback.record import RecentCompletions
+from ragkit.feedback.record import RecentCompletions, common_metadata
 from ragkit.feedback.store import FeedbackStore
 from ragkit.prompting.builder import PromptBuilder
 from ragkit.prompting.examples import ExampleSet
@@ -94,6 +95,20 @@ class Playground:
         if record is None or (record.principal or None) != principal_of(request.scope):
             return None
         return record
+
+    def with_cited_metadata(self, record: Any, correction: str | None) -> Any:
+        """``record`` with what the documents its approved text cites share in their metadata (one search
+        restricted to those documents)."""
+        cited = record.cited_doc_ids(correction or record.answer)
+        if not cited:
+            return record
+        hits = self.index.search(record.query, 10 * len(cited), filters={"doc_id": {"in": cited}})
+        by_doc: dict[str, Any] = {}
+        for hit in hits:
+            by_doc.setdefault(hit.doc_id, {**hit.metadata, "doc_id": hit.doc_id})
+        if set(by_doc) != set(cited):  # a cited document is gone: nothing can be said to be in common
+            return record
+        return dataclasses.replace(record, cited_metadata=common_metadata([by_doc[d] for d in cited]))
 
     def fields(self) -> list[dict[str, Any]]:
         docs = []
@@ -233,6 +248,7 @@ def router(playground: Playground) -> APIRouter:
             return _error(404, f"no chat completion {body.completion_id!r} in this server's memory: feedback is "
                           f"taken on the last {pg.completions.size} answers since the server started", "unknown_completion")
         try:
+            record = await asyncio.to_thread(pg.with_cited_metadata, record, body.correction)
             stored = await asyncio.to_thread(pg.store.add, record, rating=body.rating, correction=body.correction,
                                              comment=body.comment, principal=principal_of(request.scope))
         except ConfigError as exc:

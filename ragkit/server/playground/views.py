@@ -123,7 +123,7 @@ def prompt_parts(prompt: Prompt, builder: PromptBuilder, question: str) -> dict[
 
 
 def _origin(metadata: Mapping[str, Any]) -> str:
-    if metadata.get("source") == "feedback":
+    if metadata.get("origin") == "feedback":
         how = "corrected" if metadata.get("corrected") else "thumbs up"
         return f"feedback #{metadata.get('feedback_id')} ({how})"
     return str(metadata.get("source") or "examples file")
