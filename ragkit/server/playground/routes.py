@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import logging
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,7 @@ from ragkit.types import Document
 
 __all__ = ["Playground", "router"]
 
+logger = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _NOT_IN_CONTEXT = re.compile(r"context does not contain", re.IGNORECASE)
 MAX_FIELD_DOCUMENTS = 5000  # documents read to list the metadata fields a search can filter on
@@ -102,7 +104,11 @@ class Playground:
         cited = record.cited_doc_ids(correction or record.answer)
         if not cited:
             return record
-        hits = self.index.search(record.query, 10 * len(cited), filters={"doc_id": {"in": cited}})
+        try:
+            hits = self.index.search(record.query, 10 * len(cited), filters={"doc_id": {"in": cited}})
+        except RagkitError as exc:  # the rating matters more than its tags: stored untagged (no scope admits it)
+            logger.warning("cited documents' metadata not found for feedback: %s", exc)
+            return record
         by_doc: dict[str, Any] = {}
         for hit in hits:
             by_doc.setdefault(hit.doc_id, {**hit.metadata, "doc_id": hit.doc_id})
