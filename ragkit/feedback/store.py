@@ -29,10 +29,11 @@ from typing import Any, Literal
 
 from ragkit.errors import ConfigError
 from ragkit.feedback.record import CompletionRecord
+from ragkit.storage.local.swap import KEPT_ACROSS_REBUILD
 
 __all__ = ["FEEDBACK_FILE", "RATINGS", "Feedback", "FeedbackStore", "Rating"]
 
-FEEDBACK_FILE = "feedback.sqlite"
+FEEDBACK_FILE = KEPT_ACROSS_REBUILD[0]  # so ``ragkit index --rebuild`` carries it into the new folder
 Rating = Literal["up", "down"]
 RATINGS = ("up", "down")
 MAX_TEXT = 20_000  # characters of a correction or comment

@@ -163,3 +163,20 @@ def test_tune_from_feedback_lifts_the_approved_document_for_a_similar_question(k
             before = next(h for h in index.search(question, 5, associations=False) if h.doc_id == t.target)
             after = next(h for h in index.search(question, 5) if h.doc_id == t.target)
             assert after.rank < before.rank and after.associated_question in t.questions()  # measured: 16 of 16
+
+
+def test_a_rebuild_keeps_the_feedback(tmp_path: Path) -> None:
+    from ragkit.storage.local.swap import rebuild
+
+    path = tmp_path / "kb.ragkit"
+    with open_fake_index(path) as index:
+        index.add(documents(TOPICS))
+        FeedbackStore.for_index(index).add(record_for(index, TOPICS[0].questions()[0], "c-kept"), rating="up")
+
+    def build(folder: Path) -> None:
+        with open_fake_index(folder) as fresh:
+            fresh.add(documents(TOPICS[:2]))
+
+    rebuild(path, build)
+    kept = FeedbackStore(path / "feedback.sqlite").all()
+    assert [f.completion_id for f in kept] == ["c-kept"] and kept[0].rating == "up"

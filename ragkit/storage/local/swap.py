@@ -20,9 +20,11 @@ import errno
 import logging
 import os
 import shutil
-from contextlib import nullcontext
+import sqlite3
+from collections.abc import Callable
+from contextlib import closing, nullcontext
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from ragkit.errors import ConfigError, IndexLockedError, RagkitError, RebuildError
 from ragkit.storage.local.cache import seed_from
@@ -34,6 +36,10 @@ T = TypeVar("T")
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
+
+# Databases that other layers keep inside the index folder and that no rebuild recreates (people's
+# judgements, ragkit.feedback): carried into the new folder at the last moment before the swap.
+KEPT_ACROSS_REBUILD = ("feedback.sqlite",)
 
 
 def rebuild(path: str | os.PathLike[str], build: Callable[[Path], T], *, lock_timeout: float | None = 0.0) -> T:
@@ -57,6 +63,8 @@ def rebuild(path: str | os.PathLike[str], build: Callable[[Path], T], *, lock_ti
             if path.exists():
                 _reuse_vectors(new, path)
             result = build(new)
+            if path.exists():
+                _carry_kept(path, new)
             swap_in(new, path)
         except IndexLockedError:
             raise
@@ -77,6 +85,18 @@ def _reuse_vectors(new: Path, old: Path) -> None:
         seed_from(store, old)
     finally:
         store.close()
+
+
+def _carry_kept(old: Path, new: Path) -> None:
+    """Copy the old folder's kept databases into the new one, each as one consistent snapshot (SQLite's
+    backup API, which reads through a writer's WAL; a plain file copy could tear a page)."""
+    for name in KEPT_ACROSS_REBUILD:
+        source = old / name
+        if not source.is_file():
+            continue
+        with closing(sqlite3.connect(source, timeout=10.0)) as src, closing(sqlite3.connect(new / name)) as dst:
+            src.backup(dst)
+        logger.info("kept %s across the rebuild", name)
 
 
 def swap_in(new: Path, path: Path) -> None:
