@@ -54,7 +54,13 @@ _ALERT = re.compile(r"^([ \t]*>[ \t]*)\[!(?:NOTE|TIP|IMPORTANT|WARNING|CAUTION)\
 _ROLE = re.compile(r"\{([a-z][\w:.-]*)\}(`+)(.+?)\2")
 _ROLE_TARGET = re.compile(r"^(.*?)\s*<[^<>]*>$")
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
-_TAG = re.compile(r"</?([A-Za-z][\w-]{0,30})(?:\s[^<>]{0,2000})?/?>")
+# HTML elements docs use in Markdown; other <words> are text (List<String>, <your-token>).
+_HTML_TAGS = ("a|abbr|article|aside|b|big|blockquote|br|button|center|cite|code|dd|del|details|dfn|div|dl|dt|em|figcaption|figure|font|"
+              "footer|form|h[1-6]|header|hr|i|iframe|img|input|ins|kbd|label|li|main|mark|nav|ol|option|p|path|picture|"
+              "pre|q|s|samp|section|select|small|source|span|strong|sub|summary|sup|svg|table|tbody|td|textarea|th|"
+              "thead|tr|u|ul|var|video")
+_SCRIPT = re.compile(r"^[ \t]*<(script|style)\b", re.IGNORECASE)  # a block whose content is code, not text
+_TAG = re.compile(rf"</?((?i:{_HTML_TAGS}))(?:\s[^<>]{{0,2000}})?/?>")
 _SPACE_TAGS = frozenset({"br", "img", "hr", "p", "div", "td", "th", "tr", "li", "ul", "ol", "table", "section",
                          "details", "summary", "figure"})
 _ICON = re.compile(r":(?:material|fontawesome|octicons|simple)-[\w-]+:")
@@ -184,6 +190,10 @@ class _Cleaner:
             return self._colon_fence(lines, i, m, depth, out)
         if (m := _RST.match(line)) is not None:
             return self._rst(lines, i, m, depth, out)
+        if (m := _SCRIPT.match(line)) is not None:
+            closing = f"</{m[1].lower()}>"
+            end = next((j for j in range(i, len(lines)) if closing in lines[j].lower()), len(lines) - 1)
+            return end + 1
         if "<!--" in line and "-->" not in line.split("<!--", 1)[1] and not _in_code_span(line, line.index("<!--")):
             return self._comment(lines, i, out)
         return None

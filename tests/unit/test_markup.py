@@ -135,6 +135,11 @@ def test_html_comments_tags_icons_and_alerts() -> None:
     assert lines(text) == ["Intro  text with origin.", "Line break  done.", ">", "> Alert body."]
 
 
+def test_only_html_elements_are_tags_and_script_or_style_blocks_go_whole() -> None:
+    assert lines("A List<String> and <your-token>.") == ["A List<String> and <your-token>."]
+    assert lines("<style>\n.x { color: red }\n</style>\n<script src=\"a.js\"></script>\nText.") == ["Text."]
+
+
 def test_code_is_code_fences_and_spans_are_kept_exactly() -> None:
     fence = '```md\n!!! note "x"\n    body\n## T { #id }\n<!-- c -->\n.. note:: y\n=== "Tab"\n```'
     assert strip_markup(fence) == fence
