@@ -69,6 +69,8 @@ def _serving_args(p: Any) -> None:
                    help="connections and requests at once; beyond it, 503 (default 512)")
     p.add_argument("--header-timeout", type=float, default=10.0,
                    help="seconds a client may take to send a request's headers (default 10)")
+    p.add_argument("--body-timeout", type=float, default=30.0,
+                   help="seconds a client may take to send a request's body (default 30)")
     p.add_argument("--keep-alive", type=float, default=5.0, help="seconds an idle connection is kept (default 5)")
     p.add_argument("--stream-deadline", type=float, default=600.0,
                    help="seconds a whole streamed answer may take (default 600)")
@@ -112,6 +114,7 @@ def _settings(args: argparse.Namespace) -> Any:
 
     for flag, value in (("--max-body-mb", args.max_body_mb), ("--max-message-chars", args.max_message_chars),
                         ("--header-timeout", args.header_timeout), ("--keep-alive", args.keep_alive),
+                        ("--body-timeout", args.body_timeout),
                         ("--stream-deadline", args.stream_deadline), ("--max-connections", args.max_connections)):
         if not value > 0:
             raise ConfigError(f"{flag} must be > 0, got {value}")
@@ -119,7 +122,8 @@ def _settings(args: argparse.Namespace) -> Any:
     if hosts is None and not is_loopback(args.host) and args.host not in ("0.0.0.0", "::"):
         hosts = (*LOOPBACK_NAMES, args.host)  # the name it was told to listen on is its own
     try:
-        return ServerSettings(max_body_bytes=int(args.max_body_mb * 2**20), max_message_chars=args.max_message_chars,
+        return ServerSettings(max_body_bytes=int(args.max_body_mb * 2**20), body_timeout=args.body_timeout,
+                              max_message_chars=args.max_message_chars,
                               allow_hosts=hosts, requests_per_minute=args.requests_per_minute,
                               max_streams=args.max_streams, batch_queries=not args.no_batching,
                               log_content=args.log_content)

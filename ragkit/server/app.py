@@ -261,7 +261,7 @@ def _add_middleware(app: FastAPI, cfg: ServerSettings, token: str | None, princi
     app.add_middleware(RateLimit, limits=limits)  # each add wraps the ones before: added innermost first
     if token or principals is not None:
         app.add_middleware(BearerAuth, token=token, principals=principals)
-    app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes, timeout=cfg.body_timeout)
     hosts = cfg.allow_hosts if cfg.allow_hosts is not None else (None if token or principals else LOOPBACK_NAMES)
     if hosts:
         app.add_middleware(HostCheck, allowed=hosts)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import threading
@@ -49,13 +50,16 @@ class _TooLarge(HTTPException):
 
 
 class BodyLimit:
-    """ASGI middleware: a request body over ``max_bytes`` gets 413 without being read whole."""
+    """ASGI middleware: a request body over ``max_bytes`` gets 413 without being read whole, and one
+    that takes over ``timeout`` seconds to arrive gets 408 (a client trickling its body would
+    otherwise hold a connection and a task as long as it likes)."""
 
-    def __init__(self, app: Any, *, max_bytes: int) -> None:
+    def __init__(self, app: Any, *, max_bytes: int, timeout: float | None = 30.0) -> None:
         if max_bytes < 1:
             raise ConfigError(f"the body limit must be >= 1 byte, got {max_bytes}")
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout = timeout
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -65,11 +69,19 @@ class BodyLimit:
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             await self._refuse(scope, receive, send)
             return
-        seen, started = 0, False
+        seen, started, complete = 0, False, False
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
 
         async def counted() -> Any:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete
+            if complete or deadline is None:  # after the body, receive() waits for a disconnect: untimed
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise _TooLarge(408, f"the request body did not arrive within {self.timeout:g} s",
+                                headers={"Connection": "close"}) from None
+            complete = not message.get("more_body", False)
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
                 raise _TooLarge(413, self.message(), headers={"Connection": "close"})
@@ -82,16 +94,19 @@ class BodyLimit:
 
         try:
             await self.app(scope, counted, watched)
-        except _TooLarge:
+        except _TooLarge as exc:
             if not started:
-                await self._refuse(scope, receive, send)
+                await self._refuse(scope, receive, send, exc)
 
     def message(self) -> str:
         return (f"request body over the server's limit of {self.max_bytes / 2**20:g} MB ({self.max_bytes} bytes; "
                 "`ragkit serve --max-body-mb`)")
 
-    async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
-        refused = Refused(413, "request_too_large", self.message())
+    async def _refuse(self, scope: Any, receive: Any, send: Any, exc: _TooLarge | None = None) -> None:
+        if exc is not None and exc.status_code == 408:
+            refused = Refused(408, "request_timeout", str(exc.detail))
+        else:
+            refused = Refused(413, "request_too_large", self.message())
         response = refused.response()
         response.headers["Connection"] = "close"  # the rest of the body is not read
         await response(scope, receive, send)

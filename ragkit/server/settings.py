@@ -19,6 +19,7 @@ class ServerSettings:
     """
 
     max_body_bytes: int = 4 * 2**20          # --max-body-mb
+    body_timeout: float = 30.0                # --body-timeout: seconds for a body to arrive
     max_message_chars: int = 32_000           # --max-message-chars
     max_request_chars: int = 256_000          # all the texts of one request together
     allow_hosts: tuple[str, ...] | None = None  # --allow-host
@@ -39,5 +40,5 @@ class ServerSettings:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name} must be an int >= 1 or None, got {value!r}")
-        if not self.batch_window >= 0 or not self.health_ttl > 0:
-            raise ConfigError("batch_window must be >= 0 and health_ttl > 0 seconds")
+        if not self.batch_window >= 0 or not self.health_ttl > 0 or not self.body_timeout > 0:
+            raise ConfigError("batch_window must be >= 0, health_ttl and body_timeout > 0 seconds")

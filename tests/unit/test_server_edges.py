@@ -184,3 +184,18 @@ def test_a_garbage_stream_is_a_502_and_a_truncated_one_an_error_event(index) -> 
     assert "error" in events[-1] and "[DONE]" in events[-1]["error"]["message"]
     assert "data: [DONE]" not in cut.text.splitlines() and not any(e.get("choices", [{}])[0].get("finish_reason") == "stop"
                                                        for e in events[:-1])
+
+
+def test_a_body_that_trickles_in_is_a_408(index) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(RAG(index, generator=echo), settings=ServerSettings(body_timeout=0.5))
+    with serving(app) as root:
+        host, port = root.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as slow:
+            slow.sendall(b"POST /search HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n{\"query\": ")  # and the rest never
+            slow.settimeout(5)
+            started = time.perf_counter()
+            answer = slow.recv(4096)
+        ok = httpx.post(root + "/search", json={"query": "varroa"})
+    assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 0.5 s" in answer
+    assert time.perf_counter() - started < 3 and ok.status_code == 200

@@ -51,7 +51,8 @@ def test_concurrent_streams_per_principal_are_limited_and_released(index) -> Non
             time.sleep(0.3)
             yield word
 
-    app = create_app(RAG(index, generator=slow), settings=ServerSettings(max_streams=1))
+    # body_timeout shorter than a stream: only the body's arrival is timed, not the stream's disconnect wait
+    app = create_app(RAG(index, generator=slow), settings=ServerSettings(max_streams=1, body_timeout=0.2))
     ask = {"messages": [{"role": "user", "content": "honey frames"}], "stream": True}
     with serving(app) as root, ThreadPoolExecutor(2) as pool:
         first = pool.submit(httpx.post, root + "/v1/chat/completions", json=ask, timeout=10)
