@@ -141,9 +141,9 @@ class _Pages:
     def _finish(self) -> None:
         rel = self.context.source
         if self.ocr_pages:
-            self.notes.insert(0, f"OCR'd pages {_ranges(self.ocr_pages)}")
+            self.notes.insert(0, f"OCR'd {_pages(self.ocr_pages)}")
         if self.scanned and self.parts:
-            self.notes.append(f"pages {_ranges(self.scanned)} have no text layer and were not OCR'd: "
+            self.notes.append(f"{_pages(self.scanned)}: no text layer, not OCR'd: "
                               f"{self.ocr_missing} is missing (pip install 'ragkit[ocr]')")
         if self.parts:
             return
@@ -162,15 +162,15 @@ class _Pages:
         return starts
 
 
-def _ranges(numbers: list[int]) -> str:
-    """``[1, 2, 3, 7]`` as ``"1-3, 7"``."""
+def _pages(numbers: list[int]) -> str:
+    """``[1, 2, 3, 7]`` as ``"pages 1-3, 7"``, ``[4]`` as ``"page 4"``."""
     out: list[str] = []
     for n in numbers:
         if out and out[-1].split("-")[-1] == str(n - 1):
             out[-1] = f"{out[-1].split('-')[0]}-{n}"
         else:
             out.append(str(n))
-    return ", ".join(out)
+    return ("page " if len(numbers) == 1 else "pages ") + ", ".join(out)
 
 
 def _pdf_outline(reader: Any, rel: str, starts: list[list[int]]) -> list[list[Any]]:
