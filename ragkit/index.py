@@ -586,6 +586,17 @@ class Index:
     def learned_state(self) -> LearnedState:
         return LearnedState(self.query_adapter, self.query_associations)
 
+    def reload_learned(self) -> LearnedState:
+        """Search with what tuning stored since this index was opened (retrieval settings, query adapter,
+        associations), e.g. by a ``ragkit tune`` in another process or a server's feedback refresh,
+        without reopening: a long-lived server picks up a re-tune. Reads the config only; returns the state."""
+        stored = self.backend.get_config()
+        if stored:
+            fresh = IndexConfig.from_dict(stored)
+            self.config = replace(self.config, retrieval=fresh.retrieval, query_adapter=fresh.query_adapter,
+                                  query_associations=fresh.query_associations)
+        return self.learned_state()
+
     def retriever(self, **settings: Any) -> HybridRetriever:
         """A :class:`HybridRetriever` with the index's saved settings, overridden by ``settings``."""
         saved = dict(self.config.retrieval or {})
