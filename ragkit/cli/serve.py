@@ -50,6 +50,9 @@ def register(sub: Any, name: str) -> None:
     p.add_argument("--name", default="ragkit", help="model id this server reports (default ragkit)")
     p.add_argument("--timeout", type=float, default=60.0, help="upstream timeout in seconds (default 60)")
     p.add_argument("--retries", type=int, default=2, help="retries of transient upstream errors (default 2)")
+    p.add_argument("--refresh-feedback", type=float, metavar="SECONDS",
+                   help="every SECONDS, if new ratings arrived, re-learn query associations from the feedback "
+                   "(tune --from-feedback's guard) in the background; search uses them without a restart")
     _serving_args(p)
     p.set_defaults(func=cmd_serve)
 
@@ -137,6 +140,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ImportError(f'ragkit serve needs uvicorn: pip install "ragkit[server]" ({exc})') from exc
     app = build_app(args)
+    _refresh_feedback(args, app.state.rag.index)
     from ragkit.server.auth import is_loopback
 
     if not is_loopback(args.host) and not (args.token or os.environ.get(TOKEN_ENV) or args.config):
@@ -184,6 +188,17 @@ def _watch(args: argparse.Namespace, app: Any) -> None:
         access.addHandler(handler)
         access.setLevel(logging.INFO)
         access.propagate = False
+
+
+def _refresh_feedback(args: argparse.Namespace, index: Any) -> None:
+    """--refresh-feedback: a daemon thread re-learning associations from new feedback (ragkit.feedback.refresh)."""
+    if args.refresh_feedback is None:
+        return
+    if not 0 < args.refresh_feedback < float("inf"):
+        raise ConfigError(f"--refresh-feedback must be a positive number of seconds, got {args.refresh_feedback}")
+    from ragkit.feedback.refresh import FeedbackRefresher
+
+    FeedbackRefresher(index, every=args.refresh_feedback).start()
 
 
 def _bind(host: str, port: int) -> socket.socket:

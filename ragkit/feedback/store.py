@@ -147,6 +147,18 @@ class FeedbackStore:
             return []
         return [Feedback(*row[:7], CompletionRecord.from_dict(json.loads(row[7]))) for row in rows]
 
+    def version(self) -> tuple[int, float, int]:
+        """A stamp of the ratings and corrections stored (count, newest time, sum of ids): it changes when
+        one is added, re-rated or deleted, so a periodic refresh can skip a run when nothing is new.
+        Comment-only feedback does not count: it teaches ranking nothing."""
+        try:
+            with self._connect() as db:
+                row = db.execute("SELECT COUNT(*), COALESCE(MAX(created), 0), COALESCE(SUM(id), 0) FROM feedback "
+                                 "WHERE rating IS NOT NULL OR correction IS NOT NULL").fetchone()
+        except FileNotFoundError:
+            return (0, 0.0, 0)
+        return (int(row[0]), float(row[1]), int(row[2]))
+
     def approved(self) -> list[Feedback]:
         """The judgements whose answer a person approved (see :attr:`Feedback.approved`)."""
         return [f for f in self.all() if f.approved]
