@@ -81,28 +81,32 @@ class Pipelines:
     def __init__(self, rag: RAG) -> None:
         self.rag = rag
         self._lock = threading.Lock()
-        self._made: OrderedDict[str, RAG] = OrderedDict()
+        self._made: OrderedDict[str, tuple[Any, RAG]] = OrderedDict()  # key -> (the builder it was made from, RAG)
 
     def get(self, filters: Mapping[str, Any] | None) -> RAG:
         if not filters:
             return self.rag
-        key = json.dumps(filters, sort_keys=True, default=str)
+        # the builder is part of the key: the playground swaps in a new one when answers are approved
+        key = f"{id(self.rag.builder)}:{json.dumps(filters, sort_keys=True, default=str)}"
         with self._lock:
-            if key in self._made:
+            made = self._made.get(key)
+            if made is not None and made[0] is self.rag.builder:
                 self._made.move_to_end(key)
-                return self._made[key]
+                return made[1]
         scoped = copy.copy(self.rag)
         scoped.index = ScopedIndex(self.rag.index, filters)
         scoped.filters = None  # already inside the scoped index's filter
-        scoped.builder = _scoped_builder(self.rag.builder, filters)
+        scoped.builder = _scoped_builder(self.rag.builder, filters, self.rag.index)
         with self._lock:
-            self._made[key] = scoped
+            self._made[key] = (self.rag.builder, scoped)
             while len(self._made) > _CACHE:
                 self._made.popitem(last=False)
         return scoped
 
 
-def _scoped_builder(builder: Any, filters: Mapping[str, Any]) -> Any:
+def _scoped_builder(builder: Any, filters: Mapping[str, Any], index: Any) -> Any:
+    """``builder`` with only the examples ``filters`` admits: a new set, so even their selection
+    statistics (BM25 over the examples) come from the admitted ones alone."""
     examples = getattr(builder, "examples", None)
     if not examples:
         return builder
@@ -111,7 +115,9 @@ def _scoped_builder(builder: Any, filters: Mapping[str, Any]) -> Any:
         return builder
     scoped = copy.copy(builder)
     kept = [e for e, ok in zip(examples, keep) if ok]
-    scoped.examples = ExampleSet(kept, source=examples.source, weights=examples.weights) if kept else None
+    scoped.examples = ExampleSet(kept, source=examples.source, weights=examples.weights,
+                                 embedder=getattr(index, "embedder", None),
+                                 analyzer=getattr(index, "analyzer", None)) if kept else None
     return scoped
 
 

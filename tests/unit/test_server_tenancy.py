@@ -100,16 +100,20 @@ def test_associations_and_few_shot_examples_do_not_leak_across_scopes(index, tmp
     examples = ExampleSet([Example("team a example question", "SECRET-A answer", {"team": "a"}),
                            Example("team b example question", "SECRET-B answer", {"team": "b"}),
                            Example("untagged example", "UNTAGGED answer")])
-    builder = PromptBuilder("fewshot", examples=examples, example_strategy="fixed", num_examples=3)
+    builder = PromptBuilder("fewshot", examples=examples, example_strategy="similar", num_examples=3)
     rag = RAG(index, builder, generator=echo, k=6, retriever_settings={"associations": True,
                                                                       "association_weight": 100.0})
     store = PrincipalStore(write_config(tmp_path / "server.json"))
     with serving(create_app(rag, principals=store)) as root:
         alice = httpx.post(root + "/prompt", json={"question": question}, headers=headers("alice")).json()
         bob = httpx.post(root + "/search", json={"query": question}, headers=headers("bob")).json()
+        rag.builder = PromptBuilder("fewshot", examples=ExampleSet([Example("new a example", "NEWER-A answer",
+                                                                            {"team": "a"})]), example_strategy="fixed")
+        again = httpx.post(root + "/prompt", json={"question": question}, headers=headers("alice")).json()
     assert {c["doc_id"] for c in alice["citations"]} <= IDS_A and leaked(alice["text"], IDS_A) == []
     assert "SECRET-A" in alice["text"] and "SECRET-B" not in alice["text"] and "UNTAGGED" not in alice["text"]
     assert bob["hits"][0]["doc_id"] == "b-foulbrood" and bob["hits"][0]["association_score"]  # lifted, in scope
+    assert "NEWER-A" in again["text"] and "SECRET-A" not in again["text"]  # a builder swapped in later is used
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
