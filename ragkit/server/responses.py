@@ -29,6 +29,7 @@ from ragkit.errors import (
     RagkitError,
 )
 from ragkit.pipeline.rag import RAG, Answer, AsyncStreamedAnswer, Retrieved
+from ragkit.server.auth import principal_of
 from ragkit.server.limits import Refused
 
 __all__ = ["add_error_handlers", "completion", "error_body", "error_response", "internal_error", "next_piece",
@@ -188,10 +189,13 @@ def add_error_handlers(app: FastAPI) -> None:
         return exc.response()
 
     @app.exception_handler(ConfigError)
-    async def bad_value(_: Any, exc: ConfigError) -> JSONResponse:
+    async def bad_value(request: Any, exc: ConfigError) -> JSONResponse:
         if isinstance(exc, ModelMismatchError):  # the index's fault, and its message holds the path
             return internal_error(exc)
-        return error_response(400, str(exc), "invalid_request_error", "invalid_value")
+        message = str(exc)
+        if principal_of(request).restricted:  # the field list is every document's, not only the caller's
+            message = message.split("; fields in this index:")[0]
+        return error_response(400, message, "invalid_request_error", "invalid_value")
 
     @app.exception_handler(GeneratorError)
     async def generator_failed(_: Any, exc: GeneratorError) -> JSONResponse:

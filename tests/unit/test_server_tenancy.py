@@ -83,6 +83,8 @@ def test_disjoint_principals_see_only_their_own_documents_on_every_route(index, 
             assert bool(sources) == (name == "bob")  # the follow-up is about team b's documents
         assert httpx.post(root + "/search", json={"query": "bees"}, headers={"Authorization": "Bearer nope"}
                           ).status_code == 401
+        typo = httpx.post(root + "/search", json={"query": "bees", "filters": {"tema": "a"}}, headers=headers("alice"))
+    assert typo.status_code == 400 and "'tema'" in typo.text and "team" not in typo.text  # no field list
 
 
 def test_groups_match_the_acl_field(index, tmp_path) -> None:  # type: ignore[no-untyped-def]
