@@ -28,7 +28,7 @@ def load_recipe(data: bytes, context: LoadContext) -> list[Document]:
 
 
 def hog_memory(data: bytes, context: LoadContext) -> list[Document]:
-    blocks = [bytearray(100_000_000) for _ in range(50)]  # 5 GB: over any sane parse_memory
+    blocks = [bytearray(100_000_000) for _ in range(50)]  # 5 GB: over the 700 MB limit below
     return [Document(context.source, str(len(blocks)), context.metadata())]
 
 
@@ -80,7 +80,7 @@ def test_an_importable_loader_runs_in_the_worker_process_under_the_limits() -> N
 def test_a_plug_in_over_the_memory_limit_is_reported_as_too_complex() -> None:
     register_loader(".hog", hog_memory)
     with pytest.raises(LoadError, match="too complex"):
-        load_bounded(b"x", "a.hog", "a.hog", ParseLimits(memory_bytes=1_500_000_000))
+        load_bounded(b"x", "a.hog", "a.hog", ParseLimits(memory_bytes=700_000_000))
 
 
 def test_a_loader_only_this_process_has_runs_here_bounded_by_max_chars(caplog: pytest.LogCaptureFixture) -> None:
