@@ -26,10 +26,12 @@ class ParseLimits:
     """Limits on parsing one file.
 
     ``max_chars``: decoded (or extracted) characters per file; ``seconds``: wall-clock time to parse
-    one file; ``page_seconds``: time to extract one PDF page; ``memory_bytes``: address space of the
-    parsing process; ``in_process_bytes``: files other than PDFs smaller than this are parsed in the
-    syncing process (plain text, Markdown, HTML and JSON parse in linear time, and a worker process
-    per small file would cost more than the parse). ``None`` disables a time or memory limit.
+    one file; ``page_seconds``: time to read one PDF page (text layer or OCR) or image; ``memory_bytes``:
+    address space of the parsing process (and of the OCR program it runs); ``in_process_bytes``: files
+    smaller than this whose loader is not ``isolated`` in the registry (:mod:`ragkit.ingest.registry`:
+    plain text, Markdown, HTML, JSON, CSV) are parsed in the syncing process (they parse in linear
+    time, and a worker process per small file would cost more than the parse); PDF, Office, OCR and
+    plug-in loaders always parse in a worker. ``None`` disables a time or memory limit.
     """
 
     max_chars: int = 10_000_000
