@@ -4,8 +4,10 @@ passages, front matter in the hits' metadata, and a question in words finds the 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from pdfutil import make_pdf
 
 from ragkit import Index
 
@@ -99,17 +101,47 @@ MARKUP = ("{ #", "{#", "!!!", "???", "===", "--8<--", "{*", "{!", "///", "<!--",
           ".. include::", ".annotate", "title:", "tags:")
 
 
+SYNCED: dict[str, Any] = {}  # the fixture's sync report
+
+
 @pytest.fixture(scope="module")
 def docs_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
     root = tmp_path_factory.mktemp("mkdocs")
     for rel, text in PAGES.items():
         (root / "docs" / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / "docs" / rel).write_text(text, encoding="utf-8")
+    # The site's assets beside the pages, and a PDF whose code sample has '#' comment lines.
+    for rel in ("css/extra.css", "js/custom.js", "js/custom.js.map", "js/vendor.min.js", "package-lock.json"):
+        (root / "docs" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / "docs" / rel).write_text("body { color: red } /* middleware cors */\n", encoding="utf-8")
+    make_pdf(root / "docs" / "guide.pdf", [
+        "Installing the MIME database\n# update-mime-database command. DO NOT EDIT!\nRun the installer as root.",
+        "Page two explains uploads with UploadFile and size limits for multipart forms.",
+    ])
     index = Index(root / "kb.ragkit", show_progress=False)
     report = index.sync(root / "docs")
-    assert not report.failed and len(report.added) == len(PAGES)
+    assert not report.failed and len(report.added) == len(PAGES) + 1
+    SYNCED["report"] = report
     yield index
     index.close()
+
+
+def test_site_assets_are_skipped_and_reported_by_type(docs_index: Index) -> None:
+    report = SYNCED["report"]
+    reasons = {s.path: s.reason for s in report.skipped}
+    assert reasons == {"css/extra.css": "site asset", "js/custom.js": "site asset", "js/custom.js.map": "site asset",
+                       "js/vendor.min.js": "minified", "package-lock.json": "lock file"}, reasons
+    summary = report.summary()
+    assert "3 site assets (css/js/map)" in summary and "1 minified file" in summary and "1 lock file" in summary
+    assert not docs_index.search("color red", k=20, mode="bm25", filters={"source": "css/extra.css"})
+
+
+def test_a_pdf_comment_line_is_text_not_a_heading(docs_index: Index) -> None:
+    hits = [h for h in docs_index.search("upload size limits multipart", k=50, mode="bm25") if h.source == "guide.pdf"]
+    assert hits
+    for hit in hits:
+        assert not any("DO NOT EDIT" in h for h in hit.metadata.get("headings", [])), hit.metadata
+        assert "DO NOT EDIT" not in str(hit.metadata["title"])
 
 
 def test_a_question_in_words_finds_the_identifiers_section(docs_index: Index) -> None:
@@ -119,7 +151,7 @@ def test_a_question_in_words_finds_the_identifiers_section(docs_index: Index) ->
 
 def test_titles_headings_and_passages_hold_no_markup(docs_index: Index) -> None:
     hits = docs_index.search("documentation", k=100, mode="dense")  # every chunk
-    assert {h.source for h in hits} == set(PAGES)
+    assert {h.source for h in hits} == set(PAGES) | {"guide.pdf"}
     for hit in hits:
         shown = [hit.text, str(hit.metadata["title"]), *hit.metadata["headings"]]
         assert not [m for m in MARKUP for part in shown if m in part], (hit.chunk_id, shown)
