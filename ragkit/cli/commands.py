@@ -187,13 +187,18 @@ def cmd_index(args: argparse.Namespace) -> int:
         finally:
             index.close()
 
-    if args.rebuild and "://" not in args.index:
+    if args.rebuild:
         if not os.path.isdir(args.folder):  # checked first: a mistyped folder must not cost the index
             raise ConfigError(f"--rebuild: {args.folder} is not a folder; the index at {args.index} is untouched")
-        from ragkit.storage.local.swap import rebuild
-
         folder = _kept_folder_options(args, folder)  # a rebuild keeps the folder's namespace and patterns
-        report = rebuild(args.index, build, lock_timeout=args.wait)
+        if "://" in args.index:  # Milvus: new collections, then the index's pointer switched to them
+            from ragkit.storage.milvus.swap import rebuild as rebuild_milvus
+
+            report = rebuild_milvus(args.index, build, token=args.token, lock_timeout=args.wait)
+        else:
+            from ragkit.storage.local.swap import rebuild
+
+            report = rebuild(args.index, build, lock_timeout=args.wait)
     else:
         report = build(args.index)
     for failure in report.failed:
@@ -240,9 +245,14 @@ def _folder_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _kept_folder_options(args: argparse.Namespace, folder: dict[str, Any]) -> dict[str, Any]:
     """For ``--rebuild``: the old index's namespace and patterns for the folder, where no flag replaces them."""
-    if not os.path.exists(os.path.join(args.index, "ragkit.sqlite")):
+    from ragkit.errors import ConfigError
+
+    if "://" not in args.index and not os.path.exists(os.path.join(args.index, "ragkit.sqlite")):
         return folder
-    old = open_index(args.index)
+    try:
+        old = open_index(args.index, token=args.token)
+    except ConfigError:  # no Milvus index there yet
+        return folder
     try:
         kept = old.folder_settings(args.folder)
     finally:

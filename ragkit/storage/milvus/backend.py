@@ -34,9 +34,9 @@ import re
 import threading
 import uuid
 from collections import Counter
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, ContextManager, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -44,7 +44,7 @@ import numpy as np
 from ragkit.errors import ConfigError
 from ragkit.storage.base import CACHE_MAX_BYTES, Changes, FileEntry, PreparedDocument, StorageSettings
 from ragkit.storage.local.store import file_lock
-from ragkit.storage.milvus import cache, lite
+from ragkit.storage.milvus import cache, lite, pointer
 from ragkit.storage.milvus import statistics as stats
 from ragkit.storage.milvus.collections import MilvusCollections, key64
 from ragkit.storage.milvus.expressions import literal, value_kind
@@ -84,7 +84,7 @@ class MilvusBackend:
         pymilvus = _pymilvus()
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", collection):
             raise ConfigError(f"Milvus collection name must be letters, digits and _, got {collection!r}")
-        self.name = collection
+        self.name = collection  # the index's name; its collections' prefix changes with each rebuild (pointer.py)
         self.lite_path = lite_path
         if lite_path is not None:
             lite.rollback_supported()  # the capability check: warns once per process where it is missing
@@ -92,7 +92,7 @@ class MilvusBackend:
         else:
             options = {k: v for k, v in {"token": token, "db_name": db_name}.items() if v}
             client = pymilvus.MilvusClient(uri=uri, **options)
-        self.cols = MilvusCollections(client, pymilvus.DataType, collection, lite_path)
+        self.cols = MilvusCollections(client, pymilvus.DataType, pointer.active_prefix(client, collection), lite_path)
         if not self.cols.has("meta"):
             if not create:
                 self.close()
@@ -106,6 +106,28 @@ class MilvusBackend:
         self._generation: Generation | None = None
         self._generation_lock = threading.Lock()
         self._known_fields: set[tuple[str, str]] | None = None
+        self.generation = 0  # counts the times a rebuild switched the collections and this backend followed
+        self._pointed = pointer.pointer_collection(collection) in self.cols.present
+
+    def reopen_if_replaced(self) -> bool:
+        """Follow a rebuild that switched the index to new collections (``--rebuild``; one query per call)."""
+        client = self.cols.client
+        if not self._pointed:  # before the first rebuild: one listing, no query that could fail
+            self._pointed = pointer.pointer_collection(self.name) in client.list_collections()
+        prefix = (pointer.read_active(client, self.name) if self._pointed else None) or self.name
+        if prefix == self.cols.name:
+            return False
+        with self._generation_lock:
+            if prefix != self.cols.name:
+                cols = MilvusCollections(client, self.cols.types, prefix, self.lite_path)
+                for name in cols.own():
+                    cols.load(name)
+                self.cols, self._generation, self._known_fields = cols, None, None
+                self.settings = StorageSettings.from_config(self.get_config())
+                self.generation += 1
+                logger.info("%s was rebuilt; now reading collections %s (generation %d)", self.name, prefix,
+                            self.generation)
+        return True
 
     @classmethod
     def from_uri(cls, uri: str, *, token: str | None = None, create: bool = True,
@@ -157,8 +179,9 @@ class MilvusBackend:
 
     def set_config(self, config: Mapping[str, Any]) -> None:
         old = self.get_config()
-        if old is not None and old.get("model") != config.get("model"):
-            cache.trim(self.cols, 0)  # another model's vectors are worthless to this one
+        previous = old.get("model") if old is not None else self.cols.meta("cache_model")  # a rebuild's seed
+        if previous is not None and previous != config.get("model"):
+            cache.discard(self.cols)  # another model's vectors are worthless to this one
         self.cols.set_meta({"config": dict(config)})
         self.settings = StorageSettings.from_config(config)
         self._generation = None  # okapi's mean IDF and the caches depend on the settings
@@ -175,12 +198,16 @@ class MilvusBackend:
         rows = self.cols.rows_in("docs", "doc_id", list(doc_ids), ["doc_id", "text_hash"], "part == 0")
         return {r["doc_id"]: r["text_hash"] for r in rows}
 
-    def writer_lock(self, timeout: float | None) -> ContextManager[None]:
-        """Milvus Lite: a file lock beside the ``.db``. A server: none (see the module docstring)."""
-        if self.lite_path is None:
-            return nullcontext()
-        return file_lock(self.lite_path.with_name(self.lite_path.name + ".writer.lock"), timeout,
-                         f"{self.lite_path} is being written by another writer")
+    @contextmanager
+    def writer_lock(self, timeout: float | None) -> Iterator[None]:
+        """Milvus Lite: a file lock beside the ``.db``, one per index name. A server: none (see the module
+        docstring). Once held, collections a rebuild switched to meanwhile are followed first."""
+        own = "" if self.name == "ragkit" else f".{self.name}"  # the default name keeps its first lock file
+        with nullcontext() if self.lite_path is None else file_lock(
+                self.lite_path.with_name(f"{self.lite_path.name}{own}.writer.lock"), timeout,
+                f"{self.lite_path} (collection {self.name}) is being written by another writer"):
+            self.reopen_if_replaced()
+            yield
 
     def cached_vectors(self, hashes: list[str]) -> dict[str, np.ndarray]:
         return cache.cached_vectors(self.cols, hashes)
@@ -198,12 +225,13 @@ class MilvusBackend:
         of the module docstring (Milvus has no transactions)."""
         if changes.empty:
             return
-        rollback = lite.begin_write(self.lite_path, self.name, self.cols.own()) if self.lite_path else None
+        prefix = self.cols.name
+        rollback = lite.begin_write(self.lite_path, prefix, self.cols.own()) if self.lite_path else None
         try:
             self._apply(changes)
         finally:
             if rollback is not None:  # also after an exception: the batch stays as far as it got, as on a server
-                lite.end_write(self.lite_path, self.name, rollback, self.cols.own())  # type: ignore[arg-type]
+                lite.end_write(self.lite_path, prefix, rollback, self.cols.own())  # type: ignore[arg-type]
 
     def _apply(self, changes: Changes) -> None:
         cols, exclusive = self.cols, self.exclusive
@@ -313,6 +341,7 @@ class MilvusBackend:
     # -- search -----------------------------------------------------------------------------------
     def snapshot(self) -> MilvusView | None:
         """A view of the current generation (its totals and caches are rebuilt when any writer commits)."""
+        self.reopen_if_replaced()
         token = self.cols.meta("generation") or ""
         gen = self._generation
         if gen is None or gen.token != token:

@@ -58,6 +58,14 @@ def forget(cols: MilvusCollections, hashes: Sequence[str]) -> None:
         cols.delete("cache", list({key64(h) for h in hashes}))
 
 
+def discard(cols: MilvusCollections) -> None:
+    """Drop the whole cache collection: another model's vectors, perhaps of another dimension."""
+    if cols.has("cache"):
+        cols.client.drop_collection(cols.coll("cache"))
+        cols.present.discard(cols.coll("cache"))
+        logger.info("%s: the model changed; dropped the cached vectors of the previous one", cols.coll("cache"))
+
+
 def trim(cols: MilvusCollections, max_bytes: int | None = CACHE_MAX_BYTES) -> dict[str, int]:
     """Drop cache rows beyond ``max_bytes`` of vectors (``None``: no bound, 0: all of them)."""
     n = cols.count("cache")

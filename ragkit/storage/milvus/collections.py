@@ -18,11 +18,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ragkit.storage.base import StaleSnapshot
 from ragkit.storage.dense import DenseKind
 from ragkit.storage.milvus import lite
 from ragkit.storage.milvus.expressions import literal
@@ -119,9 +121,7 @@ class MilvusCollections:
     def ensure_vector_collections(self, dim: int, dense_kind: DenseKind) -> None:
         """The chunk and cache collections, once the first embedding gives their dimension."""
         T = self.types
-        if not self.has("cache"):
-            self._create("cache", [("hash", T.VARCHAR, {"max_length": 64}), ("vector", T.FLOAT_VECTOR, {"dim": dim})],
-                         {"vector": {"index_type": "FLAT", "metric_type": "IP"}})
+        self.ensure_cache(dim)
         if not self.has():
             text, nullable = {"max_length": 4096}, {"max_length": 4096, "nullable": True}
             dense = {"index_type": "HNSW", "metric_type": "IP", "params": {"M": 32, "efConstruction": 200}} \
@@ -137,10 +137,18 @@ class MilvusCollections:
                 "doc_id": {"index_type": "INVERTED"}, "embed_hash": {"index_type": "INVERTED"}})
         self.present = set(self.client.list_collections())
 
+    def ensure_cache(self, dim: int) -> None:
+        if not self.has("cache"):
+            T = self.types
+            self._create("cache", [("hash", T.VARCHAR, {"max_length": 64}), ("vector", T.FLOAT_VECTOR, {"dim": dim})],
+                         {"vector": {"index_type": "FLAT", "metric_type": "IP"}})
+            self.present = set(self.client.list_collections())
+
     # -- reads ------------------------------------------------------------------------------------
     def query(self, suffix: str, expr: str, fields: list[str], limit: int | None = None) -> list[dict[str, Any]]:
         kwargs = {"limit": limit} if limit is not None else {}
-        return self.client.query(self.coll(suffix), filter=expr, output_fields=fields, **kwargs)
+        with self._dropped_is_stale(self.coll(suffix)):
+            return self.client.query(self.coll(suffix), filter=expr, output_fields=fields, **kwargs)
 
     def count(self, suffix: str, expr: str = "") -> int:
         if not self.has(suffix):
@@ -168,9 +176,21 @@ class MilvusCollections:
 
     def search(self, field: str, data: Any, limit: int, expr: str, fields: list[str],
                params: dict[str, Any]) -> list[dict[str, Any]]:
-        result = self.client.search(self.coll(), data=[data], anns_field=field, limit=min(limit, MAX_TOPK),
-                                    filter=expr, output_fields=fields, search_params={"metric_type": "IP", **params})
+        with self._dropped_is_stale(self.coll()):
+            result = self.client.search(self.coll(), data=[data], anns_field=field, limit=min(limit, MAX_TOPK),
+                                        filter=expr, output_fields=fields, search_params={"metric_type": "IP", **params})
         return list(result[0])
+
+    @contextmanager
+    def _dropped_is_stale(self, name: str) -> Iterator[None]:
+        """A read of a collection that a rebuild dropped meanwhile (``--rebuild`` switched the index to new
+        ones) is a stale view: the search retries, and its new view reads the collections in use."""
+        try:
+            yield
+        except Exception as exc:
+            if self.client is None or name in self.client.list_collections():
+                raise
+            raise StaleSnapshot([]) from exc
 
     def meta(self, key: str) -> Any:
         rows = self.query("meta", f"pk == {key64(key)}", ["value"])
