@@ -96,8 +96,8 @@ def ndcg_table(index, data: Path) -> list[str]:  # type: ignore[no-untyped-def]
     bm25, dense, default = ndcg("bm25"), ndcg("dense"), ndcg("hybrid")
     return ["| collection | bm25 | dense | default (adaptive) | best fixed fusion | default - better leg |",
             "|---|---|---|---|---|---|",
-            f"| scifact test | {bm25:.4f} | {dense:.4f} | {default:.4f} | {fixed[best]:.4f} ({best}) | "
-            f"{default - max(bm25, dense):+.4f} |"]
+            (f"| scifact test | {bm25:.4f} | {dense:.4f} | {default:.4f} | {fixed[best]:.4f} ({best}) | "
+             f"{default - max(bm25, dense):+.4f} |")]
 
 
 def main(argv: list[str] | None = None) -> int:
