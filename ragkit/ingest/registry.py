@@ -111,7 +111,8 @@ def _builtins() -> dict[str, LoaderSpec]:
         (".epub", "ragkit.ingest.formats.other:load_epub", "epub", True, "docs"),
         (".odt", "ragkit.ingest.formats.other:load_odt", "odt", True, "docs"),
         (".rtf", "ragkit.ingest.formats.other:load_rtf", "rtf", True, "docs"),
-        (".eml", "ragkit.ingest.formats.other:load_eml", "email", True, None),
+        # The standard library parses e-mail in linear time: in process, like text (1 MB or more: a worker).
+        (".eml", "ragkit.ingest.formats.other:load_eml", "email", False, None),
     ]
     specs = {ext: LoaderSpec(ext, target, kind, isolated, extra) for ext, target, kind, isolated, extra in table}
     for ext in CODE_SUFFIXES:
