@@ -22,6 +22,7 @@ from ragkit.errors import ConfigError
 from ragkit.evaluation.datasets import EvalDataset
 from ragkit.evaluation.measure import QueryCache
 from ragkit.evaluation.tuning import MIN_TUNING_QUERIES, TuningResult, split_for_tuning, tune
+from ragkit.feedback.demotion import downvoted, guard_demotions
 from ragkit.feedback.store import FeedbackStore
 
 if TYPE_CHECKING:
@@ -59,12 +60,15 @@ def minimum_approved(holdout: float) -> int:
 
 
 def tune_from_feedback(index: Index, store: FeedbackStore | None = None, *, holdout: float = 0.3,
-                       metric: str = "ndcg@10", seed: int = 0, show_progress: bool = False) -> TuningResult:
+                       metric: str = "ndcg@10", seed: int = 0, show_progress: bool = False,
+                       demote: bool = True) -> TuningResult:
     """Cross-validate the approved answers as query associations (see the module docstring).
 
     When the guard keeps the associations, the result's ``associations`` hold every approved answer,
-    the held-out ones included. Raises a ConfigError naming how many approved answers there are and how
-    many are needed.
+    the held-out ones included, and (``demote``) the bare thumbs-down answers' questions as demotions
+    of the documents they cited, as strong as :func:`~ragkit.feedback.demotion.guard_demotions`
+    allows (none when it allows none). Raises a ConfigError naming how many approved answers there
+    are and how many are needed.
     """
     store = store or FeedbackStore.for_index(index)
     dataset = feedback_dataset(store)
@@ -81,7 +85,13 @@ def tune_from_feedback(index: Index, store: FeedbackStore | None = None, *, hold
     if result.associations is None or not result.accepted:
         return result
     # The held-out answers checked the choice; once it holds, every approved answer is kept as evidence.
-    everything = QueryCache(index, dataset.queries, show_progress).associations(dataset)
+    cache = QueryCache(index, dataset.queries, show_progress)
+    everything = cache.associations(dataset)
+    if demote:
+        chosen = {k: v for k, v in result.best.items() if k.startswith("association")}
+        choice = guard_demotions(index, dataset, cache, {**fusion, **chosen}, downvoted(store), metric=metric, seed=seed)
+        if choice.demotions is not None:
+            everything = everything.plus(choice.demotions)
     return replace(result, associations=everything)
 
 

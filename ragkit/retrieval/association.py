@@ -12,6 +12,11 @@ fused scores, so one weight means the same for every fusion method.
 Only candidates are lifted: what the legs and filters let through still decides what can be found,
 and a query unlike every labelled question (the usual case on new documents) ranks exactly as before.
 
+A question can also *demote* its documents (a thumbs-down on an answer that cited them): its row's
+``polarity`` is negative, at least ``-MAX_DEMOTION``, and multiplies the strength, so the closest
+question decides whether a document goes up or down, and a demoted document loses at most
+``MAX_DEMOTION`` of what a lifted one gains (its ``association_score`` is then negative).
+
 >>> assoc = QueryAssociations.from_labels(questions, vectors, relevant)   # doctest: +SKIP
 >>> association_strengths(assoc.vectors @ query_vector, assoc.keys, threshold=0.5)  # doctest: +SKIP
 {'doc-17': (0.62, 3)}
@@ -19,15 +24,20 @@ and a query unlike every labelled question (the usual case on new documents) ran
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from ragkit.retrieval.adapter import pack_float32, unpack_float32
 from ragkit.errors import ConfigError
+from ragkit.retrieval.adapter import pack_float32, unpack_float32
 
-__all__ = ["QueryAssociations", "association_strengths", "lift_scores"]
+__all__ = ["MAX_DEMOTION", "QueryAssociations", "association_strengths", "lift_scores"]
+
+# The largest share of a lift a demotion may take away: a thumbs-down says the cited passages did not
+# answer, not that they answer nothing, so a demoted document drops without leaving the candidates.
+MAX_DEMOTION = 1.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,17 +51,39 @@ class QueryAssociations:
     vectors: np.ndarray
     keys: tuple[tuple[str, ...], ...]
     key: str = "doc_id"
+    polarity: tuple[float, ...] | None = None  # per row: 1 lifts, -MAX_DEMOTION..0 demotes; None: all lift
 
     def __post_init__(self) -> None:
         if self.vectors.ndim != 2 or not len(self.questions) == len(self.keys) == self.vectors.shape[0]:
             raise ConfigError("query associations: questions, vectors and keys must have one row per question")
         if self.key not in ("doc_id", "source"):
             raise ConfigError(f"query associations: key must be 'doc_id' or 'source', not {self.key!r}")
+        if self.polarity is not None and (len(self.polarity) != len(self.questions) or not all(
+                p == 1.0 or -MAX_DEMOTION <= p < 0.0 for p in self.polarity)):
+            raise ConfigError(f"query associations: polarity needs one value per question, each 1 (lift) or in "
+                              f"[-{MAX_DEMOTION}, 0) (demote)")
+
+    def demoting(self, share: float) -> QueryAssociations:
+        """These questions as demotions of their documents by ``share`` (0 < share <= MAX_DEMOTION)."""
+        if not 0.0 < share <= MAX_DEMOTION:
+            raise ConfigError(f"a demotion's share must be in (0, {MAX_DEMOTION}], got {share}")
+        return QueryAssociations(self.questions, self.vectors, self.keys, self.key, (-float(share),) * len(self))
+
+    def plus(self, other: QueryAssociations) -> QueryAssociations:
+        """Both sets of questions in one (lifting and demoting rows kept as they are)."""
+        if other.key != self.key or (len(self) and len(other) and other.dimension != self.dimension):
+            raise ConfigError("query associations: only associations with the same key and dimension combine")
+        return QueryAssociations(self.questions + other.questions, np.vstack([self.vectors, other.vectors]),
+                                 self.keys + other.keys, self.key, self.polarities + other.polarities)
+
+    @property
+    def polarities(self) -> tuple[float, ...]:
+        return self.polarity if self.polarity is not None else (1.0,) * len(self)
 
     @classmethod
     def from_labels(
         cls, questions: Sequence[str], vectors: np.ndarray, relevant: Sequence[Sequence[str]], key: str = "doc_id"
-    ) -> "QueryAssociations":
+    ) -> QueryAssociations:
         """Keep the questions that have at least one relevant key."""
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or not len(questions) == len(relevant) == vectors.shape[0]:
@@ -72,19 +104,24 @@ class QueryAssociations:
         """Each associated key's strength for this query, and the row of the question that gave it."""
         if not len(self):
             return {}
-        return association_strengths(self.vectors @ np.asarray(query_vector, dtype=np.float32), self.keys, threshold)
+        return association_strengths(self.vectors @ np.asarray(query_vector, dtype=np.float32), self.keys, threshold,
+                                     self.polarity)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "dimension": self.dimension, "questions": list(self.questions),
-                "keys": [list(k) for k in self.keys], "vectors": pack_float32(self.vectors)}
+        out = {"key": self.key, "dimension": self.dimension, "questions": list(self.questions),
+               "keys": [list(k) for k in self.keys], "vectors": pack_float32(self.vectors)}
+        if self.polarity is not None:
+            out["polarity"] = list(self.polarity)
+        return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "QueryAssociations":
+    def from_dict(cls, data: dict[str, Any]) -> QueryAssociations:
         try:
             questions = tuple(str(q) for q in data["questions"])
             vectors = unpack_float32(data["vectors"]).reshape(len(questions), int(data["dimension"]))
             keys = tuple(tuple(str(k) for k in row) for row in data["keys"])
-            return cls(questions, vectors, keys, str(data.get("key", "doc_id")))
+            polarity = tuple(float(p) for p in data["polarity"]) if data.get("polarity") is not None else None
+            return cls(questions, vectors, keys, str(data.get("key", "doc_id")), polarity)
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
                 f"stored query associations are malformed ({exc}); run `ragkit tune --associate` again"
@@ -92,18 +129,21 @@ class QueryAssociations:
 
 
 def association_strengths(
-    similarities: np.ndarray, keys: Sequence[Sequence[str]], threshold: float
+    similarities: np.ndarray, keys: Sequence[Sequence[str]], threshold: float,
+    polarity: Sequence[float] | None = None,
 ) -> dict[str, tuple[float, int]]:
     """``{key: (strength, question row)}``: for each key, its most similar labelled question above
-    ``threshold``, with the similarity rescaled so that ``threshold`` -> 0 and 1 -> 1."""
+    ``threshold``, with the similarity rescaled so that ``threshold`` -> 0 and 1 -> 1, times that
+    row's ``polarity`` (negative for a demoting question; default 1 for every row)."""
     if not 0.0 <= threshold < 1.0:
         raise ConfigError(f"association_threshold must be in [0, 1), got {threshold}")
     out: dict[str, tuple[float, int]] = {}
     rows = np.flatnonzero(similarities > threshold)
     for row in rows[np.argsort(-similarities[rows], kind="stable")]:  # closest first: it keeps the key
-        strength = float((similarities[row] - threshold) / (1.0 - threshold))
+        strength = min(float((similarities[row] - threshold) / (1.0 - threshold)), 1.0)
+        sign = 1.0 if polarity is None else float(polarity[row])
         for key in keys[row]:
-            out.setdefault(key, (min(strength, 1.0), int(row)))
+            out.setdefault(key, (strength * sign, int(row)))
     return out
 
 

@@ -6,20 +6,27 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
 from fakes import FakeEmbedder, open_fake_index
 from fastapi.testclient import TestClient
-from feedback_corpus import documents, topics
+from feedback_corpus import approve_targets, documents, record_for, topics
 
 from ragkit.cli.commands import main
-from ragkit.feedback import FeedbackStore
+from ragkit.errors import ConfigError
+from ragkit.evaluation.datasets import EvalDataset
+from ragkit.evaluation.measure import evaluate_over_untuned
+from ragkit.feedback import FeedbackStore, tune_from_feedback
+from ragkit.feedback.demotion import downvoted
 from ragkit.feedback.refresh import FeedbackRefresher
 from ragkit.pipeline.rag import RAG
 from ragkit.prompting.builder import PromptBuilder
+from ragkit.retrieval.association import QueryAssociations
 from ragkit.server.app import create_app
 
 TOPICS = topics()
@@ -111,3 +118,72 @@ def test_serve_refuses_a_bad_refresh_interval(kb, capsys, monkeypatch) -> None: 
                  "--refresh-feedback", "0"])
     assert code == 2 and "--refresh-feedback" in capsys.readouterr().err
     assert FeedbackStore.for_index(kb).version() == (0, 0.0, 0)
+
+
+def reject(index, store, found, cited: tuple[str, ...] = ("history", "colour")) -> None:  # type: ignore[no-untyped-def]
+    """Every topic's two questions answered from the ``cited`` distractors and given a bare thumbs-down."""
+    for t in found:
+        for i, question in enumerate(t.questions()):
+            record = record_for(index, question, f"down-{t.thing}-{i}")
+            marks = "".join(f"[{p['marker']}]" for p in record.passages if p["doc_id"] in {f"{c}-{t.thing}" for c in cited})
+            store.add(replace(record, answer=f"Ask the historian {marks}."), rating="down")
+
+
+def lifting_only(assoc: QueryAssociations) -> QueryAssociations:
+    rows = [i for i, p in enumerate(assoc.polarities) if p > 0]
+    return QueryAssociations(tuple(assoc.questions[i] for i in rows), assoc.vectors[rows],
+                             tuple(assoc.keys[i] for i in rows), assoc.key)
+
+
+def ndcg(index, found, settings) -> float:  # type: ignore[no-untyped-def]
+    """nDCG@10 of each topic's target for a phrasing nobody rated."""
+    unrated = EvalDataset(None, {t.thing: f"Who tends the {t.thing} in {t.place} these days?" for t in found},
+                          {t.thing: {t.target: 1} for t in found}, "unrated")
+    return evaluate_over_untuned(index, unrated, settings, "ndcg@10").scores["ndcg@10"]
+
+
+def test_a_thumbs_down_demotes_the_cited_documents_for_similar_questions_and_spares_the_others(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    found = topics(24)  # the first 16 are TOPICS
+    approved, rejected = found[:16], found[16:]
+    with open_fake_index(tmp_path / "kb.ragkit") as index:
+        index.add(documents(found))
+        store = FeedbackStore.for_index(index)
+        approve_targets(index, store, approved)
+        reject(index, store, rejected)
+        assert set(downvoted(store)) == {q for t in rejected for q in t.questions()}
+        result = tune_from_feedback(index, store)
+        assoc = result.associations
+        assert result.accepted and len(assoc) == 48 and min(assoc.polarities) == -1.0
+        chosen = {k: v for k, v in result.best.items() if k.startswith("association_")}
+        with_, without = ({**chosen, "associations": a} for a in (assoc, lifting_only(assoc)))
+        # measured: downvoted topics 0.5000 -> 0.6607, the others 0.7001 -> 0.7001
+        assert ndcg(index, rejected, with_) >= ndcg(index, rejected, without) + 0.1
+        assert ndcg(index, approved, with_) >= ndcg(index, approved, without) - 0.005
+        t = rejected[0]
+        hit = next(h for h in index.search(f"Who tends the {t.thing} in {t.place} these days?", 5, associations=assoc,
+                                           **chosen) if h.doc_id == f"colour-{t.thing}")
+        assert hit.association_score < 0 and hit.associated_question in t.questions()
+
+
+def test_the_guard_refuses_a_demotion_that_would_cost_approved_questions(kb) -> None:  # type: ignore[no-untyped-def]
+    store = FeedbackStore.for_index(kb)
+    approve_targets(kb, store, TOPICS)
+    for i, t in enumerate(TOPICS[:8]):  # someone downvotes right answers, asked a third way
+        record = record_for(kb, f"Who tends the {t.thing} in {t.place}, really?", f"bad-{i}")
+        marker = next(p["marker"] for p in record.passages if p["doc_id"] == t.target)
+        store.add(replace(record, answer=f"Ask {t.person} [{marker}]."), rating="down")
+    result = tune_from_feedback(kb, store)
+    assert result.accepted and len(result.associations) == 32 and min(result.associations.polarities) == 1.0
+
+
+def test_demoting_associations_round_trip_and_are_bounded() -> None:
+    vectors = np.eye(2, dtype=np.float32)
+    up = QueryAssociations.from_labels(["a"], vectors[:1], [["d1"]])
+    both = up.plus(QueryAssociations.from_labels(["b"], vectors[1:], [["d2"]]).demoting(0.5))
+    again = QueryAssociations.from_dict(both.to_dict())
+    assert again.polarities == (1.0, -0.5) and again.strengths(vectors[1], 0.5) == {"d2": (-0.5, 1)}
+    assert QueryAssociations.from_dict(up.to_dict()).polarity is None  # stored as before: no new field
+    with pytest.raises(ConfigError, match="polarity"):
+        QueryAssociations(("a",), vectors[:1], (("d1",),), polarity=(-2.0,))
+    with pytest.raises(ConfigError, match="share"):
+        up.demoting(1.5)
