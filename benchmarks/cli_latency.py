@@ -74,7 +74,8 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for label, values in times.items():
         median = statistics.median(values)
-        print(f"| {label} | {median:.2f} | {min(values):.2f} / {max(values):.2f} | {base / median:.1f}x faster "
+        ratio = "—" if label.startswith("old") else f"{base / median:.1f}x faster"
+        print(f"| {label} | {median:.2f} | {min(values):.2f} / {max(values):.2f} | {ratio} "
               f"| {probes[label].split(': ')[-1]} |")
 
 

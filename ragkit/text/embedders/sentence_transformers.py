@@ -1,8 +1,9 @@
 """The sentence-transformers (torch) runtime: any model, CUDA when present, bf16 where it is native.
 
-bfloat16 weights are fast on a CPU only with AMX tiles (``amx_bf16`` in ``/proc/cpuinfo``): with just
-``avx512_bf16`` they measured 0.85x fp32, and on AVX2 0.15x. So bf16 is used only where the CPU has
-AMX, and never silently where it would be slower.
+bfloat16 weights are reliably fast on a CPU only with AMX tiles (``amx_bf16`` in ``/proc/cpuinfo``):
+issue 21 measured 0.85x fp32 on a CPU with just ``avx512_bf16`` and 0.15x on AVX2 (an AMD EPYC with
+``avx512_bf16`` measured 1.37x, interleaved, on a loaded machine). So "auto" picks bf16 only where the
+CPU has AMX, never where it could be slower; ``precision="bf16"`` asks for it anywhere.
 """
 
 from __future__ import annotations
