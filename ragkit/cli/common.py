@@ -4,9 +4,10 @@ error messages that name CLI flags instead of the Python options behind them."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
-from typing import Any
+from typing import Any, Literal
 
 from ragkit.retrieval.settings import FUSION_METHODS, GROUPINGS, SEARCH_MODES
 
@@ -30,8 +31,37 @@ def search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group-by", choices=[g for g in GROUPINGS if g], help="best chunk per document, or "
                    "neighbouring chunks merged")
     p.add_argument("--reranker", metavar="MODEL", help="cross-encoder to rerank the top hits with")
-    p.add_argument("--min-score", type=float, metavar="S", help="drop hits whose fused score is below S "
-                   "(the leg's score in --mode bm25/dense); fewer than -k hits may come back")
+    p.add_argument("--min-score", type=min_score_arg, metavar="S", help="drop hits whose fused score is below S "
+                   "(the leg's score in --mode bm25/dense), or 'auto': those whose calibrated relevance says "
+                   "they likely do not answer; fewer than -k hits may come back")
+
+
+MinScore = float | Literal["auto", "none"]
+
+
+def min_score_arg(text: str) -> MinScore:
+    """``--min-score``: a number (the fused score), ``auto`` (calibrated relevance) or ``none`` (keep all)."""
+    word = text.strip().lower()
+    if word in ("auto", "none"):
+        return word  # type: ignore[return-value]
+    if word == "off":
+        return "none"
+    try:
+        value = float(word)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError(f"expected a number, 'auto' or 'none', got {text!r}")
+    return value
+
+
+def split_min_score(value: MinScore | None, default: Literal["auto", "none"] = "auto") -> tuple[Any, Any]:
+    """``(PromptBuilder's min_score, the search's min_score)`` for a ``--min-score`` value: ``auto``
+    drops passages in the prompt builder (with a reason), a number cuts the fused score in the search."""
+    value = default if value is None else value
+    if value == "auto":
+        return "auto", None
+    return None, (None if value == "none" else value)
 
 
 def open_index(path: str, *, create: bool = False, **options: Any) -> Any:
@@ -48,7 +78,8 @@ def search_settings(args: argparse.Namespace) -> dict[str, Any]:
     from ragkit.storage.filters import parse_cli_filter
 
     given = {"method": args.method, "weight": args.weight, "depth": args.depth, "group_by": args.group_by,
-             "reranker": args.reranker, "min_score": args.min_score, "mmr": args.mmr or None}
+             "reranker": args.reranker, "min_score": None if args.min_score == "none" else args.min_score,
+             "mmr": args.mmr or None}
     settings = {k: v for k, v in given.items() if v is not None}
     filters = dict(parse_cli_filter(f) for f in args.filter)
     return {"k": args.k, "mode": args.mode, "filters": filters or None, **settings}

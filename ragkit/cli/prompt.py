@@ -36,7 +36,7 @@ def register(sub: Any, name: str) -> None:
 
 
 def cmd_prompt(args: argparse.Namespace) -> int:
-    from ragkit.cli.common import open_index, search_settings
+    from ragkit.cli.common import open_index, search_settings, split_min_score
     from ragkit.pipeline.rag import RAG
     from ragkit.prompting.builder import PromptBuilder
 
@@ -48,9 +48,12 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     builder = PromptBuilder(args.template, template_dir=args.template_dir, examples=examples,
                             num_examples=args.num_examples, max_tokens=args.max_tokens,
                             reserve_tokens=args.reserve_tokens, token_counter=args.token_counter,
-                            # a --min-score number cuts the fused score in the search instead
-                            min_score="auto" if args.min_score is None else None)
+                            min_score=split_min_score(args.min_score)[0])
     settings = search_settings(args)
+    settings.pop("min_score", None)
+    cut = split_min_score(args.min_score)[1]  # a number cuts the fused score in the search
+    if cut is not None:
+        settings["min_score"] = cut
     k, mode, filters = settings.pop("k"), settings.pop("mode"), settings.pop("filters")
     rag = RAG(open_index(args.index), builder, k=k, mode=mode, filters=filters, retriever_settings=settings)
     prompt = rag.prepare(args.question).prompt

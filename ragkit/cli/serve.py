@@ -26,7 +26,7 @@ TOKEN_ENV = "RAGKIT_SERVER_TOKEN"
 
 
 def register(sub: Any, name: str) -> None:
-    from ragkit.cli.common import index_arg
+    from ragkit.cli.common import index_arg, min_score_arg
 
     p = sub.add_parser(name, help="serve an OpenAI-compatible chat API that answers from the index")
     index_arg(p)
@@ -39,9 +39,9 @@ def register(sub: Any, name: str) -> None:
     p.add_argument("--token", help=f"require 'Authorization: Bearer TOKEN' (default ${TOKEN_ENV})")
     p.add_argument("-k", "--k", type=int, default=5, help="passages retrieved per question (default 5)")
     p.add_argument("--mode", choices=SEARCH_MODES, default="hybrid", help="search mode")
-    p.add_argument("--min-score", type=float, metavar="S",
-                   help="leave out passages whose fused score is below S (default: those whose calibrated "
-                   "relevance says they likely do not answer the question; 0 keeps all)")
+    p.add_argument("--min-score", type=min_score_arg, metavar="S",
+                   help="leave out passages whose fused score is below S; 'auto' (default): those whose "
+                   "calibrated relevance says they likely do not answer the question; 'none' keeps all")
     p.add_argument("--template", default="qa", help="prompt template: name, file or string (default qa)")
     p.add_argument("--max-tokens", type=int, default=4096, help="prompt budget in tokens (default 4096)")
     p.add_argument("--condense", choices=["rule", "generator", "none"], default="rule",
@@ -84,7 +84,7 @@ def _serving_args(p: Any) -> None:
 
 def build_app(args: argparse.Namespace) -> Any:
     """The app ``ragkit serve`` would run for ``args``."""
-    from ragkit.cli.common import open_index
+    from ragkit.cli.common import open_index, split_min_score
     from ragkit.generators.http import OpenAICompatible
     from ragkit.pipeline.rag import RAG
     from ragkit.prompting.builder import PromptBuilder
@@ -98,9 +98,10 @@ def build_app(args: argparse.Namespace) -> Any:
     generator = OpenAICompatible(args.upstream, model=model, api_key=api_key, timeout=args.timeout,
                                  max_retries=args.retries, stream_deadline=args.stream_deadline)
     builder = PromptBuilder(args.template, max_tokens=args.max_tokens,  # the default reserve for the answer
-                            min_score="auto" if args.min_score is None else None)  # a number cuts in the search
+                            min_score=split_min_score(args.min_score)[0])
     condense = None if args.condense == "none" else args.condense
-    settings = {"min_score": args.min_score} if args.min_score is not None else None
+    cut = split_min_score(args.min_score)[1]  # a number cuts the fused score in the search
+    settings = {"min_score": cut} if cut is not None else None
     rag = RAG(open_index(args.index), builder, generator, k=args.k, mode=args.mode, condense=condense,
               retriever_settings=settings)
     # every attempt may take the full timeout, and backoff sleeps come between them

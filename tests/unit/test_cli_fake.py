@@ -162,3 +162,14 @@ def test_a_locked_index_error_names_wait(kb: Path, tmp_path: Path, capsys) -> No
     with open_fake_index(kb) as index, index.backend.writer_lock(0.0):
         code, out, err = run(capsys, "index", str(tmp_path / "docs"), "--index", str(kb), "-q")
     assert code == 2 and "--wait" in err and "lock_timeout" not in err
+
+
+def test_min_score_takes_auto_and_none_on_every_command(kb: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = run(capsys, "prompt", "cookie header", "--index", str(kb), "--json", "-k", "2", "--min-score", "none")
+    assert code == 0 and len(json.loads(out)["passages"]) == 2  # nothing left out
+    code, out, _ = run(capsys, "search", "cookie header", "--index", str(kb), "--json", "--min-score", "auto")
+    hits = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and all(h["relevance"] >= 0.5 for h in hits)
+    with pytest.raises(SystemExit):
+        run(capsys, "search", "cookie header", "--index", str(kb), "--min-score", "nan")
+    assert "expected a number, 'auto' or 'none'" in capsys.readouterr().err
