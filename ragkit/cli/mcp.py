@@ -6,6 +6,8 @@
 
 Over HTTP it listens on loopback unless ``--host`` says otherwise, and with ``--token`` (or
 ``$RAGKIT_SERVER_TOKEN``, as ``ragkit serve``) every request needs ``Authorization: Bearer TOKEN``.
+``--config FILE`` is ``ragkit serve``'s server config: one token per principal, each call scoped
+to what that principal may see; reloaded when the file changes and on SIGHUP.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 from typing import Any
 
@@ -29,6 +32,8 @@ def register(sub: Any, name: str) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on with --http (default loopback)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port with --http (default {DEFAULT_PORT})")
     p.add_argument("--token", help=f"with --http, require 'Authorization: Bearer TOKEN' (default ${TOKEN_ENV})")
+    p.add_argument("--config", metavar="FILE", help="with --http, the server config of `ragkit serve` (TOML or "
+                   "JSON): tokens, as SHA-256, mapped to principals whose scopes bound every call (see README)")
     p.add_argument("--allow-sync", action="append", default=[], metavar="FOLDER",
                    help="offer a `sync` tool that re-indexes FOLDER (repeatable); clients can sync nothing else")
     p.add_argument("--template", default="qa", help="build_prompt's template (default qa)")
@@ -38,8 +43,12 @@ def register(sub: Any, name: str) -> None:
 
 def cmd_mcp(args: argparse.Namespace) -> int:
     from ragkit.cli.common import open_index
+    from ragkit.errors import ConfigError
     from ragkit.integrations.mcp_server import create_server
 
+    if args.config and not args.http:
+        raise ConfigError("--config applies to --http only (over stdio the one local user sees the whole index)")
+    principals = _principals(args.config)  # a bad file is an error before the model loads
     index = open_index(args.index)
     # Load the model now, with stray prints kept off stdout (the stdio transport's channel), so the
     # first search is not slowed by it and nothing a library prints can corrupt the protocol.
@@ -50,10 +59,22 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     if not args.http:
         server.run("stdio")
         return 0
-    return _serve_http(server, args)
+    return _serve_http(server, args, principals)
 
 
-def _serve_http(server: Any, args: argparse.Namespace) -> int:
+def _principals(config: str | None) -> Any:
+    """The principals of ``--config`` (ragkit.server.principals, as `ragkit serve` reads them), SIGHUP reloading."""
+    if not config:
+        return None
+    from ragkit.server.principals import PrincipalStore
+
+    store = PrincipalStore(config)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda *_: store.reload())
+    return store
+
+
+def _serve_http(server: Any, args: argparse.Namespace, principals: Any) -> int:
     import uvicorn
 
     from ragkit.cli.serve import TOKEN_ENV
@@ -61,8 +82,8 @@ def _serve_http(server: Any, args: argparse.Namespace) -> int:
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
     app = server.streamable_http_app(host=args.host)
-    if token:
-        app = BearerAuth(app, token=token)  # refuses before the MCP app sees the request
+    if token or principals is not None:  # refuses before the MCP app sees the request
+        app = BearerAuth(app, token=token, principals=principals)
     elif not is_loopback(args.host):
         print(f"ragkit mcp: warning: listening on {args.host} with no --token; anyone who can reach it "
               "can query the index", file=sys.stderr)

@@ -8,6 +8,12 @@ A ragkit error (a bad filter, an unknown id) becomes a tool error carrying the l
 message (``isError`` in the result, which the model reads); a resource that does not exist is the
 protocol's invalid-params error. Neither ends the session: the next call works.
 
+Over HTTP behind :class:`~ragkit.server.auth.BearerAuth` with a server config file, each call is
+the caller's: its principal's scope is ANDed with every search (``search``, ``build_prompt``), and
+``get_passage``, ``get_document``, ``list_sources`` and the resources show only documents whose own
+metadata passes the scope, answering for any other id exactly as for one that does not exist. Only
+an unrestricted caller may ``sync``. Over stdio (one local user) nothing is scoped.
+
 >>> server = create_server(Index("kb.ragkit"))   # doctest: +SKIP
 >>> server.run("stdio")                           # doctest: +SKIP
 """
@@ -26,12 +32,14 @@ from ragkit.index import Index
 from ragkit.integrations.records import DocumentStore, hit_record, install_hint
 from ragkit.pipeline.rag import RAG
 from ragkit.prompting.builder import PromptBuilder
-from ragkit.types import Chunk
+from ragkit.server.auth import principal_of
+from ragkit.server.scoping import ScopedIndex, admits
+from ragkit.types import Chunk, Document
 
 try:
-    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver import Context, MCPServer
     from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
-    from mcp.types import Resource, ToolAnnotations
+    from mcp.types import ListResourcesResult, Resource, ToolAnnotations
     from pydantic import Field
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise install_hint("mcp", exc) from exc
@@ -58,18 +66,79 @@ def document_uri(doc_id: str) -> str:
     return DOCUMENT_URI + quote(doc_id, safe="/")
 
 
+def request_scope(request: Any) -> dict[str, Any] | None:
+    """The scope of the principal behind an HTTP request (None: unrestricted, as over stdio)."""
+    return principal_of(request).scope() if request is not None else None
+
+
+def call_scope(ctx: Context) -> dict[str, Any] | None:
+    """The scope of the caller of a tool or resource: the HTTP request it arrived on, if any."""
+    try:
+        request = ctx.request_context.request
+    except ValueError:  # called outside any request (a tool run directly, in-process)
+        return None
+    return request_scope(request)
+
+
+class ScopedStore(DocumentStore):
+    """The documents of ``store`` whose own metadata passes ``scope``; any other id is "not found".
+
+    Judged on the document's metadata, not its passages': a scope on a passage-level field (``page``,
+    ``headings``) is a field documents lack, so it hides every document here (closed, never open).
+    Shares the caches of ``store``; made for one call, so it keeps what it admitted.
+    """
+
+    def __init__(self, store: DocumentStore, scope: dict[str, Any]) -> None:
+        super().__init__(store.index)
+        self.base, self.scope = store, scope
+
+    def refresh(self) -> None:
+        self.base.refresh()
+        self._documents = None
+
+    def documents(self) -> dict[str, Document]:
+        if self._documents is None:
+            docs = self.base.documents()
+            records = [{**d.metadata, "doc_id": d.id} for d in docs.values()]
+            self._documents = {i: d for (i, d), ok in zip(docs.items(), admits(self.scope, records)) if ok}
+        return self._documents
+
+    def chunks(self, doc_id: str) -> list[Chunk]:
+        self.document(doc_id)  # raises, as for a missing id, outside the scope
+        chunks = self.base.chunks(doc_id)
+        return [c for c, ok in zip(chunks, admits(self.scope, _records(chunks))) if ok]
+
+
+def _records(chunks: Sequence[Chunk]) -> list[dict[str, Any]]:
+    return [{**c.metadata, "doc_id": c.doc_id, "chunk_id": c.id} for c in chunks]
+
+
+def view(store: DocumentStore, scope: dict[str, Any] | None) -> DocumentStore:
+    """What a caller with ``scope`` may open of ``store``."""
+    return store if scope is None else ScopedStore(store, scope)
+
+
 class RagkitMCP(MCPServer):
-    """``MCPServer`` whose resource list is the index's documents, read when a client asks."""
+    """``MCPServer`` whose resource list is the index's documents (those the caller may see), read
+    when a client asks."""
 
     def __init__(self, store: DocumentStore, **options: Any) -> None:
         super().__init__(**options)
         self.store = store
 
+    async def _handle_list_resources(self, ctx: Any, params: Any) -> ListResourcesResult:
+        # The SDK's public list_resources() takes no request context; this handler is what the
+        # low-level server calls with it, so the list can be the caller's own.
+        return ListResourcesResult(resources=self.resources(request_scope(getattr(ctx, "request", None))))
+
     async def list_resources(self) -> list[Resource]:
+        return self.resources(None)
+
+    def resources(self, scope: dict[str, Any] | None) -> list[Resource]:
         return [
             Resource(uri=document_uri(doc.id), name=doc.id, title=doc.metadata.get("title") or None,
                      mime_type="text/plain", description=f"indexed document {doc.metadata.get('source') or doc.id}")
-            for doc in self.store.documents().values()
+            for doc in view(self.store, scope).documents().values()
         ]
 
 
@@ -123,8 +192,8 @@ def _add_search_tools(server: MCPServer, index: Index, store: DocumentStore, bui
         "leg did not return the passage, and its score is then the exact score fusion filled in)."))
     @_tool_errors
     def search(query: Annotated[str, Field(min_length=1, description="what to look for, in natural language")],
-               k: K = 5, mode: ModeArg = "hybrid", filters: Filters = None) -> dict[str, Any]:
-        hits = index.search(query, k, mode=mode, filters=filters)
+               ctx: Context, k: K = 5, mode: ModeArg = "hybrid", filters: Filters = None) -> dict[str, Any]:
+        hits = ScopedIndex(index, call_scope(ctx)).search(query, k, mode=mode, filters=filters)
         return {"query": query, "passages": [{**hit_record(h, text=True), "uri": document_uri(h.doc_id)}
                                              for h in hits]}
 
@@ -133,9 +202,10 @@ def _add_search_tools(server: MCPServer, index: Index, store: DocumentStore, bui
         "passages just before and after it, for more context around a hit."))
     @_tool_errors
     def get_passage(chunk_id: Annotated[str, Field(min_length=1, description="a chunk_id from search")],
+                    ctx: Context,
                     neighbours: Annotated[int, Field(ge=0, le=10, description="passages on each side")] = 1
                     ) -> dict[str, Any]:
-        chunk, before, after = store.passage(chunk_id, neighbours)
+        chunk, before, after = view(store, call_scope(ctx)).passage(chunk_id, neighbours)
         return {"passage": _passage(chunk), "before": [_passage(c) for c in before],
                 "after": [_passage(c) for c in after]}
 
@@ -144,10 +214,12 @@ def _add_search_tools(server: MCPServer, index: Index, store: DocumentStore, bui
         "text, metadata and the ids of its passages. Long texts are cut at max_chars (truncated is then true)."))
     @_tool_errors
     def get_document(doc_id: Annotated[str, Field(min_length=1, description="a doc_id from search")],
+                     ctx: Context,
                      max_chars: Annotated[int, Field(ge=1, description="most characters of text returned")]
                      = 100_000) -> dict[str, Any]:
-        doc = store.document(doc_id)
-        passages = [c.id for c in store.chunks(doc_id)]
+        mine = view(store, call_scope(ctx))
+        doc = mine.document(doc_id)
+        passages = [c.id for c in mine.chunks(doc_id)]
         return {"doc_id": doc.id, "uri": document_uri(doc.id), "metadata": dict(doc.metadata),
                 "text": doc.text[:max_chars], "truncated": len(doc.text) > max_chars, "passages": passages}
 
@@ -157,8 +229,9 @@ def _add_search_tools(server: MCPServer, index: Index, store: DocumentStore, bui
         "agents that call their own model with these messages."))
     @_tool_errors
     def build_prompt(question: Annotated[str, Field(min_length=1, description="the user's question")],
-                     k: K = 5, mode: ModeArg = "hybrid", filters: Filters = None) -> dict[str, Any]:
-        prompt = RAG(index, builder, k=k, mode=mode, filters=filters).prepare(question).prompt
+                     ctx: Context, k: K = 5, mode: ModeArg = "hybrid", filters: Filters = None) -> dict[str, Any]:
+        # the builder holds no few-shot examples, so the scoped index is the whole scope
+        prompt = RAG(ScopedIndex(index, call_scope(ctx)), builder, k=k, mode=mode, filters=filters).prepare(question).prompt
         citations = [{"marker": c.marker, "chunk_id": c.chunk_id, "doc_id": c.doc_id, "source": c.source,
                       "page": c.page, "title": c.title, "score": c.score, "text": c.text,
                       "uri": document_uri(c.doc_id)} for c in prompt.citations.values()]
@@ -169,17 +242,19 @@ def _add_search_tools(server: MCPServer, index: Index, store: DocumentStore, bui
         "What the index holds: document and passage counts, documents per folder and per type, and the "
         "sources (up to 500). Use it to pick filters for search."))
     @_tool_errors
-    def list_sources() -> dict[str, Any]:
-        return _sources(index, store)
+    def list_sources(ctx: Context) -> dict[str, Any]:
+        return _sources(index, view(store, call_scope(ctx)))
 
 
 def _sources(index: Index, store: DocumentStore, limit: int = 500) -> dict[str, Any]:
     docs = list(store.documents().values())
+    scoped = isinstance(store, ScopedStore)  # the index's own count would tell what lies outside
     sources = sorted(str(d.metadata.get("source") or d.id) for d in docs)
     folders = Counter(s.rpartition("/")[0] or "." for s in sources)
     types = Counter(str(d.metadata.get("type") or "unknown") for d in docs)
     info = index.info()
-    return {"documents": len(docs), "passages": info.get("chunks"), "model": info.get("model"),
+    passages = sum(len(store.chunks(d.id)) for d in docs) if scoped else info.get("chunks")
+    return {"documents": len(docs), "passages": passages, "model": info.get("model"),
             "folders": dict(sorted(folders.items())), "types": dict(types.most_common()),
             "sources": sources[:limit], "sources_truncated": len(sources) > limit}
 
@@ -187,8 +262,8 @@ def _sources(index: Index, store: DocumentStore, limit: int = 500) -> dict[str, 
 def _add_resources(server: MCPServer, store: DocumentStore) -> None:
     @server.resource(DOCUMENT_URI + "{+doc_id}", name="document", mime_type="text/plain",
                      description="an indexed document's text, by doc_id")
-    def document(doc_id: str) -> str:
-        doc = store.documents().get(doc_id)
+    def document(doc_id: str, ctx: Context) -> str:
+        doc = view(store, call_scope(ctx)).documents().get(doc_id)
         if doc is None:
             raise ResourceNotFoundError(f"no document with id {doc_id!r} in the index")
         return doc.text
@@ -201,7 +276,10 @@ def _add_sync(server: MCPServer, index: Index, store: DocumentStore, roots: list
                  description=(f"Re-index a folder this server was started with ({names}): add new and changed files, "
                               "drop deleted ones. No other folder can be synced."))
     @_tool_errors
-    def sync(folder: Folder = None) -> dict[str, Any]:
+    def sync(ctx: Context, folder: Folder = None) -> dict[str, Any]:
+        if call_scope(ctx) is not None:  # its report names files outside the caller's scope
+            raise ConfigError("sync needs an unrestricted principal (filters = {} in the server config); "
+                              "this token's scope covers only part of the index")
         root = allowed_folder(folder, roots)
         report = index.sync(root, show_progress=False)
         store.refresh()
