@@ -58,7 +58,8 @@ class IndexConfig:
     dimension: int | None = None
     chunk_size: int = 256
     chunk_overlap: int = 32
-    language: str = "english"
+    # "auto": each word stemmed for its script (ragkit.text.language); English words exactly as "english"
+    language: str = "auto"
     stopwords: bool = True
     stemming: bool = True
     analyzer_version: int = ANALYZER_VERSION  # how text becomes BM25 terms (ragkit.text.analysis)
@@ -89,7 +90,8 @@ class IndexConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "IndexConfig":
         known = {f.name for f in fields(cls)}
-        data = {"analyzer_version": 1, **data}  # stored before analysis had versions: queries stay as built
+        # stored before analysis had versions (or a language default): queries stay as built
+        data = {"analyzer_version": 1, "language": "english", **data}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 

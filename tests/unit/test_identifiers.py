@@ -78,7 +78,7 @@ def test_an_index_from_before_versions_analyses_as_it_was_built(tmp_path: Path) 
     index.backend.set_config(config)
     index.close()
     old = _index(tmp_path / "kb")
-    assert old.analyzer == Analyzer(version=1) and old.config.analyzer_version == 1
+    assert old.analyzer == Analyzer(version=1, language=config["language"]) and old.config.analyzer_version == 1
     old.add([DOC])  # documents added later are analysed like the ones before them
     assert [h.doc_id for h in old.search("CORSMiddleware", mode="bm25")] == ["cors.md"]
     assert old.search("middleware", mode="bm25") == []  # as before: parts were never indexed

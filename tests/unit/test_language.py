@@ -33,3 +33,11 @@ def test_auto_round_trips_and_an_unknown_language_still_fails() -> None:
     assert Analyzer.from_config(auto.to_config()) == auto
     with pytest.raises(ConfigError, match="klingon"):
         Analyzer(language="klingon")
+
+
+def test_a_new_index_stems_by_script_and_an_old_config_stays_english() -> None:
+    from ragkit.index import IndexConfig
+
+    assert IndexConfig().language == "auto"
+    assert IndexConfig.from_dict({"model": "m"}).language == "english"  # stored before the default changed
+    assert IndexConfig.from_dict({"model": "m", "language": "german"}).language == "german"
