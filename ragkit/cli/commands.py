@@ -92,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--parse-memory-mb", type=_limit, default=_mb(DEFAULT_LIMITS.memory_bytes), metavar="MB",
                    help=f"report a file whose parsing needs over MB megabytes (default "
                    f"{_mb(DEFAULT_LIMITS.memory_bytes):g}; 0 or none: no limit)")
-    p.add_argument("--rebuild", action="store_true", help="delete the index and build it anew")
+    p.add_argument("--rebuild", action="store_true",
+                   help="build the index anew beside the old one, which it replaces only when complete")
     p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for another writer (default 0)")
     p.add_argument("--shard", metavar="I/N", help="worker I of N: index only this share of the files, remove "
                    "nothing (run a final sync without --shard to remove deleted files)")

@@ -359,6 +359,7 @@ class MilvusBackend:
 
     # -- inspection -------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
+        self.reopen_if_replaced()  # ``ragkit info`` on a long-open index after a rebuild
         return {"documents": self.cols.count("docs", 'part == 0 and text_hash != ""'), "chunks": self.cols.count(""),
                 "files": self.cols.count("files")}
 
