@@ -313,7 +313,7 @@ class PromptBuilder:
     ) -> tuple[list[Candidate], list[Candidate], list[Candidate]]:
         count = self.count
         passages = [
-            Candidate.of(h.chunk_id, h.text, count, count(_header(h)) + _PASSAGE_FRAMING) for h in hits
+            Candidate.of(h.chunk_id, shown_text(h), count, count(_header(h)) + _PASSAGE_FRAMING) for h in hits
         ]
         framing = _EXAMPLE_FRAMING + (2 * MESSAGE_OVERHEAD if self.examples_as == "turns" else 0)
         shots = [
@@ -391,6 +391,15 @@ def _passage_var(citation: Citation, hit: Hit) -> dict[str, Any]:
         "score": hit.score,
         "metadata": dict(hit.metadata),
     }
+
+
+def shown_text(hit: Hit) -> str:
+    """A passage's text as the model sees it: a chunk that starts inside a table gets the table's header
+    rows in front (``table_header``, as it was embedded), so a row is never read without its columns."""
+    header = hit.metadata.get("table_header")
+    if isinstance(header, str) and header and not hit.text.startswith(header):
+        return header + "\n" + hit.text
+    return hit.text
 
 
 def _header(hit: Hit) -> str:

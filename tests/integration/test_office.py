@@ -204,6 +204,10 @@ def test_a_question_about_one_cell_of_a_200_row_sheet_finds_its_row_under_the_he
     header = "| Hive | Apiary | Queen marking colour | Varroa count |\n| --- | --- | --- | --- |"
     assert "| H-150 | Orchard 6 | violet |" in hit.text and hit.metadata["sheet"] == "Colonies"
     assert hit.text.startswith(header) or hit.metadata["table_header"] == header
+    from ragkit.prompting.builder import PromptBuilder
+
+    passage = PromptBuilder("qa", min_score=None).build("which hive has a violet queen marking colour?", [hit])
+    assert passage.citations[1].text.startswith(header) and "| H-150 | Orchard 6 | violet |" in passage.text
 
 
 @needs_tesseract
