@@ -107,3 +107,59 @@ def test_a_rebuild_with_another_chunk_size_switches_an_open_index(kb: dict[str, 
     assert set(pointer.generation_collections(list(names), "ragkit")) == {"ragkit__g1"}  # old and leftover dropped
     with Index(kb["uri"]) as fresh:
         assert fresh.backend.counts() == reader.backend.counts() and fresh.config.chunk_size == 64
+
+
+KILLED_REBUILD = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+from fakes import open_fake_index
+from ragkit.storage.milvus import pointer, swap
+
+def build(uri):
+    with open_fake_index(uri, chunk_size=64, chunk_overlap=8) as index:
+        index.sync({docs!r})
+    if {moment!r} == "before the switch":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+switch = pointer.point_to
+def switch_and_die(*args):
+    switch(*args)
+    os.kill(os.getpid(), signal.SIGKILL)
+if {moment!r} == "after the switch":
+    pointer.point_to = switch_and_die  # the failure point only
+swap.rebuild({uri!r}, build)
+"""
+
+
+@pytest.mark.parametrize("moment", ["before the switch", "after the switch"])
+def test_a_killed_rebuild_leaves_one_whole_index_and_the_next_removes_its_leftovers(
+        kb: dict[str, Any], tmp_path: Path, moment: str) -> None:
+    import subprocess
+    import sys
+
+    from fakes import open_fake_index
+
+    uri = f"milvus-lite://{tmp_path / 'killed.db'}"  # its own file: Milvus Lite lets one process open one
+    with open_fake_index(uri) as index:
+        index.sync(kb["docs"])
+        before = index.backend.counts()
+    script = KILLED_REBUILD.format(tests=str(Path(__file__).parents[1]), docs=str(kb["docs"]), moment=moment, uri=uri)
+    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr
+
+    with open_fake_index(uri) as index:
+        names = index.backend.client.list_collections()
+        assert set(pointer.generation_collections(names, "ragkit")) == {"ragkit", "ragkit__g1"}  # both whole
+        counts = index.backend.counts()
+        assert (counts == before) == (moment == "before the switch"), counts
+        assert index.search("varroa treatment", k=1)[0].source == "varroa.md"
+
+    def build(new: str) -> Any:
+        with open_fake_index(new) as index:
+            return index.sync(kb["docs"])
+
+    rebuild(uri, build)
+    with open_fake_index(uri) as index:
+        names = index.backend.client.list_collections()
+        assert set(pointer.generation_collections(names, "ragkit")) == {index.backend.cols.name}
+        assert index.backend.counts() == before

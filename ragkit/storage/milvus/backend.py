@@ -107,13 +107,13 @@ class MilvusBackend:
         self._generation_lock = threading.Lock()
         self._known_fields: set[tuple[str, str]] | None = None
         self.generation = 0  # counts the times a rebuild switched the collections and this backend followed
-        self._pointed = pointer.pointer_collection(collection) in self.cols.present
+        self._pointed = pointer.pointer_collection(collection) in self.cols.present  # and loaded
 
     def reopen_if_replaced(self) -> bool:
         """Follow a rebuild that switched the index to new collections (``--rebuild``; one query per call)."""
         client = self.cols.client
         if not self._pointed:  # before the first rebuild: one listing, no query that could fail
-            self._pointed = pointer.pointer_collection(self.name) in client.list_collections()
+            self._pointed = pointer.load_pointer(client, self.name)
         prefix = (pointer.read_active(client, self.name) if self._pointed else None) or self.name
         if prefix == self.cols.name:
             return False

@@ -43,10 +43,19 @@ def read_active(client: Any, name: str) -> str | None:
 
 
 def active_prefix(client: Any, name: str) -> str:
-    """The prefix of the index's collections now."""
-    if pointer_collection(name) not in client.list_collections():
+    """The prefix of the index's collections now (loading the pointer: Milvus Lite opens every collection
+    released)."""
+    if not load_pointer(client, name):
         return name
     return read_active(client, name) or name
+
+
+def load_pointer(client: Any, name: str) -> bool:
+    """Load the pointer collection for queries; False where no rebuild made one yet."""
+    if pointer_collection(name) not in client.list_collections():
+        return False
+    client.load_collection(pointer_collection(name))
+    return True
 
 
 def point_to(client: Any, types: Any, name: str, prefix: str) -> None:

@@ -66,7 +66,11 @@ def rebuild(uri: str, build: Callable[[str], T], *, token: str | None = None,
             logger.warning("rebuild interrupted (%s); %s", type(exc).__name__, untouched)
             raise
         logger.info("%s: rebuilt into collections %s; dropping those of %s", uri, prefix, old.cols.name)
-        _drop(old, old.cols.name)
+        try:
+            _drop(old, old.cols.name)
+        except Exception as exc:  # noqa: BLE001 - the rebuild is in; the next one removes what is left
+            logger.warning("%s: rebuilt, but the old collections %s were not all dropped (the next rebuild "
+                           "removes them): %s", uri, old.cols.name, exc)
     return result
 
 
