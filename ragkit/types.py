@@ -118,6 +118,7 @@ SKIP_LABELS: dict[str, tuple[str, str]] = {
     "excluded": ("excluded by a pattern", "excluded by patterns"),
     "ignore file": ("ignored by .gitignore/.ragkitignore", "ignored by .gitignore/.ragkitignore"),
     "hidden": ("hidden", "hidden"),
+    "metadata file": ("metadata file (.ragkitmeta.toml)", "metadata files (.ragkitmeta.toml)"),
     "outside link": ("symlink out of the folder", "symlinks out of the folder"),
     "unreadable": ("unreadable folder", "unreadable folders"),
 }
