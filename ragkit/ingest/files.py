@@ -28,7 +28,7 @@ from ragkit.ingest.registry import loader_for
 from ragkit.types import SkippedFile
 
 __all__ = [
-    "SUPPORTED_SUFFIXES", "Listing", "file_kind", "file_sha256", "has_loader", "iter_files", "printable",
+    "METADATA_FILE", "SUPPORTED_SUFFIXES", "Listing", "file_kind", "file_sha256", "has_loader", "iter_files", "printable",
     "read_listed", "scan_folder",
 ]
 
@@ -45,6 +45,7 @@ _KINDS: dict[str, str] = {
 }  # fmt: skip
 _CODE_NAMES = frozenset({"Dockerfile", "Makefile"})
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_KINDS)
+METADATA_FILE = ".ragkitmeta.toml"  # metadata for the folder's documents (ragkit.ingest.sidecar), never one itself
 
 
 def file_kind(name: str, *, known_only: bool = False) -> str | None:
@@ -176,6 +177,9 @@ class _Walk:
         except OSError:
             return
         shown = rel + "/" if is_dir else rel
+        if entry.name == METADATA_FILE and is_file:  # read by the sync as metadata, whatever the patterns say
+            self.skip(rel, "metadata file")
+            return
         if entry.name.startswith(".") and not self.include_hidden:
             if entry.name not in IGNORE_FILES:  # read as rules, never as a document: not worth a line
                 self.skip(shown, "hidden")

@@ -3,7 +3,8 @@
 Three levels of "unchanged", cheapest first: same size and mtime (the file is
 not even read); same content hash (read, but not re-chunked); same chunk text
 (re-chunked, but its vector comes from the embedding cache). A file whose
-content hash equals that of a file that disappeared is a rename.
+content hash equals that of a file that disappeared is a rename. Sidecar metadata
+(:mod:`ragkit.ingest.sidecar`) counts as part of a file: a changed sidecar changes its files.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from ragkit.errors import ConfigError, LoadError
 from ragkit.ingest.files import read_listed
 from ragkit.ingest.folders import FolderSettings
+from ragkit.ingest.sidecar import Sidecars, content_digest, stamped_mtime, with_metadata
 from ragkit.progress import progress
 from ragkit.storage.base import FileEntry
 from ragkit.types import Document, FailedFile, SkippedFile, SyncReport
@@ -110,13 +112,14 @@ def plan_sync(
         files = (f for f in files if in_shard(f[1], shard))
         manifest = {rel: e for rel, e in manifest.items() if in_shard(rel, shard)}
     plan = SyncPlan()
+    sidecars = Sidecars(root)
     try:
-        seen, candidates = _stat_files(plan, files, manifest)
+        seen, candidates = _stat_files(plan, files, manifest, sidecars)
     except LoadError as exc:
         plan.failed.append(FailedFile(exc.path, exc.reason))
         return plan  # the root itself is unreadable: change nothing
     loader = load_data or (lambda _data, path, rel: load(path, rel))  # type: ignore[misc]
-    fresh = _read_changed(plan, candidates, loader, show_progress, max_file_bytes, root)
+    fresh = _read_changed(plan, candidates, loader, show_progress, max_file_bytes, sidecars)
     _classify(plan, manifest, seen, fresh)
     if existing is not None:
         reject_conflicts(plan, existing)
@@ -124,7 +127,7 @@ def plan_sync(
 
 
 def _stat_files(
-    plan: SyncPlan, files: Iterable[tuple[Path, str]], manifest: dict[str, FileEntry]
+    plan: SyncPlan, files: Iterable[tuple[Path, str]], manifest: dict[str, FileEntry], sidecars: Sidecars
 ) -> tuple[set[str], list[_Candidate]]:
     """The relative paths listed, and the files whose size or mtime changed (the others are
     unchanged without being read)."""
@@ -143,8 +146,13 @@ def _stat_files(
         if not stat.S_ISREG(st.st_mode):
             plan.failed.append(FailedFile(rel, "not a regular file (a symlink, FIFO, socket or device); not read"))
             continue
+        try:
+            metadata = sidecars.metadata(rel)
+        except LoadError as exc:  # a bad sidecar: its files keep their indexed versions, never lose their acl
+            plan.failed.append(FailedFile(rel, exc.reason))
+            continue
         entry = manifest.get(rel)
-        if entry is not None and entry.size == st.st_size and entry.mtime_ns == st.st_mtime_ns:
+        if entry is not None and entry.size == st.st_size and entry.mtime_ns == stamped_mtime(st.st_mtime_ns, metadata):
             plan.unchanged.append(rel)
         else:
             candidates.append((path, rel, st, entry))
@@ -153,23 +161,25 @@ def _stat_files(
 
 def _read_changed(
     plan: SyncPlan, candidates: list[_Candidate], load: Callable[[bytes, Path, str], list[Document]],
-    show_progress: bool, max_file_bytes: int, root: Path,
+    show_progress: bool, max_file_bytes: int, sidecars: Sidecars,
 ) -> list[tuple[str, FileEntry, list[Document]]]:
     """Read each candidate once, hash it and load it if its content changed: (path, new entry, documents)."""
     fresh: list[tuple[str, FileEntry, list[Document]]] = []
     for path, rel, st, entry in progress(candidates, "reading files", show_progress):
         try:
-            data = read_listed(path, rel, st, max_file_bytes, root=root)
+            data = read_listed(path, rel, st, max_file_bytes, root=sidecars.root)
         except LoadError as exc:
             plan.failed.append(FailedFile(rel, exc.reason))
             continue
-        digest, size, mtime_ns = hashlib.sha256(data).hexdigest(), st.st_size, st.st_mtime_ns
+        metadata = sidecars.metadata(rel)  # read (and checked) by _stat_files already
+        digest = content_digest(hashlib.sha256(data).hexdigest(), metadata)
+        size, mtime_ns = st.st_size, stamped_mtime(st.st_mtime_ns, metadata)
         if entry is not None and entry.sha256 == digest:  # touched, not changed
             plan.unchanged.append(rel)
             plan.upsert_files.append(FileEntry(rel, size, mtime_ns, digest, entry.doc_ids))
             continue
         try:
-            docs = load(data, path, rel)
+            docs = with_metadata(load(data, path, rel), metadata)
         except LoadError as exc:
             plan.failed.append(FailedFile(rel, exc.reason))
             continue
