@@ -61,9 +61,10 @@ class Hit:
     leg did not return the chunk, its rank is ``None`` and its score is the exact
     score that leg gives the chunk (what fusion used); both are ``None`` for a leg
     that was not searched. ``rerank_score`` is set when a cross-encoder
-    reranked the results. ``association_score`` (0..1) and ``associated_question`` are set when
-    the chunk's document was lifted because the query resembles a labelled question
-    (see :mod:`ragkit.association`). ``relevance`` (0..1) is how likely the passage answers the query,
+    reranked the results. ``association_score`` and ``associated_question`` are set when the
+    chunk's document was lifted (0..1) because the query resembles a labelled or approved question, or
+    demoted (below 0) because it resembles a question whose answer citing it got a thumbs-down
+    (see :mod:`ragkit.retrieval.association`). ``relevance`` (0..1) is how likely the passage answers the query,
     on one scale for every collection (see :mod:`ragkit.retrieval.relevance`); ``None`` where a search
     had no calibrated evidence (a BM25-only search, a hit made by hand).
     """

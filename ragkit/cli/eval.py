@@ -193,7 +193,9 @@ def cmd_tune_from_feedback(args: argparse.Namespace) -> int:
     say = functools.partial(print, file=sys.stderr if args.json == "-" else sys.stdout)
     kept = result.associations is not None and result.accepted
     if kept:
-        say(f"associations: {len(result.associations)} approved answers kept as evidence, weight "  # type: ignore[arg-type]
+        demoting = sum(p < 0 for p in result.associations.polarities)  # type: ignore[union-attr]
+        say(f"associations: {len(result.associations) - demoting} approved answers kept as evidence"  # type: ignore[arg-type]
+            + (f", {demoting} rejected ones as demotions" if demoting else "") + ", weight "
             f"{result.best['association_weight']}, threshold {result.best['association_threshold']} "
             f"(two-fold cross-validated {result.metric} {result.train_score:.4f})")
     say(render_table(["", "train", "held-out"], [["with feedback", result.train_score, result.heldout_score],
