@@ -38,6 +38,7 @@ from ragkit.errors import (
     GeneratorTimeoutError,
 )
 from ragkit.generators.base import Message, check_messages, merged_options
+from ragkit.tracing import span, traced_astream, traced_stream
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self needs Python 3.11
@@ -179,13 +180,14 @@ class _HTTPChat:
     # -- public API --------------------------------------------------------------------------
     def raw(self, messages: list[Message], **options: Any) -> dict[str, Any]:
         """The backend's whole JSON answer, unchanged."""
-        response = self._open(self._body(messages, options, stream=False))
-        try:
-            with self._transport_errors():
-                body = self._capped(response.iter_bytes())
-        finally:
-            response.close()
-        return self._json(self._decode(body, response))
+        with span("ragkit.upstream", **{"gen_ai.request.model": self.model, "ragkit.stream": False}):
+            response = self._open(self._body(messages, options, stream=False))
+            try:
+                with self._transport_errors():
+                    body = self._capped(response.iter_bytes())
+            finally:
+                response.close()
+            return self._json(self._decode(body, response))
 
     def generate(self, messages: list[Message], **options: Any) -> str:
         """The answer's text."""
@@ -193,17 +195,19 @@ class _HTTPChat:
 
     def stream(self, messages: list[Message], **options: Any) -> Iterator[str]:
         """The answer's text in pieces, as the server sends them."""
-        return self._iter_stream(self._body(messages, options, stream=True))
+        return traced_stream("ragkit.upstream", self._iter_stream(self._body(messages, options, stream=True)),
+                             **{"gen_ai.request.model": self.model, "ragkit.stream": True})
 
     async def araw(self, messages: list[Message], **options: Any) -> dict[str, Any]:
         """Async :meth:`raw`."""
-        response = await self._aopen(self._async_client(), self._body(messages, options, stream=False))
-        try:
-            with self._transport_errors():
-                body = await self._acapped(response.aiter_bytes())
-        finally:
-            await response.aclose()
-        return self._json(self._decode(body, response))
+        with span("ragkit.upstream", **{"gen_ai.request.model": self.model, "ragkit.stream": False}):
+            response = await self._aopen(self._async_client(), self._body(messages, options, stream=False))
+            try:
+                with self._transport_errors():
+                    body = await self._acapped(response.aiter_bytes())
+            finally:
+                await response.aclose()
+            return self._json(self._decode(body, response))
 
     async def agenerate(self, messages: list[Message], **options: Any) -> str:
         """Async :meth:`generate`."""
@@ -211,7 +215,8 @@ class _HTTPChat:
 
     def astream(self, messages: list[Message], **options: Any) -> AsyncIterator[str]:
         """Async :meth:`stream`."""
-        return self._aiter_stream(self._body(messages, options, stream=True))
+        return traced_astream("ragkit.upstream", self._aiter_stream(self._body(messages, options, stream=True)),
+                              **{"gen_ai.request.model": self.model, "ragkit.stream": True})
 
     def close(self) -> None:
         """Close the pooled sync connections; the generator stays usable."""

@@ -38,6 +38,7 @@ from ragkit.errors import ConfigError
 from ragkit.retrieval.settings import SEARCH_MODES
 from ragkit.generators.base import agenerate, as_generator, astream, generate, stream
 from ragkit.prompting.builder import Prompt, PromptBuilder
+from ragkit.tracing import span
 from ragkit.types import Hit
 
 __all__ = [
@@ -258,8 +259,12 @@ class RAG:
     ) -> list[Hit]:
         """Search the index with this pipeline's settings, overridden by the arguments."""
         merged = {**self.retriever_settings, **settings}
-        return self.index.search(query, k or self.k, mode=mode or self.mode,
-                                 filters=filters if filters is not None else self.filters, **merged)
+        filters = filters if filters is not None else self.filters
+        with span("ragkit.retrieve", **{"ragkit.k": k or self.k, "ragkit.mode": mode or self.mode,
+                                        "ragkit.filtered": bool(filters)}) as current:
+            hits = self.index.search(query, k or self.k, mode=mode or self.mode, filters=filters, **merged)
+            current.set_attribute("ragkit.hits", len(hits))
+        return hits
 
     def prepare(self, question: str) -> Retrieved:
         """Retrieve for ``question`` and build its prompt, without generating."""
@@ -278,7 +283,10 @@ class RAG:
 
     def _build(self, question: str, history: list[Message], query: str) -> Retrieved:
         hits = self.retrieve(query)
-        return Retrieved(query, hits, self.builder.build(question, hits, history=history or None))
+        with span("ragkit.prompt", **{"ragkit.passages": len(hits)}) as current:
+            prompt = self.builder.build(question, hits, history=history or None)
+            current.set_attribute("ragkit.prompt_tokens", prompt.token_count)
+        return Retrieved(query, hits, prompt)
 
     def condense_query(self, messages: Sequence[Mapping[str, Any]]) -> str:
         """The retrieval query for a conversation, by this pipeline's ``condense`` setting."""
