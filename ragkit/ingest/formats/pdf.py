@@ -4,16 +4,20 @@ A page that takes over ``page_seconds`` to extract, or that fails to parse, is s
 the document's notes (the sync report shows them); the rest of the PDF is indexed. A page without a
 text layer is read by OCR (:mod:`ragkit.ingest.formats.ocr`) when ``ragkit[ocr]`` is installed;
 pages with text are never OCR'd. Page numbers are kept: ``pages`` metadata ``[offset, page]``.
+With ``ragkit[docs]`` (pdfplumber), a page's ruled tables become Markdown rows
+(:mod:`ragkit.ingest.formats.pdf_tables`), within the same ``page_seconds``.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import time
 from typing import Any
 
 from ragkit.errors import LoadError
 from ragkit.ingest.formats.ocr import OcrTimeout, ocr_image, ocr_missing
+from ragkit.ingest.formats.pdf_tables import PdfTables
 from ragkit.ingest.formats.text import clean
 from ragkit.ingest.limits import TimeLimitExceeded, time_limit
 from ragkit.ingest.registry import LoadContext
@@ -45,8 +49,13 @@ def load_pdf(data: bytes, context: LoadContext) -> list[Document]:
     max_text = min(int(context.options.get("max_file_bytes", context.max_chars)), context.max_chars)
     with pypdf.apply_configuration(**_limits(PDF_MAX_STREAM_BYTES)):  # a context variable: other threads keep theirs
         reader, title = _open(pypdf.PdfReader, data, rel)
-        reading = _Pages(context, max_text)
-        reading.read(reader)
+        tables = PdfTables(data, rel) if PdfTables.available() else None
+        reading = _Pages(context, max_text, tables)
+        try:
+            reading.read(reader)
+        finally:
+            if tables is not None:
+                tables.close()
         starts = reading.starts()
         with time_limit(context.page_seconds):
             outline = _pdf_outline(reader, rel, starts)
@@ -78,12 +87,13 @@ def _open(PdfReader: Any, data: bytes, rel: str) -> tuple[Any, str | None]:
 class _Pages:
     """Reads a PDF's pages one by one: text layer, else OCR; skipped pages and OCR'd ones noted."""
 
-    def __init__(self, context: LoadContext, max_text: int) -> None:
-        self.context, self.max_text = context, max_text
+    def __init__(self, context: LoadContext, max_text: int, tables: PdfTables | None = None) -> None:
+        self.context, self.max_text, self.tables = context, max_text, tables
         self.parts: list[tuple[int, str]] = []
         self.ocr_pages: list[int] = []
         self.notes: list[str] = []
         self.scanned: list[int] = []  # pages without text that were not OCR'd
+        self.untabled: list[int] = []  # pages whose table finding ran out of time
         self.error: str | None = None
         self.ocr = context.options.get("ocr", "auto")
         self.ocr_missing = ocr_missing() if self.ocr else "OCR (turned off)"
@@ -92,6 +102,7 @@ class _Pages:
     def read(self, reader: Any) -> None:
         seconds = self.context.page_seconds
         for number, page in enumerate(reader.pages, start=1):
+            started = time.monotonic()
             try:
                 with time_limit(seconds):
                     text = clean(page.extract_text() or "").strip()
@@ -101,6 +112,8 @@ class _Pages:
                     text = self._ocr(images, number)  # outside the alarm: tesseract has its own timeout
                 elif scanned:
                     self.scanned.append(number)
+                elif text:
+                    text = self._with_tables(number, page, text, started)
             except (TimeLimitExceeded, OcrTimeout):
                 self._skip(number, f"took over {seconds:g} s to read (page_seconds)")
                 continue
@@ -112,6 +125,22 @@ class _Pages:
             if text:
                 self._add(number, text)
         self._finish()
+
+    def _with_tables(self, number: int, page: Any, text: str, started: float) -> str:
+        """The page's text with its ruled tables as Markdown rows, in what is left of ``page_seconds``;
+        pypdf's ``text`` if there are none, or if finding them fails or runs out of time."""
+        seconds = self.context.page_seconds
+        left = None if seconds is None else seconds - (time.monotonic() - started)
+        if self.tables is None or (left is not None and left <= 0):
+            return text
+        try:
+            with time_limit(left):
+                return self.tables.page_text(number, page, len(text)) or text
+        except TimeLimitExceeded:
+            self.untabled.append(number)
+        except Exception as e:  # noqa: BLE001 - pdfminer disagreeing with pypdf costs the tables, not the text
+            logger.warning("%s: page %d: no tables: %s: %s", self.context.source, number, type(e).__name__, e)
+        return text
 
     @staticmethod
     def _images(page: Any) -> list[Any]:
@@ -142,6 +171,8 @@ class _Pages:
         rel = self.context.source
         if self.ocr_pages:
             self.notes.insert(0, f"OCR'd {_pages(self.ocr_pages)}")
+        if self.untabled:
+            self.notes.append(f"{_pages(self.untabled)}: tables read as plain text (over page_seconds)")
         if self.scanned and self.parts:
             self.notes.append(f"{_pages(self.scanned)}: no text layer, not OCR'd: "
                               f"{self.ocr_missing} is missing (pip install 'ragkit[ocr]')")
