@@ -5,7 +5,9 @@
 
 The package's modules: ``collections.py`` (the layout and batched reads and writes), ``statistics.py``
 (BM25 on sparse vectors, scored with ``storage/bm25.py``), ``view.py`` (search), ``expressions.py``
-(filters), ``rows.py``, and ``lite.py``: everything that touches Milvus Lite's private state.
+(filters), ``rows.py``, ``verify.py`` (``ragkit check``), ``pointer.py`` and ``swap.py`` (``--rebuild``:
+which collections hold the index now, and building new ones), and ``lite.py``: everything that
+touches Milvus Lite's private state.
 
 **Atomicity.** Milvus has no transactions across collections (nor across rows of one). ``apply``
 writes in an order that leaves a state the next sync repairs: (1) the manifest entries of the
@@ -34,9 +36,10 @@ import re
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -50,6 +53,7 @@ from ragkit.storage.milvus.collections import MilvusCollections, key64
 from ragkit.storage.milvus.expressions import literal, value_kind
 from ragkit.storage.milvus.rows import chunk_row, doc_row, file_rows, jsonable, split_utf8
 from ragkit.storage.milvus.statistics import EMPTY_TERM, N_CHUNKS, N_TOKENS, term_id
+from ragkit.storage.milvus.verify import check
 from ragkit.storage.milvus.view import Generation, MilvusView, read_generation
 from ragkit.storage.util import batches
 
@@ -131,7 +135,7 @@ class MilvusBackend:
 
     @classmethod
     def from_uri(cls, uri: str, *, token: str | None = None, create: bool = True,
-                 settings: StorageSettings | None = None) -> "MilvusBackend":
+                 settings: StorageSettings | None = None) -> MilvusBackend:
         """``milvus-lite:///path/kb.db``, ``milvus://host:port/[db/]collection`` or ``milvus+https://...``.
 
         ``?collection=NAME`` picks another collection in a Milvus Lite file.
@@ -382,29 +386,6 @@ class MilvusBackend:
         return sum(f.stat().st_size for f in self.lite_path.rglob("*") if f.is_file())
 
     def verify(self) -> list[str]:
-        """What ``check_index`` checks for a local index: BM25 statistics equal the chunks' own counts, every
-        chunk belongs to a finished document, every manifest file's documents exist, and no write is
-        unfinished (no pending document row, dirty manifest entry or writing marker). Empty: consistent."""
-        problems = []
-        rows = list(self.cols.scan("", "pk >= 0", ["sparse", "dl", "doc_id"])) if self.cols.has() else []
-        counts = stats.chunk_counts(rows)
-        stored = {t: n for t, n in stats.sums(self.cols, list(counts)).items() if n}
-        if stored != +counts:
-            wrong = sorted(t for t in set(stored) | set(counts) if stored.get(t, 0) != counts[t])
-            problems.append(f"BM25 statistics differ from the chunks for {len(wrong)} terms (e.g. {wrong[:3]})")
-        docs = {r["doc_id"]: r["text_hash"] for r in self.cols.scan("docs", "part == 0", ["doc_id", "text_hash"])}
-        pending = sorted(d for d, h in docs.items() if not h)
-        if pending:
-            problems.append(f"unfinished documents {pending[:3]}")
-        orphans = sorted({r["doc_id"] for r in rows} - set(docs))
-        if orphans:
-            problems.append(f"chunks of missing documents {orphans[:3]}")
-        for row in self.cols.scan("files", "pk >= 0", ["path", "size", "doc_ids"]):
-            if row["size"] < 0:
-                problems.append(f"manifest file {row['path']} is marked dirty by an unfinished write")
-            missing = [d for d in row["doc_ids"] if d not in docs]
-            if missing:
-                problems.append(f"manifest file {row['path']} lists missing documents {missing[:3]}")
-        if self.cols.meta("writing"):
-            problems.append("the writing marker of an unfinished write is set")
-        return problems
+        """What ``check_index`` checks for a local index (see ``verify.py``). Empty: consistent."""
+        self.reopen_if_replaced()
+        return check(self.cols)
