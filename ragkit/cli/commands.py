@@ -246,7 +246,7 @@ def _folder_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _kept_folder_options(args: argparse.Namespace, folder: dict[str, Any]) -> dict[str, Any]:
     """For ``--rebuild``: the old index's namespace and patterns for the folder, where no flag replaces them."""
-    from ragkit.errors import ConfigError
+    from ragkit.errors import ConfigError, IndexLockedError
 
     if "://" not in args.index and not os.path.exists(os.path.join(args.index, "ragkit.sqlite")):
         return folder
@@ -254,6 +254,8 @@ def _kept_folder_options(args: argparse.Namespace, folder: dict[str, Any]) -> di
         old = open_index(args.index, token=args.token)
     except ConfigError:  # no Milvus index there yet
         return folder
+    except IndexLockedError as exc:  # Milvus Lite: another process has the file open
+        raise IndexLockedError(f"--rebuild: {exc} (the index at {args.index} is untouched)") from None
     try:
         kept = old.folder_settings(args.folder)
     finally:

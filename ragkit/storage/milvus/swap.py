@@ -42,11 +42,13 @@ def rebuild(uri: str, build: Callable[[str], T], *, token: str | None = None,
     collection name) and closes it. On any failure the index at ``uri`` is untouched, and the error (a
     :class:`RebuildError`, or :class:`IndexLockedError` when another writer holds the index) says so.
     """
+    untouched = f"the index at {uri} is untouched"
     try:
         old = MilvusBackend.from_uri(uri, token=token, create=False)
     except ConfigError:
         return build(uri)  # no index there yet: nothing to protect, the first sync creates it
-    untouched = f"the index at {uri} is untouched"
+    except IndexLockedError as exc:  # Milvus Lite: another process has the file open
+        raise IndexLockedError(f"--rebuild: {exc} ({untouched})") from None
     with ExitStack() as stack:
         stack.callback(old.close)
         try:
