@@ -22,12 +22,10 @@ import asyncio
 import json
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ragkit.errors import (
@@ -38,6 +36,7 @@ from ragkit.errors import (
     GeneratorTimeoutError,
 )
 from ragkit.generators.base import Message, check_messages, merged_options
+from ragkit.retrying import backoff_wait, retry_after  # noqa: F401 (retry_after: imported from here since the first wave)
 from ragkit.tracing import span, traced_astream, traced_stream
 
 if TYPE_CHECKING:
@@ -52,7 +51,6 @@ logger = logging.getLogger(__name__)
 
 _HTTPX_HINT = 'OpenAICompatible and Ollama need httpx: pip install "ragkit[server]" (or pip install httpx)'
 _RETRY_STATUS = frozenset({408, 409, 429})  # and every 5xx, as OpenAI's own client does
-_MAX_WAIT = 60.0  # never sleep longer than this between attempts, whatever Retry-After says
 _EXCERPT = 200
 MAX_RESPONSE_BYTES = 16 * 2**20  # a chat answer is kilobytes; this bounds a runaway one
 MAX_LINE_BYTES = 2**20  # one SSE/NDJSON event; a stream without newlines is not one
@@ -78,28 +76,6 @@ def valid_unicode(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "replace").decode("utf-8")
     return text
-
-
-def retry_after(response: Any) -> float | None:
-    """Seconds the server asked us to wait (Retry-After as seconds or HTTP date, or retry-after-ms)."""
-    if response is None:
-        return None
-    if (ms := response.headers.get("retry-after-ms")) is not None:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 class _HTTPChat:
@@ -378,11 +354,7 @@ class _HTTPChat:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _wait(self, attempt: int, response: Any, reason: str) -> float:
-        wait = self.backoff * 2**attempt + random.uniform(0, self.backoff)
-        asked = retry_after(response)
-        if asked is not None:
-            wait = max(wait, asked)
-        wait = min(wait, _MAX_WAIT)
+        wait = backoff_wait(attempt, self.backoff, response)
         logger.warning(
             "POST %s: %s; retrying in %.2f s (retry %d of %d)",
             self.url,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,14 +23,13 @@ from typing import Any
 import numpy as np
 
 from ragkit.errors import ConfigError, EmbeddingServiceError
-from ragkit.generators.http import retry_after
+from ragkit.retrying import backoff_wait
 from ragkit.text.embedders.folder import Prompts
 from ragkit.text.tokens import resolve_token_counter
 
 logger = logging.getLogger(__name__)
 
 _RETRY_STATUS = frozenset({408, 409, 429})  # and every 5xx
-_MAX_WAIT = 60.0
 
 
 class ServiceEmbedder:
@@ -144,7 +142,7 @@ class ServiceEmbedder:
                 reason = self._refusal(response)
             if attempt == self.max_retries:
                 raise self._error(f"failed after {attempt + 1} attempts: {reason}", response)
-            wait = min(max(self.backoff * 2**attempt + random.uniform(0, self.backoff), retry_after(response) or 0), _MAX_WAIT)
+            wait = backoff_wait(attempt, self.backoff, response)
             logger.warning("POST %s: %s; retrying in %.2f s", self.url, reason, wait)
             time.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
