@@ -19,6 +19,7 @@ pytest.importorskip("milvus_lite")
 from ragkit.cli.commands import main
 from ragkit.errors import IndexLockedError, RebuildError
 from ragkit.index import Index
+from ragkit.storage.base import StaleSnapshot
 from ragkit.storage.milvus import pointer
 from ragkit.storage.milvus.collections import MilvusCollections
 from ragkit.storage.milvus.swap import rebuild
@@ -94,6 +95,7 @@ def test_a_rebuild_with_another_chunk_size_switches_an_open_index(kb: dict[str, 
     (counts, _, _) = state(reader)
     leftover = MilvusCollections(reader.backend.client, reader.backend.cols.types, "ragkit__g7", None)
     leftover.create_small()  # what a rebuild killed mid-build leaves
+    in_flight = reader.backend.cols  # what a search running across the switch reads
 
     args = ["index", str(kb["docs"]), "--index", kb["uri"], "--rebuild", "--chunk-size", "64", "--chunk-overlap", "8"]
     assert main([*args, "-q"]) == 0
@@ -105,6 +107,8 @@ def test_a_rebuild_with_another_chunk_size_switches_an_open_index(kb: dict[str, 
     names = set(reader.backend.client.list_collections())
     assert pointer.pointer_collection("ragkit") in names
     assert set(pointer.generation_collections(list(names), "ragkit")) == {"ragkit__g1"}  # old and leftover dropped
+    with pytest.raises(StaleSnapshot):  # a search on the dropped collections retries on the new ones
+        in_flight.query("", "pk >= 0", ["pk"], limit=1)
     with Index(kb["uri"]) as fresh:
         assert fresh.backend.counts() == reader.backend.counts() and fresh.config.chunk_size == 64
 
