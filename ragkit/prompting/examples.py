@@ -272,7 +272,10 @@ class ExampleSet:
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         if self._embedder is None:
             self._embedder = _default_embedder()
-        return self._embedder.encode(list(texts))
+        # Examples' inputs are questions, matched against a question: both sides get the model's query
+        # prompt (and query runtime) where the embedder has one, never the passage prompt.
+        encode = getattr(self._embedder, "encode_queries", None) or self._embedder.encode
+        return encode(list(texts))
 
 
 def _take_within(

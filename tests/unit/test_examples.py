@@ -246,3 +246,31 @@ def test_mmr_trades_relevance_for_variety(embedder: Embedder) -> None:
     assert set(similar) <= set(near_duplicates[:3])  # relevance alone picks two near-copies
     assert mmr[0] == similar[0]
     assert mmr[1] not in near_duplicates[:3]  # MMR picks a different kind of example second
+
+
+def test_examples_are_matched_with_the_query_side_of_an_embedder() -> None:
+    import numpy as np
+
+    class Sided:
+        """Passage vectors point one way, query vectors another: only query-to-query matching works."""
+
+        calls: list[str] = []
+
+        def _vectors(self, texts: list[str], flip: bool) -> np.ndarray:
+            out = np.array([[1.0, 0.0] if ("mite" in t) != flip else [0.0, 1.0] for t in texts], dtype=np.float32)
+            return out
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            self.calls.append("passages")
+            return self._vectors(texts, flip=True)
+
+        def encode_queries(self, texts: list[str]) -> np.ndarray:
+            self.calls.append("queries")
+            return self._vectors(texts, flip=False)
+
+    embedder = Sided()
+    examples = ExampleSet([Example("How many mites per hundred bees?", "Count them."),
+                           Example("When do swarms leave the hive?", "In spring.")],
+                          embedder=embedder, weights=(0.0, 1.0))
+    picked = examples.select("a mite question", k=1, strategy="similar")
+    assert picked[0].input.startswith("How many mites") and set(embedder.calls) == {"queries"}
