@@ -119,3 +119,19 @@ def test_a_search_embeds_its_query_without_importing_torch(cache: Path, tmp_path
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("[]") and "swarm" in done.stdout
+
+
+def test_the_index_command_takes_runtime_and_precision(cache: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from ragkit.cli.commands import main
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "swarm.md").write_text("# Swarms\n\nQueen cells mean the colony is preparing to swarm.\n")
+    kb = str(tmp_path / "kb.ragkit")
+    assert main(["index", str(docs), "--index", kb, "-q", "--runtime", "onnx", "--precision", "fp32"]) == 0
+    with ragkit.Index(kb) as index:
+        stored = index.backend.get_config()["embedder"]
+        assert (stored["runtime"], stored["precision"]) == ("onnx", "fp32")
+    capsys.readouterr()
+    assert main(["index", str(docs), "--index", kb, "-q", "--runtime", "torch", "--precision", "int8"]) == 2
+    assert "--precision 'int8' is not available with --runtime 'torch'" in capsys.readouterr().err
