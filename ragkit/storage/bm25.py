@@ -23,14 +23,32 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, NamedTuple, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 
 from ragkit.errors import ConfigError
 
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
 IdfKind = Literal["okapi", "lucene"]
+
+
+class Postings(NamedTuple):
+    """A loaded index's CSC arrays as they are: scoring reads only these, so a search never imports
+    scipy (0.15 to 0.2 s of a CLI search); :func:`_matrix` makes the scipy matrix when an update needs one."""
+
+    data: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+    shape: tuple[int, int]
+
+
+def _matrix(tf: sp.csc_matrix | Postings) -> sp.csc_matrix:
+    import scipy.sparse as sp
+
+    return sp.csc_matrix((tf.data, tf.indices, tf.indptr), shape=tf.shape) if isinstance(tf, Postings) else tf
 
 
 @dataclass(frozen=True)
@@ -101,11 +119,11 @@ class BM25Index:
     [0.0, 0.0, 0.0]
     """
 
-    def __init__(self, vocab: dict[str, int], tf: sp.csc_matrix, params: BM25Params | None = None) -> None:
+    def __init__(self, vocab: dict[str, int], tf: sp.csc_matrix | Postings, params: BM25Params | None = None) -> None:
         self.vocab = vocab
         self.tf = tf  # shape (n_docs, n_terms): column j holds the postings of term j
         self.params = params or BM25Params()
-        self.doc_len = np.asarray(tf.sum(axis=1)).ravel().astype(np.float64)
+        self.doc_len = np.bincount(tf.indices, weights=tf.data, minlength=tf.shape[0]).astype(np.float64)
         self.doc_freq = np.diff(tf.indptr).astype(np.float64)
         self._idf = self._compute_idf()
         self._weights: np.ndarray | None = None  # per-posting saturated tf, derived on first query
@@ -118,7 +136,8 @@ class BM25Index:
 
     @classmethod
     def empty(cls, params: BM25Params | None = None) -> "BM25Index":
-        return cls({}, sp.csc_matrix((0, 0), dtype=np.float32), params)
+        empty = np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(1, np.int64)
+        return cls({}, Postings(*empty, (0, 0)), params)
 
     @property
     def n_docs(self) -> int:
@@ -126,6 +145,8 @@ class BM25Index:
 
     def append(self, token_lists: Sequence[Sequence[str]]) -> "BM25Index":
         """A new index with documents added as rows ``n_docs .. n_docs + len(token_lists) - 1``."""
+        import scipy.sparse as sp
+
         vocab = dict(self.vocab)
         rows: list[int] = []
         cols: list[int] = []
@@ -140,13 +161,13 @@ class BM25Index:
             (np.asarray(vals, np.float32), (np.asarray(rows, np.int64), np.asarray(cols, np.int64))),
             shape=(len(token_lists), len(vocab)),
         )
-        old = self.tf.copy()
+        old = _matrix(self.tf).copy()
         old.resize((self.n_docs, len(vocab)))
         return BM25Index(vocab, sp.vstack([old, new], format="csc"), self.params)
 
     def keep_rows(self, keep: np.ndarray) -> "BM25Index":
         """A new index holding only the rows where ``keep`` is True, in order; unused terms are dropped."""
-        tf = self.tf[np.flatnonzero(keep)].tocsc()
+        tf = _matrix(self.tf)[np.flatnonzero(keep)].tocsc()
         used = np.flatnonzero(np.diff(tf.indptr))
         if len(used) < len(self.vocab):
             tf = tf[:, used]
@@ -238,7 +259,7 @@ class BM25Index:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], terms: list[str], params: BM25Params) -> "BM25Index":
         shape = tuple(int(x) for x in arrays["bm25_shape"])
-        tf = sp.csc_matrix((arrays["bm25_data"], arrays["bm25_indices"], arrays["bm25_indptr"]), shape=shape)
+        tf = Postings(arrays["bm25_data"], arrays["bm25_indices"], arrays["bm25_indptr"], (shape[0], shape[1]))
         return cls({t: i for i, t in enumerate(terms)}, tf, params)
 
 
