@@ -19,10 +19,12 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import pathspec
+from typing import TYPE_CHECKING
 
 from ragkit.errors import ConfigError
+
+if TYPE_CHECKING:  # imported where patterns are compiled: a search never needs it (10 ms of each CLI call)
+    import pathspec
 
 __all__ = ["IGNORE_FILES", "IgnoreLevel", "PatternRules", "compile_patterns", "default_skip", "read_ignore_file"]
 
@@ -72,6 +74,8 @@ def compile_patterns(patterns: Sequence[str] | None, kind: str) -> pathspec.GitI
         patterns = [patterns]
     if not patterns:
         return None
+    import pathspec
+
     for pattern in patterns:
         try:
             pathspec.GitIgnoreSpec.from_lines([pattern])
@@ -93,6 +97,8 @@ def read_ignore_file(path: str, label: str) -> pathspec.GitIgnoreSpec | None:
     except OSError as exc:
         logger.warning("not reading %s: %s", label, exc)
         return None
+    import pathspec
+
     lines = []
     for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
         try:
@@ -119,6 +125,8 @@ class PatternRules:
     whether it is left out and by which rule."""
 
     def __init__(self, include: Sequence[str] | None, exclude: Sequence[str] | None, *, ignore_files: bool) -> None:
+        import pathspec
+
         self.include = compile_patterns(include, "include")
         self.exclude = compile_patterns(exclude, "exclude")
         # each exclude pattern on its own, to name the one that left a file out (a negation names none)
