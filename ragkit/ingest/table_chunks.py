@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from ragkit.ingest.formats.tables import table_spans
+from ragkit.ingest.formats.tables import line_spans, table_spans
 from ragkit.ingest.pieces import TABLE, Piece, PieceCutter
 
 __all__ = ["BigTable", "table_chunks", "table_pieces"]
@@ -39,15 +39,6 @@ def table_pieces(cut: PieceCutter, text: str, start: int, end: int, level: int) 
     yield from cut.block_pieces(text, pos, end, level)
 
 
-def _rows(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
-    pos = start
-    while pos < end:
-        stop = text.find("\n", pos, end)
-        stop = end if stop < 0 else stop
-        yield pos, stop
-        pos = stop + 1
-
-
 def table_chunks(cut: PieceCutter, text: str, table: BigTable) -> Iterator[tuple[int, int, bool]]:
     """``(start, end, repeats_header)`` spans of whole rows; the first holds the header itself."""
     header_tokens = cut.count(text, table.start, table.header_end)
@@ -56,7 +47,7 @@ def table_chunks(cut: PieceCutter, text: str, table: BigTable) -> Iterator[tuple
     chunk: list[tuple[int, int]] = [(table.start, table.header_end)]
     tokens = header_tokens
     first = True
-    for row in _rows(text, table.header_end + 1, table.end):
+    for row in line_spans(text, table.header_end + 1, table.end):
         row_tokens = cut.count(text, *row)
         room = cut.limit if first else budget
         if chunk and tokens + row_tokens + 1 > room:

@@ -8,17 +8,15 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
-import uvicorn
 from fakellm import serve_fake_llm
+from servekit import serving
 
 from ragkit import Document, Index
 from ragkit.cli.commands import main as cli_main
@@ -78,26 +76,6 @@ def searches(index: Index, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def upstream(url: str, *, timeout: float = 5.0) -> OpenAICompatible:
     return OpenAICompatible(url, model="fake", timeout=timeout, max_retries=0)
-
-
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """Run ``app`` with uvicorn on an ephemeral loopback port in a thread; yield its root URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 def client(root: str, api_key: str = "x") -> openai.OpenAI:

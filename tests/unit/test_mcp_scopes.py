@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +22,7 @@ from fakes import FakeEmbedder
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from servekit import TEAM_A, TEAM_B, TOKENS, two_team_index, write_config
+from servekit import TEAM_A, TEAM_B, TOKENS, serving, two_team_index, write_config
 
 from ragkit.cli.commands import main
 from ragkit.integrations.mcp_server import document_uri
@@ -55,23 +52,10 @@ def mcp_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 @contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """``app`` under uvicorn on an ephemeral loopback port, lifespan on (it runs the MCP session manager)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+def serving_mcp(app: Any) -> Iterator[str]:
+    """``app`` under uvicorn on loopback, lifespan on (it runs the MCP session manager); its MCP URL."""
+    with serving(app, lifespan="auto") as root:
+        yield root + "/mcp"
 
 
 async def what_one_caller_sees(url: str, token: str) -> dict[str, Any]:
@@ -109,7 +93,7 @@ async def what_one_caller_sees(url: str, token: str) -> dict[str, Any]:
 
 def test_disjoint_principals_see_only_their_own_documents_through_every_tool(mcp_app: Any) -> None:
     texts = {d.id: d.text for d in TEAM_A + TEAM_B}
-    with serving(mcp_app) as url:
+    with serving_mcp(mcp_app) as url:
         for name, own in OWN.items():
             seen = asyncio.run(asyncio.wait_for(what_one_caller_sees(url, TOKENS[name]), 60))
             assert seen["searched"] == own and seen["cited"] <= own and seen["cited"], name
@@ -127,7 +111,7 @@ def test_disjoint_principals_see_only_their_own_documents_through_every_tool(mcp
 def test_a_call_without_a_principals_token_is_refused_before_the_mcp_app(mcp_app: Any) -> None:
     call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
             "params": {"name": "search", "arguments": {"query": "varroa"}}}
-    with serving(mcp_app) as url:
+    with serving_mcp(mcp_app) as url:
         for auth in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKENS["alice"]}):
             refused = httpx2.post(url, json=call, headers={"Accept": "application/json, text/event-stream", **auth},
                                   timeout=30)

@@ -42,7 +42,8 @@ def markdown_table(rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _lines(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+def line_spans(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of each line in ``text[start:end]``, newline excluded, without copying the text."""
     pos = start
     while pos < end:
         stop = text.find("\n", pos, end)
@@ -56,7 +57,7 @@ def table_spans(text: str, start: int, end: int) -> Iterator[tuple[int, int, int
     row, a separator row, then rows; every line a ``| ... |`` line. Read a line at a time."""
     before: tuple[int, int] | None = None  # the previous line, if it is a row
     table: list[int] | None = None  # [start, header_end, end] of the table being read
-    for s, e in _lines(text, start, end):
+    for s, e in line_spans(text, start, end):
         row = _ROW.match(text, s, e) is not None
         if table is not None:
             if row:
