@@ -35,6 +35,7 @@ from ragkit.retrieval.fusion import (
     convex_combination,
     distribution_based_fusion,
     reciprocal_rank_fusion,
+    unique_ids,
 )
 from ragkit.retrieval.grouping import group_hits
 from ragkit.retrieval.relevance import AUTO_THRESHOLD, is_auto, relevance
@@ -232,7 +233,7 @@ def _with_exact_fill(
 ) -> tuple[LegCandidates, LegCandidates]:
     """Both legs with their exact scores for every id of the union: fusion needs them for ids a
     leg missed (instead of a guess), and the hits show them."""
-    union = np.union1d(bm25.ids, dense.ids)
+    union = unique_ids(np.concatenate([bm25.ids, dense.ids]))
     if not len(union):
         return bm25, dense
     bm25_fill, dense_fill = view.exact_scores(query, union)
