@@ -95,13 +95,128 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
 
 
+# --- --study: document-level fusion and title legs, measured on a split (issue 15, Build item 3) ---
+# Each leg's candidates are read once per query (with the exact fill-in scores the default uses), then
+# every variant is scored from them, so the study costs one search per query plus one embedding of the
+# titles. Variants: today's chunk-level adaptive fusion; each leg's calibrated chunk scores aggregated
+# to documents (max, or max + a share of the second best) before fusing; and a title leg added to each
+# chunk's fused score (BM25 over the titles, share of their ideal score; or the cosine to the title's
+# vector, calibrated as the dense leg is).
+
+def _leg_data(index: ragkit.Index, queries: dict[str, str], vectors: dict[str, np.ndarray]) -> dict[str, dict]:
+    from ragkit.retrieval.fusion import calibrate_bm25, calibrate_dense
+
+    encoder = index.retriever().source.query_encoder
+    view = index.retriever().source.snapshot()
+    data = {}
+    for qid, text in queries.items():
+        query, _ = encoder.encode(text, with_vector=True, vector=vectors[qid], adapter=None)
+        union = np.union1d(view.lexical(query, 100).ids, view.dense(query, 100).ids)
+        bm25, dense = view.exact_scores(query, union)
+        stats = view.statistics(query)
+        data[qid] = {"docs": [r.doc_id for r in view.fetch([int(i) for i in union])],
+                     "b": calibrate_bm25(bm25, stats.bm25_ideal),
+                     "d": calibrate_dense(dense, stats.dense_background, stats.n_searched, ramp=2.0, shift=0.5,
+                                          softness=0.25)}
+    return data
+
+
+def _best(values: np.ndarray, groups: np.ndarray, n: int, second: float = 0.0) -> np.ndarray:
+    """Per document: its best chunk's value, plus ``second`` times its second best (0 if none)."""
+    order = np.lexsort((-values, groups))
+    g, v = groups[order], values[order]
+    first = np.r_[True, g[1:] != g[:-1]]
+    out = np.zeros(n)
+    out[g[first]] = v[first]
+    follows = np.flatnonzero(~first)
+    runner = follows[first[follows - 1]]  # right after its document's best: the second best
+    out[g[runner]] += second * np.maximum(v[runner], 0.0)
+    return out
+
+
+class _Titles:
+    """BM25 (Lucene IDF, k1 1.5, b 0.75) over the titles, and each title's vector."""
+
+    def __init__(self, index: ragkit.Index, titles: dict[str, str]) -> None:
+        import scipy.sparse as sp
+
+        self.pos = {doc: i for i, doc in enumerate(titles)}
+        self.analyzer = index.analyzer
+        tokens = self.analyzer.tokenize_many(list(titles.values()))
+        self.vocab: dict[str, int] = {}
+        cells = [(i, self.vocab.setdefault(t, len(self.vocab))) for i, ts in enumerate(tokens) for t in ts]
+        rows, cols = zip(*cells)
+        self.tf = sp.csc_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(tokens), len(self.vocab)))
+        self.tf.sum_duplicates()
+        lengths = np.array([len(t) for t in tokens], dtype=np.float64)
+        self.norm = 1.5 * (0.25 + 0.75 * lengths / lengths.mean())
+        df = np.diff(self.tf.indptr)
+        self.idf = np.log(1 + (len(tokens) - df + 0.5) / (df + 0.5))
+        self.vectors = np.asarray(index.embedder.encode(list(titles.values()), show_progress=True))
+
+    def bm25_share(self, text: str) -> np.ndarray:
+        scores, ideal = np.zeros(len(self.pos)), 0.0
+        for term in {self.vocab[t] for t in self.analyzer.tokenize(text) if t in self.vocab}:
+            rows, tf = self.tf.indices[self.tf.indptr[term]:self.tf.indptr[term + 1]], \
+                self.tf.data[self.tf.indptr[term]:self.tf.indptr[term + 1]]
+            scores[rows] += self.idf[term] * tf * 2.5 / (tf + self.norm[rows])
+            ideal += self.idf[term]
+        return scores / ideal if ideal > 0 else scores
+
+    def dense(self, vector: np.ndarray) -> np.ndarray:
+        from ragkit.retrieval.fusion import calibrate_dense
+
+        cos = self.vectors @ vector
+        return calibrate_dense(cos, cos, len(cos), ramp=2.0, shift=0.5, softness=0.25)
+
+
+def _variant(leg: dict, title: np.ndarray | None, level: str, second: float = 0.0) -> list[str]:
+    docs, groups = np.unique(np.array(leg["docs"]), return_inverse=True)
+    extra = np.zeros(len(docs)) if title is None else title
+    if level == "chunk":
+        fused = _best(0.6 * leg["b"] + 0.4 * leg["d"] + extra[groups], groups, len(docs))
+    else:
+        fused = 0.6 * _best(leg["b"], groups, len(docs), second) + 0.4 * _best(leg["d"], groups, len(docs), second) + extra
+    return list(docs[np.lexsort((docs, -fused))])
+
+
+def study(index: ragkit.Index, data: Path, split: str) -> list[list[str]]:
+    dataset = load_beir(data, split)
+    vectors = dict(zip(dataset.queries, index.embedder.encode(list(dataset.queries.values()))))
+    legs = _leg_data(index, dataset.queries, vectors)
+    titles = _Titles(index, {d.id: str(d.metadata.get("title") or "") for d in dataset.corpus.values()})
+    rows = []
+
+    def score(name: str, title_of, level: str = "chunk", second: float = 0.0) -> None:  # type: ignore[no-untyped-def]
+        run = {}
+        for qid, leg in legs.items():
+            docs = np.unique(np.array(leg["docs"]))
+            title = None if title_of is None else title_of(qid)[[titles.pos[d] for d in docs]]
+            run[qid] = _variant(leg, title, level, second)
+        rows.append([name, f"{evaluate(run, dataset.qrels, ('ndcg@10',))['ndcg@10']:.4f}"])
+
+    score("chunk-level adaptive (today's default)", None)
+    for second in (0.0, 0.05, 0.25):
+        score(f"document-level: max + {second:g} x second best", None, "document", second)
+    for share in (0.05, 0.1):
+        score(f"+ title BM25 leg x {share:g}", lambda q, s=share: s * titles.bm25_share(dataset.queries[q]))
+    for share in (0.03, 0.05, 0.1):
+        score(f"+ title dense leg x {share:g}", lambda q, s=share: s * titles.dense(vectors[q]))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/scifact")
     parser.add_argument("--index", type=Path, default=Path("/tmp/scifact.ragkit"))
     parser.add_argument("--split", default="test")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--study", action="store_true",
+                        help="document-level fusion and title legs on --split (choose on train), instead of the table")
     args = parser.parse_args()
+    if args.study:
+        print(table(["variant", "nDCG@10"], study(ragkit.Index(args.index), args.data, args.split)))
+        return
     index, build_s = build(args.index, args.data)
     rows, n = run(index, args.data, args.split)
     print(f"SciFact {args.split}: {n} queries, {len(index)} chunks, index build {build_s:.0f}s "
