@@ -12,7 +12,11 @@ A search runs in these steps, each optional step off by default:
 4. where the index holds labelled questions (``ragkit tune --associate``), candidates of
    documents labelled for a similar question are lifted (see :mod:`ragkit.retrieval.association`);
 5. optional MMR diversification and cross-encoder reranking of the top;
-6. optional grouping: best chunk per document, or neighbouring chunks merged.
+6. optional grouping: best chunk per document, or neighbouring chunks merged; where that leaves
+   fewer than ``k`` hits (a few documents' chunks filled the pool), steps 5 and 6 run again on twice
+   as many fused candidates, until ``k`` or every candidate is used. A document ranks by its best
+   chunk's fused score: fusing each leg's best chunk per document instead measured worse on SciFact
+   train (``benchmarks/scifact.py --study``).
 
 The retriever depends on a :class:`~ragkit.retrieval.source.SearchSource` (what ``Index`` offers: a
 storage view, a query encoder, learned state), never on ``Index`` itself.
@@ -131,6 +135,17 @@ class HybridRetriever:
         keep = self._kept(scores, rel)
         if keep is not None:  # before the cut, so MMR and reranking see only these
             ids, scores, rel = ids[keep], scores[keep], None if rel is None else rel[keep]
+        while True:
+            hits = self._top(view, text, query, ranked, ids, scores, rel, pool)
+            if len(hits) >= k or pool >= len(ids) or not self.config.group_by:
+                return [replace(h, rank=i + 1) for i, h in enumerate(hits[:k])]
+            pool = min(len(ids), 2 * pool)  # grouped into fewer than k: a few documents held the pool
+
+    def _top(
+        self, view: SearchView, text: str, query: Query, ranked: _Ranked, ids: np.ndarray, scores: np.ndarray,
+        rel: np.ndarray | None, pool: int,
+    ) -> list[Hit]:
+        """The best ``pool`` candidates as hits, diversified, reranked and grouped as configured."""
         relevant = {} if rel is None else dict(zip(ids[:pool].tolist(), rel[:pool].tolist()))
         ids, scores = ids[:pool], scores[:pool]
         if self.config.mmr and len(ids) > 1:
@@ -138,8 +153,7 @@ class HybridRetriever:
         hits = _hits(view, ids, scores, ranked, relevant)
         if self.config.reranker:
             hits = rerank(self.config.reranker, text, hits)
-        hits = group_hits(hits, self.config.group_by)
-        return [replace(h, rank=i + 1) for i, h in enumerate(hits[:k])]
+        return group_hits(hits, self.config.group_by)
 
     def _kept(self, scores: np.ndarray, rel: np.ndarray | None) -> np.ndarray | None:
         """Which candidates ``min_score`` keeps (None: all): a number cuts the fused score, "auto" the
