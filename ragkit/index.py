@@ -351,10 +351,10 @@ class Index:
         plan: read-only, so a dry run and a sync plan alike."""
         folders = {k: FolderSettings.from_dict(v) for k, v in self._stored_folders().items()}
         manifest = self.backend.manifest(root_key)
+        taken = self._namespaces_in_use(folders, root_key)
         settings, notes = resolve_folder(
             folders.get(root_key), folder_name=Path(root_key).name, synced_before=bool(manifest),
-            index_empty=self.backend.counts()["documents"] == 0,
-            taken=self._namespaces_in_use(folders, root_key), **options,
+            first_folder=not taken, taken=taken, **options,
         )
         stored = folders.get(root_key)
         moving = bool(manifest) and (stored.namespace if stored else "") != settings.namespace

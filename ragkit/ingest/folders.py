@@ -5,8 +5,9 @@ followed by ``ragkit index docs`` keeps excluding ``drafts/``. New patterns repl
 (include and exclude each on its own), ``reset_patterns`` forgets both, and the report says which.
 
 The namespace keeps two folders with the same relative paths apart in one index: a document's id and
-source are ``"{namespace}/{relative path}"``. The first folder synced into an empty index, and any folder
-an index held before namespaces existed, has the empty namespace: its ids are its relative paths, as
+source are ``"{namespace}/{relative path}"``. The first folder synced into an index (documents added
+with ``Index.add`` hold no namespace), and any folder an index held before namespaces existed, has the
+empty namespace: its ids are its relative paths, as
 they always were. Any other folder's namespace is its folder name, or the ``prefix`` given; a later
 ``prefix`` moves a folder's documents to the new namespace.
 """
@@ -58,7 +59,7 @@ def resolve_folder(
     *,
     folder_name: str,
     synced_before: bool,
-    index_empty: bool,
+    first_folder: bool,
     taken: Mapping[str, str],
     include: Sequence[str] | None,
     exclude: Sequence[str] | None,
@@ -73,7 +74,7 @@ def resolve_folder(
     index's other folders. ``include``/``exclude``/``ignore_files`` are ``None`` when not given.
     """
     notes: list[str] = []
-    settings = stored or FolderSettings(namespace=_new_namespace(folder_name, synced_before, index_empty, prefix))
+    settings = stored or FolderSettings(namespace=_new_namespace(folder_name, synced_before, first_folder, prefix))
     if prefix is not None and check_prefix(prefix) != settings.namespace:
         notes.append(f"namespace {settings.namespace!r} -> {prefix!r}: every document of this folder moves to "
                      "its new id (vectors reused, nothing embedded again)")
@@ -96,12 +97,13 @@ def resolve_folder(
     return settings, notes
 
 
-def _new_namespace(folder_name: str, synced_before: bool, index_empty: bool, prefix: str | None) -> str:
+def _new_namespace(folder_name: str, synced_before: bool, first_folder: bool, prefix: str | None) -> str:
     if synced_before:  # its documents already carry bare relative paths as ids
         return ""
     if prefix is not None:
         return check_prefix(prefix)
-    return "" if index_empty else folder_name
+    # Documents added by hand (Index.add) hold no namespace: a folder synced next to them is still the first.
+    return "" if first_folder else folder_name
 
 
 def _replace_patterns(

@@ -24,6 +24,16 @@ def ids(index) -> list[str]:  # type: ignore[no-untyped-def]
     return sorted(d.id for d in index.documents())
 
 
+def test_documents_added_by_hand_leave_the_first_folder_its_bare_ids(tmp_path: Path) -> None:
+    from ragkit import Document
+
+    a = write(tmp_path / "a" / "docs", DOCS)
+    with open_fake_index(tmp_path / "kb") as index:
+        index.add([Document("pool/1", "A note added by hand.")])
+        assert index.sync(a).namespace == ""
+        assert ids(index) == ["guide/setup.md", "intro.md", "pool/1"]
+
+
 def test_two_folders_with_the_same_paths_share_an_index_and_never_remove_each_other(tmp_path: Path) -> None:
     a = write(tmp_path / "a" / "docs", DOCS)
     b = write(tmp_path / "b" / "manual", {**DOCS, "only-b.md": "Only in b.\n"})
