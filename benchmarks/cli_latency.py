@@ -1,12 +1,15 @@
 """`ragkit search` wall time on the samples index: the old path (torch) against the new (ONNX Runtime).
 
-    python benchmarks/cli_latency.py [--index /tmp/ragkit-samples.ragkit] [--old-ref 833568a] [--runs 5]
+    python benchmarks/cli_latency.py [--index /tmp/ragkit-samples.ragkit] [--old-ref 833568a] [--also REF] [--runs 5]
 
 "Old" is ragkit at ``--old-ref`` (before issue 21: every search imported torch and
 sentence-transformers), checked out once into a git worktree beside this one and run from there;
-"new" is this checkout. Both search the same index (built first with this checkout if missing), in
-fresh processes, interleaved old/new, ``--runs`` times each; the table gives the median and the
-ratio, and whether the new process imported torch at all.
+"new" is this checkout. Each searches the samples indexed by its own code (built first if missing:
+an older ragkit may not read a newer index), in fresh processes, interleaved old/new, ``--runs`` times
+each; the table gives the median and the ratio, and whether the new process imported torch at all.
+``--also REF`` (repeatable) adds rows for other commits, run the same way (e.g. the commit before a
+change to the search path). The load average is printed with the table: on a shared machine it
+inflates every row.
 """
 
 from __future__ import annotations
@@ -25,10 +28,13 @@ PROBE = ("import sys; from ragkit.cli import main; code = main(['search', {query
          "print('torch imported:', 'torch' in sys.modules, file=sys.stderr); sys.exit(code)")
 
 
-def ensure_index(index: Path) -> None:
+def ensure_index(index: Path, source: Path = ROOT) -> Path:
+    """The samples indexed by the ragkit at ``source`` (an older ragkit may not read a newer index)."""
     if not index.exists():
+        env = {**os.environ, "PYTHONPATH": str(source), "HF_HUB_OFFLINE": "1"}
         subprocess.run([sys.executable, "-m", "ragkit.cli", "index", str(ROOT / "samples/docs"), "--index", str(index),
-                        "-q"], check=True, cwd=ROOT)
+                        "-q"], check=True, cwd="/tmp", env=env, capture_output=True)
+    return index
 
 
 def ensure_old(ref: str) -> Path:
@@ -56,20 +62,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--index", type=Path, default=Path("/tmp/ragkit-samples.ragkit"))
     parser.add_argument("--old-ref", default="833568a", help="the commit before issue 21's embedders")
+    parser.add_argument("--also", action="append", default=[], metavar="REF", help="another commit to time too")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    ensure_index(args.index)
-    old = ensure_old(args.old_ref)
-    search_seconds(ROOT, args.index)  # warm the page cache (and the ONNX export, once per machine) for both
-    search_seconds(old, args.index)
-    times: dict[str, list[float]] = {"old (torch, sentence-transformers)": [], "new (ONNX Runtime + tokenizers)": []}
+    refs = {"old (torch, sentence-transformers)": args.old_ref} | {f"{r} (ONNX Runtime + tokenizers)": r for r in args.also}
+    sources = {label: ensure_old(ref) for label, ref in refs.items()}
+    indexes = {label: ensure_index(args.index.with_name(f"{args.index.stem}-{ref}{args.index.suffix}"), sources[label])
+               for label, ref in refs.items()}
+    sources["new (ONNX Runtime + tokenizers)"], indexes["new (ONNX Runtime + tokenizers)"] = ROOT, ensure_index(args.index)
+    for label, source in sources.items():  # warm the page cache (and the ONNX export, once per machine) for all
+        search_seconds(source, indexes[label])
+    load_before = os.getloadavg()
+    times: dict[str, list[float]] = {label: [] for label in sources}
     probes = {}
     for _ in range(args.runs):
-        for label, source in zip(times, (old, ROOT)):
-            seconds, probes[label] = search_seconds(source, args.index)
+        for label, source in sources.items():
+            seconds, probes[label] = search_seconds(source, indexes[label])
             times[label].append(seconds)
     base = statistics.median(times["old (torch, sentence-transformers)"])
-    print(f"`ragkit search {QUERY!r}` on {args.index}, median of {args.runs} fresh processes, interleaved")
+    load = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(load_before, os.getloadavg()))
+    print(f"`ragkit search {QUERY!r}` on {args.index}, median of {args.runs} fresh processes, interleaved; "
+          f"load average (1/5/15 min, start/end) {load} on {os.cpu_count()} CPUs")
     print("| path | median wall (s) | min / max (s) | vs old | torch imported |")
     print("|---|---|---|---|---|")
     for label, values in times.items():
