@@ -35,6 +35,7 @@ SERVER = textwrap.dedent("""
               lambda messages, **o: "Ask the keeper [1].", k=3)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # listening before the port is printed: a request queues until uvicorn accepts it
     app = create_app(rag, token="t0ken")
     print(sock.getsockname()[1], flush=True)
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
