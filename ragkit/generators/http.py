@@ -235,14 +235,7 @@ class _HTTPChat:
         lines = _Lines(self)
         try:
             with self._transport_errors():
-                async for chunk in response.aiter_bytes():
-                    for line in lines.feed(chunk):
-                        piece, done = self._piece(line)
-                        if piece:
-                            yield piece
-                        if done:
-                            return
-                for line in lines.rest():
+                async for line in lines.asplit(response.aiter_bytes()):
                     piece, done = self._piece(line)
                     if piece:
                         yield piece
@@ -571,6 +564,14 @@ class _Lines:
         for chunk in chunks:
             yield from self.feed(chunk)
         yield from self.rest()
+
+    async def asplit(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+        """:meth:`split` over an async stream of chunks."""
+        async for chunk in chunks:
+            for line in self.feed(chunk):
+                yield line
+        for line in self.rest():
+            yield line
 
     def rest(self) -> list[str]:
         """The last line, if the stream ended without a newline."""
