@@ -17,6 +17,11 @@ mean IDF). ``idf="lucene"`` uses Lucene's always-positive
 The formula itself (:func:`idf`, :func:`saturation`, :func:`ideal_score`) is a
 few pure functions here, which the Milvus backend scores with too, so the two
 backends cannot drift apart.
+
+A filtered search scores a :class:`Subcollection` as if its rows were the whole
+index (a separate index of them would score the same): N, avgdl, document
+frequencies (postings intersected with the rows) and okapi's mean IDF are the
+subcollection's own, so rows outside it move no score inside it.
 """
 
 from __future__ import annotations
@@ -111,6 +116,27 @@ def ideal_score(term_idf: np.ndarray, counts: np.ndarray) -> float:
     return float(np.dot(np.asarray(counts, np.float64), np.asarray(term_idf, np.float64)))
 
 
+@dataclass(frozen=True, eq=False)
+class Subcollection:
+    """The rows a filter keeps and the statistics BM25 scores them with, as an index of its own:
+    ``n_docs`` and ``avgdl`` of these rows, and (okapi) the mean IDF over the terms they hold."""
+
+    mask: np.ndarray
+    n_docs: int
+    avgdl: float
+    mean_idf: float | None = None
+
+
+class ScopedScores(NamedTuple):
+    """One query scored within a :class:`Subcollection`: every row's score (0 outside it), which
+    rows match a term, the ideal score (terms it holds) and the unseen weight (terms it does not)."""
+
+    scores: np.ndarray
+    matched: np.ndarray
+    ideal: float
+    unseen: float
+
+
 class BM25Index:
     """Term frequencies of ``n_docs`` documents, scored with BM25 at query time.
 
@@ -128,6 +154,7 @@ class BM25Index:
         self._idf = self._compute_idf()
         self._weights: np.ndarray | None = None  # per-posting saturated tf, derived on first query
         self._last: tuple[tuple[str, ...], np.ndarray, np.ndarray] | None = None
+        self._last_scoped: tuple[tuple[str, ...], Subcollection, ScopedScores] | None = None
 
     # -- construction and updates -------------------------------------------------------
     @classmethod
@@ -235,14 +262,71 @@ class BM25Index:
         return scores, matched
 
     def top_k(
-        self, query_tokens: Sequence[str], k: int, mask: np.ndarray | None = None
+        self, query_tokens: Sequence[str], k: int, mask: np.ndarray | None = None,
+        scope: Subcollection | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Row ids and scores of the ``k`` best documents that match a query term (and ``mask``)."""
-        scores, matched = self._score(query_tokens)
+        """Row ids and scores of the ``k`` best documents that match a query term (and ``mask``).
+
+        With ``scope``, only its rows, scored with its own statistics (:meth:`scoped`)."""
+        if scope is not None:
+            scored = self.scoped(query_tokens, scope)
+            scores, matched = scored.scores, scored.matched
+        else:
+            scores, matched = self._score(query_tokens)
         if mask is not None:
             matched = matched & mask  # not in place: the array is cached
         candidates = np.flatnonzero(matched)
         return _top_k(candidates, scores[candidates], k)
+
+    # -- a subcollection scored as an index of its own ----------------------------------------------
+    def subcollection(self, mask: np.ndarray) -> Subcollection:
+        """The query-independent statistics of the rows in ``mask``: O(rows), plus O(postings) for
+        okapi's mean IDF; build it once per filter and snapshot (``storage/local`` caches it)."""
+        mask = np.asarray(mask, dtype=bool)
+        n = int(mask.sum())
+        avgdl = self.doc_len[mask].mean() if n else 1.0
+        mean_idf = None
+        if self.params.idf == "okapi":  # the floor is relative to the mean over the terms these rows hold
+            inside = np.concatenate([[0], np.cumsum(mask[self.tf.indices], dtype=np.int64)])
+            df = inside[self.tf.indptr[1:]] - inside[self.tf.indptr[:-1]]
+            mean_idf = mean_okapi_idf(n, df[df > 0])
+        return Subcollection(mask, n, float(avgdl), mean_idf)
+
+    def scoped(self, query_tokens: Sequence[str], scope: Subcollection) -> ScopedScores:
+        """Scores, matches, ideal score and unseen weight of a query within ``scope`` alone.
+
+        Each query term's postings are cut to the scope's rows: its document frequency is their
+        count, and their saturation uses the scope's avgdl. O(postings of the query's terms), as an
+        unfiltered query; the last query's result is kept (a search asks twice)."""
+        key, last = tuple(query_tokens), self._last_scoped
+        if last is not None and last[0] == key and last[1] is scope:
+            return last[2]
+        result = self._score_scoped(query_tokens, scope)
+        self._last_scoped = (key, scope, result)
+        return result
+
+    def _score_scoped(self, query_tokens: Sequence[str], scope: Subcollection) -> ScopedScores:
+        scores = np.zeros(self.n_docs, dtype=np.float64)
+        matched = np.zeros(self.n_docs, dtype=bool)
+        held: list[tuple[float, float]] = []  # (idf, count) of the query terms the scope holds
+        absent = 0
+        k1, b, indptr, indices = self.params.k1, self.params.b, self.tf.indptr, self.tf.indices
+        for term, count in Counter(query_tokens).items():
+            col = self.vocab.get(term)
+            lo, hi = (indptr[col], indptr[col + 1]) if col is not None else (0, 0)
+            inside = scope.mask[indices[lo:hi]]
+            docs = indices[lo:hi][inside]
+            if not len(docs):
+                absent += count
+                continue
+            term_idf = float(idf(scope.n_docs, np.asarray([len(docs)], np.float64), self.params, scope.mean_idf)[0])
+            weights = saturation(self.tf.data[lo:hi][inside], self.doc_len[docs], scope.avgdl, k1, b)
+            scores[docs] += (count * term_idf) * weights
+            matched[docs] = True
+            held.append((term_idf, count))
+        ideal = ideal_score(*map(np.asarray, zip(*held))) if held else 0.0
+        unseen = absent * unseen_idf(scope.n_docs, self.params) if absent else 0.0
+        return ScopedScores(scores, matched, ideal, unseen)
 
     # -- persistence: plain arrays, no pickle ----------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:

@@ -21,7 +21,6 @@ import numpy as np
 
 from ragkit.errors import IndexCorruptError
 from ragkit.storage.base import (
-    BACKGROUND_SAMPLE,
     CACHE_MAX_AGE_DAYS,
     CACHE_MAX_BYTES,
     Changes,
@@ -36,7 +35,7 @@ from ragkit.storage.bm25 import BM25Index, bm25_ideal_score, bm25_unseen_weight
 from ragkit.storage.dense import DenseIndex
 from ragkit.storage.filters import Filters, compile_filters, filter_mask
 from ragkit.storage.local import cache
-from ragkit.storage.local.snapshot import Snapshot
+from ragkit.storage.local.snapshot import Scope, Snapshot
 from ragkit.storage.local.store import DB_NAME, SEGMENTS, Store
 from ragkit.storage.local.swap import recover_swap
 from ragkit.storage.local.verify import problems
@@ -329,11 +328,16 @@ def _rows_of_documents(db: Any, doc_ids: Sequence[str]) -> list[tuple[int, str]]
 
 @dataclass(frozen=True)
 class LocalView:
-    """One search's view of a :class:`Snapshot`, optionally narrowed to the rows a filter matches."""
+    """One search's view of a :class:`Snapshot`, optionally narrowed to the rows a filter matches.
+
+    Narrowed, it searches those rows as if they were the whole index: BM25's N, avgdl, document
+    frequencies, ideal score and unseen words, the dense background and ``n_searched`` are the
+    scope's own (:class:`~ragkit.storage.local.snapshot.Scope`), so rows outside it move no score.
+    """
 
     backend: LocalBackend
     snap: Snapshot
-    mask: np.ndarray | None = None
+    scope: Scope | None = None
 
     @property
     def empty(self) -> bool:
@@ -344,16 +348,22 @@ class LocalView:
         """The committed segment version this view reads."""
         return self.snap.version
 
+    @property
+    def mask(self) -> np.ndarray | None:
+        return None if self.scope is None else self.scope.mask
+
     def filtered(self, filters: Filters | None) -> "LocalView":
         if not filters:
             return self
         compile_filters(filters)  # validate first: a bad filter must be a FilterError, not a TypeError here
-        records = lambda: self.backend.records_of(self.snap)  # noqa: E731 - read only on a cache miss
-        mask = self.snap.masks.get_or_make(filter_key(filters), lambda: filter_mask(filters, records()))
-        return LocalView(self.backend, self.snap, mask)
+        snap = self.snap
+        make = lambda: snap.scope(filter_mask(filters, self.backend.records_of(snap)))
+        return LocalView(self.backend, snap, snap.scopes.get_or_make(filter_key(filters), make))
 
     def lexical(self, query: Query, depth: int) -> LegCandidates:
-        ids, scores = self.snap.bm25.top_k(query.tokens, depth, self.mask)
+        scope = self.scope
+        ids, scores = self.snap.bm25.top_k(query.tokens, depth, None if scope is None else scope.mask,
+                                           None if scope is None else scope.bm25)
         return LegCandidates(ids, scores)
 
     def dense(self, query: Query, depth: int) -> LegCandidates:
@@ -361,17 +371,25 @@ class LocalView:
         return LegCandidates(ids, scores.astype(np.float64))
 
     def exact_scores(self, query: Query, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each leg's exact score for ``ids``: BM25 from the postings, dense by dot product."""
-        return self.snap.bm25.scores(query.tokens)[ids], self.snap.dense.vectors[ids] @ query.needs_vector()
+        """Each leg's exact score for ``ids``: BM25 from the postings (with the scope's statistics),
+        dense by dot product."""
+        bm25 = self.snap.bm25
+        scores = bm25.scores(query.tokens) if self.scope is None else bm25.scoped(query.tokens, self.scope.bm25).scores
+        return scores[ids], self.snap.dense.vectors[ids] @ query.needs_vector()
 
     def statistics(self, query: Query) -> LegStatistics:
         """What adaptive fusion calibrates with: BM25's ideal score, a sample of dense scores."""
-        return LegStatistics(
-            bm25_ideal=bm25_ideal_score(self.snap.bm25, query.tokens),
-            dense_background=self._background() @ query.needs_vector(),
-            n_searched=int(self.mask.sum()) if self.mask is not None else self.snap.dense.n_rows,
-            bm25_unseen=bm25_unseen_weight(self.snap.bm25, query.tokens),
-        )
+        bm25, scope = self.snap.bm25, self.scope
+        if scope is None:
+            return LegStatistics(
+                bm25_ideal=bm25_ideal_score(bm25, query.tokens),
+                dense_background=self.snap.unfiltered_background() @ query.needs_vector(),
+                n_searched=self.snap.dense.n_rows,
+                bm25_unseen=bm25_unseen_weight(bm25, query.tokens),
+            )
+        scored = bm25.scoped(query.tokens, scope.bm25)
+        return LegStatistics(bm25_ideal=scored.ideal, dense_background=scope.background @ query.needs_vector(),
+                             n_searched=scope.n_rows, bm25_unseen=scored.unseen)
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         return self.snap.dense.vectors[ids]
@@ -379,20 +397,3 @@ class LocalView:
     def fetch(self, ids: Sequence[int]) -> list[Chunk]:
         """Chunk records for row positions of this view, in the order given."""
         return self.backend.fetch_rows([int(self.snap.rows[p]) for p in ids], self.snap.store)
-
-    def _background(self) -> np.ndarray:
-        """Evenly spaced vectors (within the filter) to estimate a query's dense score distribution.
-
-        Unfiltered, the sample is built once per snapshot: copying it per query would cost more than
-        the search itself.
-        """
-        snap, mask = self.snap, self.mask
-        if mask is None and snap.background is not None:
-            return snap.background
-        rows = np.flatnonzero(mask) if mask is not None else np.arange(snap.dense.n_rows)
-        if len(rows) > BACKGROUND_SAMPLE:
-            rows = rows[np.linspace(0, len(rows) - 1, BACKGROUND_SAMPLE).astype(np.int64)]
-        sample = np.ascontiguousarray(snap.dense.vectors[rows])
-        if mask is None:
-            snap.background = sample
-        return sample
