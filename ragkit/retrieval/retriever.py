@@ -179,7 +179,7 @@ class HybridRetriever:
                            relevance(None, dense.scores))  # type: ignore[union-attr]
         if dense is None:
             return _Ranked(bm25.ids, bm25.scores, bm25, None, {})
-        bm25, dense = _with_exact_fill(view, query, bm25, dense)
+        bm25, dense = _with_exact_fill(scoped, query, bm25, dense)  # the scope's statistics, as the legs
         stats = scoped.statistics(query)
         ids, fused = self._fuse(stats, bm25, dense)
         ids, fused, lifted = self._associate(view, raw, ids, fused, learned)  # type: ignore[arg-type]
