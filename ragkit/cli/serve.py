@@ -61,13 +61,23 @@ def _serving_args(p: Any) -> None:
     """Flags for many callers: who they are, what one request or caller may cost, logging."""
     p.add_argument("--config", metavar="FILE", help="server config (TOML or JSON): tokens, as SHA-256, mapped to "
                    "principals with their scopes and limits; reloaded on change or SIGHUP (see README)")
+    edge_args(p)
+    p.add_argument("--max-message-chars", type=int, default=32_000,
+                   help="longest message or query in characters (default 32000)")
+    p.add_argument("--max-streams", type=int, metavar="N", help="open streams per principal (default: no limit)")
+    p.add_argument("--stream-deadline", type=float, default=600.0,
+                   help="seconds a whole streamed answer may take (default 600)")
+    p.add_argument("--no-batching", action="store_true", help="embed each /search query alone (for comparison)")
+    p.add_argument("--access-log", metavar="PATH", help="write JSON-lines access records to PATH ('-': stderr)")
+    p.add_argument("--log-content", action="store_true", help="put queries and last messages in the access log")
+
+
+def edge_args(p: Any) -> None:
+    """The connection and request bounds `ragkit serve` and `ragkit mcp --http` share."""
     p.add_argument("--allow-host", action="append", metavar="NAME", default=None,
                    help="a Host header name to accept (repeatable; default without a token: loopback names only)")
     p.add_argument("--max-body-mb", type=float, default=4.0, help="largest request body in MB (default 4)")
-    p.add_argument("--max-message-chars", type=int, default=32_000,
-                   help="longest message or query in characters (default 32000)")
     p.add_argument("--requests-per-minute", type=int, metavar="N", help="per principal (default: no limit)")
-    p.add_argument("--max-streams", type=int, metavar="N", help="open streams per principal (default: no limit)")
     p.add_argument("--max-connections", type=int, default=512,
                    help="connections and requests at once; beyond it, 503 (default 512)")
     p.add_argument("--header-timeout", type=float, default=10.0,
@@ -75,11 +85,28 @@ def _serving_args(p: Any) -> None:
     p.add_argument("--body-timeout", type=float, default=30.0,
                    help="seconds a client may take to send a request's body (default 30)")
     p.add_argument("--keep-alive", type=float, default=5.0, help="seconds an idle connection is kept (default 5)")
-    p.add_argument("--stream-deadline", type=float, default=600.0,
-                   help="seconds a whole streamed answer may take (default 600)")
-    p.add_argument("--no-batching", action="store_true", help="embed each /search query alone (for comparison)")
-    p.add_argument("--access-log", metavar="PATH", help="write JSON-lines access records to PATH ('-': stderr)")
-    p.add_argument("--log-content", action="store_true", help="put queries and last messages in the access log")
+
+
+def check_edges(args: argparse.Namespace) -> None:
+    """A ConfigError naming the flag of an edge bound that is not a positive number."""
+    for flag, value in (("--max-body-mb", args.max_body_mb), ("--header-timeout", args.header_timeout),
+                        ("--keep-alive", args.keep_alive), ("--body-timeout", args.body_timeout),
+                        ("--max-connections", args.max_connections)):
+        if not value > 0:
+            raise ConfigError(f"{flag} must be > 0, got {value}")
+    if args.requests_per_minute is not None and args.requests_per_minute < 1:
+        raise ConfigError(f"--requests-per-minute must be >= 1, got {args.requests_per_minute}")
+
+
+def allowed_hosts(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """``--allow-host`` names; without them, None, or the loopback names plus the name given to ``--host``."""
+    from ragkit.server.auth import LOOPBACK_NAMES, is_loopback
+
+    if args.allow_host:
+        return tuple(args.allow_host)
+    if not is_loopback(args.host) and args.host not in ("0.0.0.0", "::"):
+        return (*LOOPBACK_NAMES, args.host)  # the name it was told to listen on is its own
+    return None
 
 
 def build_app(args: argparse.Namespace) -> Any:
@@ -113,22 +140,16 @@ def build_app(args: argparse.Namespace) -> Any:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from ragkit.server.auth import LOOPBACK_NAMES, is_loopback
     from ragkit.server.settings import ServerSettings
 
-    for flag, value in (("--max-body-mb", args.max_body_mb), ("--max-message-chars", args.max_message_chars),
-                        ("--header-timeout", args.header_timeout), ("--keep-alive", args.keep_alive),
-                        ("--body-timeout", args.body_timeout),
-                        ("--stream-deadline", args.stream_deadline), ("--max-connections", args.max_connections)):
+    check_edges(args)
+    for flag, value in (("--max-message-chars", args.max_message_chars), ("--stream-deadline", args.stream_deadline)):
         if not value > 0:
             raise ConfigError(f"{flag} must be > 0, got {value}")
-    hosts = tuple(args.allow_host) if args.allow_host else None
-    if hosts is None and not is_loopback(args.host) and args.host not in ("0.0.0.0", "::"):
-        hosts = (*LOOPBACK_NAMES, args.host)  # the name it was told to listen on is its own
     try:
         return ServerSettings(max_body_bytes=int(args.max_body_mb * 2**20), body_timeout=args.body_timeout,
                               max_message_chars=args.max_message_chars,
-                              allow_hosts=hosts, requests_per_minute=args.requests_per_minute,
+                              allow_hosts=allowed_hosts(args), requests_per_minute=args.requests_per_minute,
                               max_streams=args.max_streams, batch_queries=not args.no_batching,
                               log_content=args.log_content)
     except ConfigError as exc:
@@ -168,12 +189,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _uvicorn_config(uvicorn: Any, app: Any, args: argparse.Namespace) -> Any:
+    return uvicorn.Config(app, **uvicorn_options(args))
+
+
+def uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
     """Bounded connections: a header timeout (slowloris), idle keep-alive, a cap on concurrency."""
     from ragkit.server.protocol import header_timeout_protocol
 
-    return uvicorn.Config(app, log_level="info" if args.verbose else "warning",
-                          http=header_timeout_protocol(args.header_timeout), timeout_keep_alive=args.keep_alive,
-                          limit_concurrency=args.max_connections, h11_max_incomplete_event_size=64 * 1024)
+    return {"log_level": "info" if args.verbose else "warning", "http": header_timeout_protocol(args.header_timeout),
+            "timeout_keep_alive": args.keep_alive, "limit_concurrency": args.max_connections,
+            "h11_max_incomplete_event_size": 64 * 1024}
 
 
 def _watch(args: argparse.Namespace, app: Any) -> None:
