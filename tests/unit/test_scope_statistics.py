@@ -127,8 +127,8 @@ def test_other_tenants_documents_move_no_score_relevance_or_auto_cut(indexes) ->
 
 def test_a_query_word_only_other_tenants_hold_counts_as_unseen(indexes) -> None:  # type: ignore[no-untyped-def]
     alone, shared = indexes(("c",), "lucene"), indexes(None, "lucene")
-    held_by = lambda team: {w for d in DOCS if d.metadata["team"] == team for w in d.text.split()}  # noqa: E731
-    foreign = sorted(held_by("a") - held_by("c"))[0]  # the collection holds it, team c's scope does not
+    held_by = lambda team: {w for d in DOCS if d.metadata["team"] == team for w in d.text.split()}
+    foreign = min(held_by("a") - held_by("c"))  # the collection holds it, team c's scope does not
     with_foreign = f"supers capped {foreign}"
     view = shared.snapshot().filtered({"team": "c"})
     query = shared.query_encoder.encode(with_foreign, with_vector=True)[0]
