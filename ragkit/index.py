@@ -21,7 +21,7 @@ from ragkit.retrieval.adapter import QueryAdapter
 from ragkit.retrieval.association import QueryAssociations
 from ragkit.text.analysis import ANALYZER_VERSION, Analyzer
 from ragkit.storage.base import CACHE_MAX_AGE_DAYS, CACHE_MAX_BYTES, Changes, PreparedDocument
-from ragkit.ingest.chunking import Chunker
+from ragkit.ingest.chunking import Chunker, at_most_estimate
 from ragkit.ingest.folders import FolderSettings, resolve_folder
 from ragkit.ingest.sync import FolderPlan, dedupe_documents, move_all, namespaced, plan_sync
 from ragkit.storage.dense import DENSE_KINDS
@@ -63,6 +63,9 @@ class IndexConfig:
     stopwords: bool = True
     stemming: bool = True
     analyzer_version: int = ANALYZER_VERSION  # how text becomes BM25 terms (ragkit.text.analysis)
+    # what a chunk's budget counts: "model" tokens, or the smaller of those and a script-aware estimate
+    # ("model-or-estimate", ragkit.ingest.chunking.at_most_estimate), so chunks of Arabic do not collapse
+    chunk_counter: str = "model-or-estimate"
     bm25_k1: float = BM25Params.k1
     bm25_b: float = BM25Params.b
     bm25_idf: str = BM25Params.idf
@@ -91,7 +94,7 @@ class IndexConfig:
     def from_dict(cls, data: dict[str, Any]) -> "IndexConfig":
         known = {f.name for f in fields(cls)}
         # stored before analysis had versions (or a language default): queries stay as built
-        data = {"analyzer_version": 1, "language": "english", **data}
+        data = {"analyzer_version": 1, "language": "english", "chunk_counter": "model", **data}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
@@ -233,11 +236,11 @@ class Index:
     @property
     def chunker(self) -> Chunker:
         if self._chunker is None:
-            limit = self.embedder.max_seq_length
+            limit, counter = self.embedder.max_seq_length, self.embedder.token_counter()
             self._chunker = Chunker(
                 chunk_size=min(self.config.chunk_size, limit - 2),  # room for [CLS] and [SEP]
                 overlap=self.config.chunk_overlap,
-                count_tokens=self.embedder.token_counter(),
+                count_tokens=counter if self.config.chunk_counter == "model" else at_most_estimate(counter),
                 max_tokens=limit - 2,
             )
         return self._chunker

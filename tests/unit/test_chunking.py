@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ragkit.ingest.chunking import Chunker
+from ragkit.ingest.chunking import Chunker, at_most_estimate
 from ragkit.text.tokens import approximate_token_count, hf_token_counter
 from ragkit.errors import ConfigError, RagkitError
 from ragkit.types import Chunk, Document
@@ -298,3 +298,29 @@ def test_property_offsets_size_and_coverage(text, chunk_size, overlap_frac, max_
         assert isinstance(chunk.metadata["headings"], list)
     missing = [i for i, ch in enumerate(text) if not ch.isspace() and not covered[i]]
     assert not missing, f"uncovered characters at {missing[:10]}"
+
+
+def _fragmenting_counter(text: str) -> int:
+    """A tokenizer that knows English only: four pieces per Arabic word, one per other word."""
+    return sum(4 if "\u0600" <= word[0] <= "\u06ff" else 1 for word in text.split())
+
+
+ARABIC_WORDS = ["الخوارزميات", "نظرية", "الألعاب", "التوافقية", "المشاكل", "المفتوحة", "الحساب", "تعقيد"]
+
+
+def test_a_budget_at_most_the_estimate_keeps_chunks_of_poorly_tokenized_text_long():
+    rng = random.Random(5)
+    arabic = Document("ar", " ".join(rng.choices(ARABIC_WORDS, k=600)) + ".")
+    model = Chunker(chunk_size=100, overlap=0, count_tokens=_fragmenting_counter).split(arabic)
+    fair = Chunker(chunk_size=100, overlap=0, count_tokens=at_most_estimate(_fragmenting_counter)).split(arabic)
+    check_invariants(arabic, fair, 100, at_most_estimate(_fragmenting_counter))
+    assert len(model) >= 24 and len(fair) <= len(model) / 1.5  # 25 words a chunk before, 40 or more now
+    english = Document("en", _prose(12))  # the estimate is above this model's count: the same chunks
+    assert [(c.start, c.end) for c in Chunker(chunk_size=60, count_tokens=_fragmenting_counter).split(english)] == \
+        [(c.start, c.end) for c in Chunker(chunk_size=60, count_tokens=at_most_estimate(_fragmenting_counter)).split(english)]
+
+
+def test_the_estimate_cap_never_counts_above_either_counter():
+    count = at_most_estimate(_fragmenting_counter)
+    for text in ["bees make honey", " ".join(ARABIC_WORDS), "漢字かな", ""]:
+        assert count(text) == min(_fragmenting_counter(text), approximate_token_count(text))
