@@ -20,6 +20,7 @@ stemmer (on German it made no difference, 0.314 vs 0.312); give ``language=`` fo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 AUTO = "auto"
@@ -75,3 +76,29 @@ def stem_by_script(words: Sequence[str], stemmer: Callable[[str], StemWords]) ->
         for i, stem in zip(positions, stemmer(language)([words[i] for i in positions])):
             out[i] = stem
     return out
+
+
+# -- clitics (analysis version 3): words written onto the next one, split off before stemming ----------
+
+# Elided articles and pronouns of French, Italian and Catalan (Lucene's ElisionFilter sets for French and
+# Italian): "l'état" is "état", "dell'arte" is "arte". No English word begins with one of these and an
+# apostrophe ("o'clock", "I'm" and "y'all" keep theirs), so the rule needs no language guess.
+ELIDED = frozenset({
+    "c", "d", "j", "l", "m", "n", "s", "t", "v", "qu", "jusqu", "quoiqu", "lorsqu", "puisqu",
+    "all", "dall", "dell", "nell", "sull", "coll", "pell", "gl", "agl", "dagl", "degl", "negl", "sugl", "un",
+})
+_APOSTROPHES = re.compile("['’]")
+# Arabic "and"/"so" (و, ف) before the article ال: Snowball's Arabic stemmer strips بال, كال, لل but not
+# وال, فال, so "والخوارزميات" kept a term of its own where "الخوارزميات" and "بالخوارزميات" share one.
+_ARABIC_CONJUNCTION = re.compile("^[وف](?=ال..)")
+
+
+def detach_clitics(word: str) -> str:
+    """``word`` without a leading elided article ("L'État" -> "État") or Arabic conjunction before the
+    article, and without apostrophes ("don't" -> "dont", as versions 1 and 2 do)."""
+    if "'" in word or "’" in word:
+        head, rest = _APOSTROPHES.split(word, maxsplit=1)
+        return _APOSTROPHES.sub("", rest if rest and head.lower() in ELIDED else word)
+    if word[:1] in ("و", "ف"):
+        return _ARABIC_CONJUNCTION.sub("", word)
+    return word

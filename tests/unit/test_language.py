@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ragkit import ConfigError
-from ragkit.text.analysis import Analyzer
-from ragkit.text.language import script_language
+from ragkit.text.analysis import ANALYZER_VERSION, Analyzer
+from ragkit.text.language import detach_clitics, script_language
 
 
 @pytest.mark.parametrize(("word", "language"), [
@@ -41,3 +41,47 @@ def test_a_new_index_stems_by_script_and_an_old_config_stays_english() -> None:
     assert IndexConfig().language == "auto"
     assert IndexConfig.from_dict({"model": "m"}).language == "english"  # stored before the default changed
     assert IndexConfig.from_dict({"model": "m", "language": "german"}).language == "german"
+
+
+@pytest.mark.parametrize(("word", "detached"), [
+    ("l'état", "état"), ("L'État", "État"), ("qu'il", "il"), ("jusqu'ici", "ici"), ("dell'arte", "arte"),
+    ("d'aujourd'hui", "aujourdhui"), ("don't", "dont"), ("I'm", "Im"), ("o'clock", "oclock"), ("y'all", "yall"),
+    ("والخوارزميات", "الخوارزميات"), ("فالكتاب", "الكتاب"), ("وكتاب", "وكتاب"), ("وال", "وال"), ("bees", "bees"),
+])
+def test_elided_articles_and_arabic_conjunctions_come_off_and_english_words_stay(word: str, detached: str) -> None:
+    assert detach_clitics(word) == detached
+
+
+def test_version_3_matches_french_and_arabic_words_across_clitics_and_version_2_analyses_as_built() -> None:
+    v3, v2 = Analyzer(language="auto"), Analyzer(language="auto", version=2)
+    assert v3.version == ANALYZER_VERSION == 3
+    assert v3.tokenize("l'économie") == v3.tokenize("économie") != v2.tokenize("l'économie")
+    assert v3.tokenize("والخوارزميات") == v3.tokenize("الخوارزميات") == v3.tokenize("بالخوارزميات")
+    english = "The bee's hive isn't O'Brien's: CORSMiddleware, get_db_session, TNF-α"
+    assert v3.tokenize(english) == v2.tokenize(english)
+
+
+def test_a_new_index_sizes_chunks_at_most_by_the_estimate_and_an_old_one_as_it_was_built(tmp_path) -> None:
+    from fakes import FakeEmbedder
+
+    from ragkit import Document, Index
+    from ragkit.index import IndexConfig
+
+    assert IndexConfig().chunk_counter == "model-or-estimate"
+    assert IndexConfig.from_dict({"model": "m"}).chunk_counter == "model"  # stored before the counter was
+
+    class EnglishOnly(FakeEmbedder):
+        def token_counter(self):  # type: ignore[no-untyped-def]
+            return lambda text: sum(4 if "\u0600" <= w[0] <= "\u06ff" else 1 for w in text.split())
+
+    text = " ".join(["الخوارزميات", "نظرية", "الألعاب", "التوافقية"] * 150)
+    with Index(tmp_path / "kb", embedder=EnglishOnly(), show_progress=False, chunk_size=100, chunk_overlap=0) as new:
+        new.add([Document("ar", text)])
+        fair = len(new)  # about 40 words a chunk (2.5 estimated tokens each): 600 words, 15 or 16 chunks
+        assert new.backend.get_config()["chunk_counter"] == "model-or-estimate" and fair <= 16
+        config = {**new.backend.get_config()}
+        del config["chunk_counter"]  # what an index written by the previous release stores
+        new.backend.set_config(config)
+    with Index(tmp_path / "kb", embedder=EnglishOnly(), show_progress=False) as old:
+        old.add([Document("ar2", text)])  # later documents are chunked as the earlier ones were
+        assert len(old) - fair >= 24  # 25 words a chunk: 100 model tokens
