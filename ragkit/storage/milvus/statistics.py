@@ -10,6 +10,10 @@ and idf): scores equal the local backend's. What approximates: (1) the candidate
 avgdl of the time each chunk was written; (2) two terms whose hashes collide share statistics (about
 ``n_terms**2 / 2**33`` pairs: ~1 in a 100k-term vocabulary), also in okapi's mean IDF.
 
+A filtered search scores within the filter's rows (as a collection of those rows alone would): their
+document frequencies, chunk and token counts come from one scan of the rows' sparse vectors
+(:func:`scope_totals`), once per filter and index generation; the statistics collection is not read.
+
 ``NAME_stats`` holds one row per term (its document frequency; term -1 counts chunks, -2 tokens). On
 Milvus Lite (one writer) these are totals; a server's writers add insert-only delta rows instead (they
 add up under concurrent ``--shard`` writers), folded by :func:`rebuild`.
@@ -20,11 +24,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ragkit.storage.bm25 import BM25Params, idf, mean_okapi_idf, saturation
+from ragkit.storage.bm25 import BM25Params, idf, mean_okapi_idf, saturation, unseen_idf
 from ragkit.storage.milvus.collections import DUMMY, MilvusCollections, key64
 
 EMPTY_TERM = 2**32 - 2  # the sparse dimension of a chunk without terms (Milvus rejects empty vectors)
@@ -78,6 +83,36 @@ def query_idf(terms: Sequence[int], df: Mapping[int, int], n_chunks: int, params
     held = [t for t in terms if df.get(t, 0) > 0]
     values = idf(max(n_chunks, 1), np.asarray([df[t] for t in held], np.float64), params, mean_idf)
     return dict(zip(held, values.tolist()))
+
+
+def unseen_weight(terms: Mapping[int, int], df: Mapping[int, int], n_chunks: int, params: BM25Params) -> float:
+    """What the query terms (``terms``: id -> count) no chunk holds add to the ideal score, each at
+    the IDF of an unseen word (see ``storage.bm25.bm25_unseen_weight``)."""
+    absent = sum(c for t, c in terms.items() if df.get(t, 0) <= 0)
+    return absent * unseen_idf(n_chunks, params) if absent else 0.0
+
+
+@dataclass(frozen=True)
+class ScopeTotals:
+    """BM25's statistics of the rows a filter keeps: what a collection of only those rows would hold."""
+
+    n_chunks: int
+    n_tokens: int
+    df: Mapping[int, int]
+    mean_idf: float | None  # okapi's mean IDF over the terms these rows hold; None for Lucene's
+
+    @property
+    def avgdl(self) -> float:
+        return self.n_tokens / self.n_chunks if self.n_chunks > 0 else 1.0
+
+
+def scope_totals(cols: MilvusCollections, expr: str | None, params: BM25Params) -> ScopeTotals:
+    """:class:`ScopeTotals` of the rows matching ``expr`` (None: no row), from one scan of them."""
+    counts = chunk_counts(cols.scan("", expr, ["sparse", "dl"])) if expr is not None else Counter()
+    n, tokens = counts.pop(N_CHUNKS, 0), counts.pop(N_TOKENS, 0)
+    df = {t: c for t, c in counts.items() if c > 0}
+    mean = mean_okapi_idf(max(n, 1), np.asarray(list(df.values()), np.float64)) if params.idf == "okapi" else None
+    return ScopeTotals(n, tokens, df, mean)
 
 
 def search_vector(weights: Mapping[int, float]) -> dict[int, float]:

@@ -4,6 +4,11 @@ Milvus has no snapshots a client can hold, so a view is one *generation* of the 
 commit renews): the BM25 totals read once for it, and caches of rows, filter masks and dense
 background samples that all views of that generation share. Row ids are chunk primary keys; a row a
 newer commit deleted raises :class:`StaleSnapshot` and the search retries on a new view.
+
+A filtered view searches the filter's rows as if they were the whole collection: BM25's document
+frequencies, N, avgdl, okapi's mean IDF, the ideal score and unseen words come from those rows alone
+(:func:`~ragkit.storage.milvus.statistics.scope_totals`, one scan of them per filter and generation),
+and the dense background is sampled from them (``n_searched`` is their count).
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class Generation:
     rows: LRU[int, dict[str, Any]] = field(default_factory=lambda: LRU(ROW_CACHE))
     masks: LRU[str, Mask] = field(default_factory=lambda: LRU(MASK_CACHE))
     backgrounds: LRU[str, tuple[np.ndarray, int]] = field(default_factory=lambda: LRU(MASK_CACHE))
+    scopes: LRU[str, stats.ScopeTotals] = field(default_factory=lambda: LRU(MASK_CACHE))
     mean_idf: Any = _UNSET  # okapi's mean IDF over the vocabulary, read on first use
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -76,11 +82,13 @@ def read_generation(cols: MilvusCollections, token: str, fields: dict[str, set[s
 
 @dataclass(frozen=True)
 class QueryTerms:
-    """A query's terms that the index holds, their counts in the query and their IDF."""
+    """A query's terms that the index (or the filter's rows) holds, their counts in the query and their
+    IDF, and the ideal-score weight of the query terms it does not hold (``unseen``)."""
 
     terms: tuple[int, ...]
     counts: np.ndarray
     idf: np.ndarray
+    unseen: float = 0.0
 
     @property
     def weights(self) -> dict[int, float]:
@@ -136,7 +144,7 @@ class MilvusView:
         terms = self._terms(query.tokens)
         return LegStatistics(bm25_ideal=ideal_score(terms.idf, terms.counts),
                              dense_background=sample @ vector if len(sample) else np.zeros(0, np.float32),
-                             n_searched=n)
+                             n_searched=n, bm25_unseen=terms.unseen)
 
     # -- any row --------------------------------------------------------------------------------
     def exact_scores(self, query: Query, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -165,17 +173,32 @@ class MilvusView:
 
     # -- internals ------------------------------------------------------------------------------
     def _terms(self, tokens: Sequence[str]) -> QueryTerms:
-        """The query's terms with their IDF (document frequencies cached for the generation)."""
-        gen = self.generation
+        """The query's terms with their IDF (document frequencies cached for the generation, or the
+        filter's rows' own)."""
+        gen, params = self.generation, self.settings.bm25
         counts = Counter(stats.term_id(t) for t in tokens)
-        missing = [t for t in counts if t not in gen.df]
-        if missing:
-            found = stats.sums(self.cols, missing, gen.deltas)
-            gen.df.update({t: found.get(t, 0) for t in missing})
-        idf = stats.query_idf(list(counts), gen.df, gen.n_chunks, self.settings.bm25, self._mean_idf())
+        scope = self._scope()
+        if scope is not None:
+            df, n, mean = scope.df, scope.n_chunks, scope.mean_idf
+        else:
+            missing = [t for t in counts if t not in gen.df]
+            if missing:
+                found = stats.sums(self.cols, missing, gen.deltas)
+                gen.df.update({t: found.get(t, 0) for t in missing})
+            df, n, mean = gen.df, gen.n_chunks, self._mean_idf()
+        idf = stats.query_idf(list(counts), df, n, params, mean)
         terms = tuple(idf)
         return QueryTerms(terms, np.asarray([counts[t] for t in terms], np.float64),
-                          np.asarray([idf[t] for t in terms], np.float64))
+                          np.asarray([idf[t] for t in terms], np.float64),
+                          stats.unseen_weight(counts, df, max(n, 1), params))
+
+    def _scope(self) -> stats.ScopeTotals | None:
+        """The filter's rows' BM25 statistics (None unfiltered), scanned once per filter and generation."""
+        mask = self.mask
+        if mask is None:
+            return None
+        return self.generation.scopes.get_or_make(
+            mask.key, lambda: stats.scope_totals(self.cols, mask.expr, self.settings.bm25))
 
     def _mean_idf(self) -> float | None:
         gen = self.generation
@@ -186,7 +209,9 @@ class MilvusView:
         return gen.mean_idf
 
     def _score(self, row: Mapping[str, Any], weights: Mapping[int, float]) -> float:
-        return stats.score(row, weights, self.generation.avgdl, self.settings.bm25)
+        scope = self._scope()
+        avgdl = self.generation.avgdl if scope is None else scope.avgdl
+        return stats.score(row, weights, avgdl, self.settings.bm25)
 
     def _matches_nothing(self) -> bool:
         return self.mask is not None and self.mask.expr is None
