@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ragkit.text.embedders.sentence_transformers import cpu_has_amx_bf16
+from ragkit.text.embedders import probe
 from ragkit.text.embedding import Embedder
 
 RUNTIMES = {  # label -> Embedder options
@@ -82,7 +82,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=list(RUNTIMES), help="runtime labels to run")
     args = parser.parse_args()
     passages, queries = load_texts(args.data, args.passages, args.queries)
-    print(f"{len(passages)} SciFact abstracts, {len(queries)} queries; amx_bf16: {cpu_has_amx_bf16()}", flush=True)
+    speedup = probe.bf16_speedup()
+    print(f"{len(passages)} SciFact abstracts, {len(queries)} queries; bf16 probe: "
+          f"{speedup and round(speedup, 2)}x fp32 (bf16 passages by default: {probe.bf16_is_fast()})", flush=True)
     print("| runtime | passages/s | vs torch fp32 | ms/query | cold start (s) | cosine to fp32 min / mean | top-10 overlap |")
     print("|---|---|---|---|---|---|---|", flush=True)
     reference = measure(RUNTIMES["torch fp32"], passages, queries, args.cold_repeats)

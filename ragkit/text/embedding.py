@@ -5,7 +5,8 @@ The default model, ``sentence-transformers/all-MiniLM-L6-v2``, resolves to the c
 
 :class:`Embedder` runs a local model on the fastest runtime that gives the same vectors: queries
 through an ONNX Runtime export (no torch import: a CLI search starts in well under a second),
-passages through torch (bfloat16 where the CPU has AMX, else fp32; CUDA when present) or ONNX.
+passages through torch bfloat16 where a probe finds it clearly faster on this CPU (:mod:`.embedders.probe`),
+else through ONNX (fp32; torch on CUDA when present).
 Lossy options (``precision="int8"``) are only used when asked for. Other embedders (an
 OpenAI-compatible or Ollama service, a plain function) live in :mod:`ragkit.text.embedders`.
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from ragkit.errors import ConfigError, ModelNotAvailableError
 from ragkit.text.embedders import onnx as onnx_runtime
+from ragkit.text.embedders import probe
 from ragkit.text.embedders import sentence_transformers as torch_runtime
 from ragkit.text.embedders.folder import (
     DEFAULT_MODEL,
@@ -191,16 +193,15 @@ class Embedder:
                 raise ModelNotAvailableError(f"runtime='onnx' for {self.name!r} needs onnxruntime "
                                              "(pip install onnxruntime) and a model folder it can export")
             return "onnx", "int8" if precision == "int8" else "fp32"
-        bulk_onnx = CPU_BULK_RUNTIME == "onnx" and self._onnx_ok() and not self._bf16_wanted()
-        on_cpu = self.device in (None, "cpu") and not self._cuda()
-        if self.runtime == "auto" and precision in ("auto", "fp32") and bulk_onnx and on_cpu:
+        on_cpu = self._device() == "cpu"
+        bf16 = precision == "bf16" or precision == "auto" and on_cpu and self._bf16_fast()
+        if self.runtime == "auto" and not bf16 and on_cpu and CPU_BULK_RUNTIME == "onnx" and self._onnx_ok():
             return "onnx", "fp32"
-        if precision == "auto":
-            precision = "bf16" if self._bf16_wanted() and self._device() == "cpu" else "fp32"
-        return "torch", precision
+        return "torch", "bf16" if bf16 else "fp32"
 
-    def _bf16_wanted(self) -> bool:
-        return self.precision in ("auto", "bf16") and torch_runtime.cpu_has_amx_bf16()
+    def _bf16_fast(self) -> bool:
+        """Whether bf16 passages are clearly faster here (probed once per machine): a flag does not say it."""
+        return probe.bf16_is_fast()
 
     def _onnx_ok(self) -> bool:
         return self._layout is not None and onnx_runtime.available()

@@ -65,6 +65,10 @@ def check_same(stored: dict[str, Any] | None, embedder: TextEmbedder, where: obj
 
 def adopt(stored: dict[str, Any] | None, embedder: TextEmbedder, where: object) -> None:
     """Check ``embedder`` against the stored record, then give it the stored prompts and precision."""
+    if stored and isinstance(embedder, Embedder):
+        # before any record(): an "auto" precision decided now would run the bf16 probe (and import
+        # torch) in a process that only searches; the stored precision is what new passages must match
+        embedder.use_precision(str(stored.get("precision")))
     check_same(stored, embedder, where)
     if not stored or not is_full(embedder):
         return
@@ -73,9 +77,6 @@ def adopt(stored: dict[str, Any] | None, embedder: TextEmbedder, where: object) 
     if Prompts.from_dict(current.get("prompts")) != prompts:
         logger.info("index %s: using its stored prompts %s", where, prompts.to_dict())
         embedder.use_prompts(prompts)
-    if isinstance(embedder, Embedder):
-        embedder.use_precision(str(stored.get("precision")))
-        current = record_of(embedder)
     lossy = {p for p in (stored.get("precision"), current.get("precision")) if p in LOSSY}
     if lossy and stored.get("precision") != current.get("precision"):
         logger.warning("index %s holds %s vectors; this embedder makes %s vectors, so scores are approximate",

@@ -1,9 +1,7 @@
-"""The sentence-transformers (torch) runtime: any model, CUDA when present, bf16 where it is native.
+"""The sentence-transformers (torch) runtime: any model, CUDA when present, bf16 where it is fast.
 
-bfloat16 weights are reliably fast on a CPU only with AMX tiles (``amx_bf16`` in ``/proc/cpuinfo``):
-issue 21 measured 0.85x fp32 on a CPU with just ``avx512_bf16`` and 0.15x on AVX2 (an AMD EPYC with
-``avx512_bf16`` measured 1.37x, interleaved, on a loaded machine). So "auto" picks bf16 only where the
-CPU has AMX, never where it could be slower; ``precision="bf16"`` asks for it anywhere.
+Whether bfloat16 weights are fast on a CPU is measured, not read from its flags
+(:mod:`ragkit.text.embedders.probe`); ``precision="bf16"`` asks for them anywhere.
 """
 
 from __future__ import annotations
@@ -20,16 +18,6 @@ from ragkit.text.embedders.folder import encodable, resolve_model_path
 from ragkit.text.embedders.onnx import cores
 
 logger = logging.getLogger(__name__)
-
-
-@lru_cache(maxsize=1)
-def cpu_has_amx_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively with AMX (Linux: ``/proc/cpuinfo``)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            return any(line.startswith("flags") and " amx_bf16" in line for line in handle)
-    except OSError:
-        return False
 
 
 def cuda_available() -> bool:
