@@ -513,18 +513,25 @@ class Index:
 
     def _embed(self, texts: list[str], show: bool) -> list[np.ndarray]:
         """Embed texts a batch at a time under one bar that counts chunks (chunks/s and an ETA, not the
-        model's own "Batches"), and record the rate for a later dry run's estimate."""
-        vectors: list[np.ndarray] = []
+        model's own "Batches"), and record the rate for a later dry run's estimate.
+
+        The whole add is sorted by length (longest first) before it is cut into batches: a batch pads
+        to its longest text, and a document's chunks vary (SciFact's: mean 183 tokens, 90th percentile
+        248), so batches in document order pad most chunks to nearly the longest."""
+        vectors: list[np.ndarray] = [np.empty(0, dtype=np.float32)] * len(texts)
         timed, timed_chunks = 0.0, 0
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        size = max(_EMBED_BATCH, int(getattr(self.embedder, "batch_size", 0) or 0))
         with counter(len(texts), "embedding", show, unit="chunk") as advance:
-            for i, batch in enumerate(batches(texts, _EMBED_BATCH)):
+            for i, rows in enumerate(batches(order, size)):
                 began = time.perf_counter()
-                block = self.embedder.encode(batch, show_progress=False)
+                block = self.embedder.encode([texts[j] for j in rows], show_progress=False)
                 if i:  # the first batch also loads the model: not part of the rate
-                    timed, timed_chunks = timed + time.perf_counter() - began, timed_chunks + len(batch)
+                    timed, timed_chunks = timed + time.perf_counter() - began, timed_chunks + len(rows)
                 self._check_dimension(block.shape[1])
-                vectors.extend(block)
-                advance(len(batch))
+                for j, vector in zip(rows, block):
+                    vectors[j] = vector
+                advance(len(rows))
         if timed_chunks >= _RATE_MIN_CHUNKS and timed > 0:
             rate = {"model": self.config.model, "chunks_per_second": round(timed_chunks / timed, 2),
                     "chunks": timed_chunks}
