@@ -89,7 +89,8 @@ BACKGROUND_SAMPLE = 1024
 
 @dataclass(frozen=True)
 class LegStatistics:
-    """Per-query numbers adaptive fusion needs to calibrate the legs (see ``fusion.adaptive_fusion``)."""
+    """Per-query numbers adaptive fusion needs to calibrate the legs (see ``fusion.adaptive_fusion``),
+    over the rows a view searches (a filtered view's own: ``n_searched`` is how many it holds)."""
 
     bm25_ideal: float
     dense_background: np.ndarray
@@ -150,9 +151,12 @@ class SearchView(Protocol):
     """One consistent version of an index's searchable state; row ids are positions within it.
 
     ``Backend.snapshot()`` opens one per search, so a search sees one version even while a writer
-    commits. ``filtered`` narrows the candidate legs and statistics to rows matching ``filters``
-    (both legs apply it *before* their top-k cut); ``exact_scores``, ``vectors`` and ``fetch`` read
-    any row. ``fetch`` raises :class:`StaleSnapshot` when a newer commit removed a row.
+    commits. ``filtered`` narrows the view to rows matching ``filters`` and ranks them as a separate
+    index of only those rows would: both legs apply it *before* their top-k cut, and its ``lexical``,
+    ``exact_scores`` and ``statistics`` use the rows' own BM25 statistics (document frequencies, N,
+    avgdl, unseen words) and dense background, so rows outside it move no score. ``exact_scores``,
+    ``vectors`` and ``fetch`` read any row. ``fetch`` raises :class:`StaleSnapshot` when a newer commit
+    removed a row.
     """
 
     @property
