@@ -13,6 +13,7 @@ from ragkit.retrieval.fusion import (
     ADAPTIVE_RAMP,
     ADAPTIVE_SHIFT,
     ADAPTIVE_SOFTNESS,
+    YIELD_WEIGHT,
     LegCandidates,
     adaptive_fusion,
     calibrate_bm25,
@@ -22,6 +23,7 @@ from ragkit.retrieval.fusion import (
     expected_max_of_normals,
     normalize_scores,
     reciprocal_rank_fusion,
+    yielded_weight,
 )
 
 
@@ -323,3 +325,52 @@ def test_a_leg_of_tied_scores_does_not_blow_up_filled_in_scores(tied: float) -> 
     for method in ("zscore", "dbsf"):
         ids, fused = convex_combination([bm25, dense], weights=[0.3, 0.7], normalization=method)  # type: ignore[arg-type]
         assert ids[0] == 4 and np.abs(fused).max() < 10
+
+
+# --- yielding to a confident dense leg on short queries (issue 15: entity search) ---
+
+@pytest.mark.parametrize(("terms", "dense_best", "expected"), [
+    (9, 3.0, 0.4),  # a long query keeps the weight, however sure the dense leg
+    (2, 0.3, 0.4),  # a short query with an unsure (or broken) dense leg too
+    (2, 1.5, YIELD_WEIGHT),  # short and sure: the full yield
+    (1, 9.0, YIELD_WEIGHT),
+    (5, 1.0, 0.4 + (YIELD_WEIGHT - 0.4) * 0.5 * 0.5),  # halfway on both ramps
+])
+def test_yielded_weight_needs_a_short_query_and_a_sure_dense_leg(terms: int, dense_best: float,
+                                                                 expected: float) -> None:
+    assert yielded_weight(0.4, terms, dense_best) == pytest.approx(expected)
+
+
+def test_yielded_weight_never_lowers_a_larger_weight() -> None:
+    assert yielded_weight(0.9, 2, 3.0) == 0.9
+
+
+def keyword_case() -> tuple[LegCandidates, LegCandidates, np.ndarray]:
+    """Two-word query: 1 holds both words (BM25 share 1.0), 2 only one (share 0.5); the dense leg ranks
+    2 first, both far above the background."""
+    background = np.array([-0.1, 0.1] * 500)  # mean 0, std .1
+    bm25 = leg([1, 2, 3], [10.0, 5.0, 4.0])
+    dense = leg([2, 1, 3], [0.9, 0.8, 0.1])
+    return bm25, dense, background
+
+
+def test_adaptive_short_query_yields_to_a_sure_dense_leg() -> None:
+    bm25, dense, background = keyword_case()
+    ids, _ = adaptive_fusion(bm25, dense, bm25_ideal=10.0, dense_background=background, n_searched=1000)
+    assert ids[0] == 1  # without the query's length BM25's word count decides
+    ids, _ = adaptive_fusion(bm25, dense, bm25_ideal=10.0, dense_background=background, n_searched=1000,
+                             query_terms=2)
+    assert ids[0] == 2
+    ids, _ = adaptive_fusion(bm25, dense, bm25_ideal=10.0, dense_background=background, n_searched=1000,
+                             query_terms=9)
+    assert ids[0] == 1  # a long query: unchanged
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_adaptive_short_query_gives_a_noise_dense_leg_no_say(seed: int) -> None:
+    bm25, dense, cosine = noise_case(seed)
+    plain, _ = adaptive_fusion(bm25, dense, bm25_ideal=10.0, dense_background=cosine, n_searched=len(cosine))
+    short, _ = adaptive_fusion(bm25, dense, bm25_ideal=10.0, dense_background=cosine, n_searched=len(cosine),
+                               query_terms=1)
+    assert short[0] == bm25.ids[0]
+    assert len(set(short[:10].tolist()) & set(plain[:10].tolist())) >= 9
