@@ -181,7 +181,7 @@ class HybridRetriever:
             return _Ranked(bm25.ids, bm25.scores, bm25, None, {})
         bm25, dense = _with_exact_fill(scoped, query, bm25, dense)  # the scope's statistics, as the legs
         stats = scoped.statistics(query)
-        ids, fused = self._fuse(stats, bm25, dense)
+        ids, fused = self._fuse(stats, bm25, dense, len(set(query.tokens)))
         ids, fused, lifted = self._associate(view, raw, ids, fused, learned)  # type: ignore[arg-type]
         return _Ranked(ids, fused, bm25, dense, lifted, _hybrid_relevance(ids, bm25, dense, stats))
 
@@ -219,7 +219,7 @@ class HybridRetriever:
         return ids[order], lifted[order], evidence
 
     def _fuse(
-        self, stats: LegStatistics, bm25: LegCandidates, dense: LegCandidates,
+        self, stats: LegStatistics, bm25: LegCandidates, dense: LegCandidates, query_terms: int,
     ) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
         legs, weights = [bm25, dense], [1.0 - cfg.weight, cfg.weight]  # type: ignore[operator]
@@ -231,7 +231,7 @@ class HybridRetriever:
             return distribution_based_fusion(legs, weights=weights)
         return adaptive_fusion(
             bm25, dense, bm25_ideal=stats.bm25_ideal, dense_background=stats.dense_background,
-            n_searched=stats.n_searched, weight=cfg.weight,  # type: ignore[arg-type]
+            n_searched=stats.n_searched, weight=cfg.weight, query_terms=query_terms,  # type: ignore[arg-type]
         )
 
     def _diversify(

@@ -204,3 +204,18 @@ def test_hit_to_dict_has_source_at_the_top(index) -> None:
     hit = Hit("c", "d", "t", 1.0, {"source": "a/b.md"})
     assert hit.to_dict()["source"] == "a/b.md" and hit.to_dict()["metadata"] == {"source": "a/b.md"}
     assert Hit("c", "d", "t", 1.0).to_dict()["source"] is None
+
+
+def test_hybrid_search_tells_adaptive_fusion_how_many_distinct_terms_the_query_has(index, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from ragkit.retrieval import retriever
+
+    seen = []
+    real = retriever.adaptive_fusion
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs["query_terms"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(retriever, "adaptive_fusion", spy)
+    hits = index.search("varroa mites varroa", k=3)
+    assert hits and seen == [2]  # "varroa" twice counts once
