@@ -52,6 +52,7 @@ from ragkit.server.responses import (
     add_error_handlers,
     completion,
     error_response,
+    json_bytes,
     next_piece,
     prompt_json,
     sse,
@@ -62,8 +63,7 @@ from ragkit.server.settings import ServerSettings
 
 try:
     from fastapi import FastAPI, Request
-    from fastapi.encoders import jsonable_encoder
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
     from pydantic import BaseModel, ConfigDict, Field
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(f'ragkit serve needs FastAPI: pip install "ragkit[server]" ({exc})') from exc
@@ -228,10 +228,10 @@ def create_app(
         vector = None
         if batcher is not None and (body.mode or rag.mode) != "bm25" and query.strip():
             vector = await batcher.vector(query)
-        hits = await asyncio.to_thread(scoped.retrieve, query, k=body.k, mode=body.mode, query_vector=vector)
-        note(request, hits=len(hits))
-        # a response, not a dict: FastAPI would run jsonable_encoder over the whole answer a second time
-        return JSONResponse({"query": body.query, "hits": jsonable_encoder([hit.to_dict() for hit in hits])})
+        # the answer is encoded in the worker thread too: on the event loop it held up every other request
+        content, count = await asyncio.to_thread(_search_answer, scoped, body, query, vector)
+        note(request, hits=count)
+        return Response(content, media_type="application/json")
 
     @app.post("/prompt")
     async def prompt(body: PromptRequest, request: Request) -> Any:
@@ -266,6 +266,12 @@ def _add_middleware(app: FastAPI, cfg: ServerSettings, token: str | None, princi
     if hosts:
         app.add_middleware(HostCheck, allowed=hosts)
     app.add_middleware(AccessLog, log_content=cfg.log_content)
+
+
+def _search_answer(scoped: RAG, body: SearchRequest, query: str, vector: Any) -> tuple[bytes, int]:
+    """``/search``'s JSON answer and its number of hits (in a worker thread: retrieval and encoding)."""
+    hits = scoped.retrieve(query, k=body.k, mode=body.mode, query_vector=vector)
+    return json_bytes({"query": body.query, "hits": [hit.to_dict() for hit in hits]}), len(hits)
 
 
 async def _prepare(scoped: RAG, messages: list[dict[str, Any]]) -> Retrieved:

@@ -32,13 +32,22 @@ from ragkit.pipeline.rag import RAG, Answer, AsyncStreamedAnswer, Retrieved
 from ragkit.server.auth import principal_of
 from ragkit.server.limits import Refused
 
-__all__ = ["add_error_handlers", "completion", "error_body", "error_response", "internal_error", "next_piece",
-           "prompt_json", "sources", "sse", "upstream_error"]
+__all__ = ["add_error_handlers", "completion", "error_body", "error_response", "internal_error", "json_bytes",
+           "next_piece", "prompt_json", "sources", "sse", "upstream_error"]
 
 logger = logging.getLogger("ragkit.server.app")
 
 
 # -- responses ---------------------------------------------------------------------------------
+
+
+def json_bytes(content: Any) -> bytes:
+    """``content`` as :class:`JSONResponse` renders it (compact UTF-8, no NaN), FastAPI's encoder
+    taking only the values ``json`` cannot (dates in metadata, sets, paths). Run it off the event
+    loop: a /search answer's hits measured 0.2-0.4 ms through ``jsonable_encoder`` and ``json``,
+    which on the loop is time no other request is read or answered."""
+    return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"),
+                      default=jsonable_encoder).encode("utf-8")
 
 
 def completion(answer: Answer, meta: dict[str, Any], rag: RAG, sources_in_text: bool) -> dict[str, Any]:
