@@ -11,7 +11,10 @@ into ``--work`` on first run, one question a line). For each collection, the ans
 its own; the off-topic ones are every other collection's questions plus
 ``benchmarks/questions/general.txt`` (general knowledge). A question is *refused* when a search with
 ``min_score="auto"`` (k=5) returns no passage; AUROC is of the best hit's ``relevance`` (answerable
-above off-topic). Prints Markdown tables; nothing here is part of CI.
+above off-topic). ``--labelled NAME=INDEX:DATA`` adds a collection with labels (an index built from a
+BEIR folder, as ``benchmarks/entities.py`` builds one): its test queries are answerable questions, and
+it gets an nDCG@10 row as SciFact does; its questions are no other collection's off-topic ones (keyword
+queries such as "web server http" are not off-topic for a software library's docs). Prints Markdown tables; nothing here is part of CI.
 """
 
 from __future__ import annotations
@@ -65,11 +68,13 @@ def refused(index, questions: list[str], vectors: np.ndarray) -> np.ndarray:  # 
     return np.asarray([not index.search(t, k=5, query_vector=v, min_score="auto") for t, v in zip(questions, vectors)])
 
 
-def refusal_table(indexes: dict, sets: dict[str, list[str]], vectors: dict[str, np.ndarray]) -> list[str]:
+def refusal_table(indexes: dict, sets: dict[str, list[str]], vectors: dict[str, np.ndarray],
+                  answerable_only: frozenset[str] = frozenset()) -> list[str]:
+    """Refusal rates and AUROC per collection; the sets in ``answerable_only`` are no other's off-topic."""
     rows = ["| collection | answerable refused | off-topic refused | AUROC (best hit's relevance) |",
             "|---|---|---|---|"]
     for name, index in indexes.items():
-        others = [s for s in sets if s != name]
+        others = [s for s in sets if s != name and s not in answerable_only]
         ans = refused(index, sets[name], vectors[name])
         off = np.concatenate([refused(index, sets[s], vectors[s]) for s in others])
         pos = best_relevance(index, sets[name], vectors[name])
@@ -79,7 +84,12 @@ def refusal_table(indexes: dict, sets: dict[str, list[str]], vectors: dict[str, 
     return rows
 
 
-def ndcg_table(index, data: Path) -> list[str]:  # type: ignore[no-untyped-def]
+NDCG_HEADER = ["| collection | bm25 | dense | default (adaptive) | best fixed fusion | default - better leg |",
+               "|---|---|---|---|---|---|"]
+
+
+def ndcg_row(name: str, index, data: Path) -> str:  # type: ignore[no-untyped-def]
+    """nDCG@10 on a labelled collection's test queries: each leg, the default, the best fixed fusion."""
     from ragkit.evaluation.datasets import load_beir
     from ragkit.evaluation.metrics import doc_ranking_from_hits, evaluate
 
@@ -94,10 +104,8 @@ def ndcg_table(index, data: Path) -> list[str]:  # type: ignore[no-untyped-def]
     fixed = {name: ndcg("hybrid", **s) for name, s in FIXED.items()}
     best = max(fixed, key=fixed.__getitem__)
     bm25, dense, default = ndcg("bm25"), ndcg("dense"), ndcg("hybrid")
-    return ["| collection | bm25 | dense | default (adaptive) | best fixed fusion | default - better leg |",
-            "|---|---|---|---|---|---|",
-            (f"| scifact test | {bm25:.4f} | {dense:.4f} | {default:.4f} | {fixed[best]:.4f} ({best}) | "
-             f"{default - max(bm25, dense):+.4f} |")]
+    return (f"| {name} test | {bm25:.4f} | {dense:.4f} | {default:.4f} | {fixed[best]:.4f} ({best}) | "
+            f"{default - max(bm25, dense):+.4f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,14 +118,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "data" / "scifact")
     p.add_argument("--scifact-questions", type=int, default=300, help="test queries used (default all 300)")
     p.add_argument("--collection", action="append", default=[], metavar="NAME=FOLDER:QUESTIONS")
+    p.add_argument("--labelled", action="append", default=[], metavar="NAME=INDEX:DATA",
+                   help="an index built from a BEIR folder DATA (e.g. by benchmarks/entities.py): its test "
+                        "queries are the answerable questions, its qrels give nDCG@10 (read, not written)")
     p.add_argument("--work", type=Path, default=Path("/tmp/ragkit-quality"), help="where folders are indexed")
     args = p.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    indexes, sets = {}, {}
+    indexes, sets, labelled = {}, {}, {}
     if args.scifact_index:
-        indexes["scifact"] = ragkit.Index(args.scifact_index)
-        queries = list(load_beir(args.data, "test", corpus=False).queries.values())
-        sets["scifact"] = queries[: args.scifact_questions]
+        labelled["scifact"] = (args.scifact_index, args.data)
+    for spec in args.labelled:
+        name, _, rest = spec.partition("=")
+        index_path, _, data = rest.rpartition(":")
+        labelled[name] = (Path(index_path), Path(data))
+    for name, (index_path, data) in labelled.items():
+        indexes[name] = ragkit.Index(index_path)
+        queries = list(load_beir(data, "test", corpus=False).queries.values())
+        sets[name] = queries[: args.scifact_questions] if name == "scifact" else queries
     specs = [f"samples={HERE.parent / 'samples' / 'docs'}:{QUESTIONS / 'samples.txt'}", *args.collection]
     for spec in specs:
         name, _, rest = spec.partition("=")
@@ -127,10 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     sets["general"] = read_questions(QUESTIONS / "general.txt")
     model = next(iter(indexes.values())).embedder
     vectors = {name: model.encode(qs) for name, qs in sets.items()}
-    print("\n".join(refusal_table(indexes, sets, vectors)))
-    if args.scifact_index:
+    extra = frozenset(n for n in labelled if n != "scifact")
+    print("\n".join(refusal_table(indexes, sets, vectors, extra)))
+    if labelled:
         print()
-        print("\n".join(ndcg_table(indexes["scifact"], args.data)))
+        print("\n".join([*NDCG_HEADER, *(ndcg_row(n, indexes[n], data) for n, (_, data) in labelled.items())]))
     return 0
 
 
