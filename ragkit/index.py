@@ -21,7 +21,7 @@ from ragkit.retrieval.adapter import QueryAdapter
 from ragkit.retrieval.association import QueryAssociations
 from ragkit.text.analysis import ANALYZER_VERSION, Analyzer
 from ragkit.storage.base import CACHE_MAX_AGE_DAYS, CACHE_MAX_BYTES, Changes, PreparedDocument
-from ragkit.ingest.chunking import Chunker, at_most_estimate
+from ragkit.ingest.chunking import Chunker, at_most_estimate, embedding_windows
 from ragkit.ingest.folders import FolderSettings, resolve_folder
 from ragkit.ingest.sync import FolderPlan, dedupe_documents, move_all, namespaced, plan_sync
 from ragkit.storage.dense import DENSE_KINDS
@@ -490,7 +490,7 @@ class Index:
         todo = {h: texts[cid] for cid, h in hashes.items() if h not in cached}
         if todo:
             logger.info("embedding %d new chunks with %s", len(todo), self.config.model)
-            fresh = dict(zip(todo.keys(), self._embed(list(todo.values()), show)))
+            fresh = dict(zip(todo.keys(), self._embed_chunks(list(todo.values()), show)))
             self.backend.cache_vectors(fresh)
             cached.update(fresh)
         prepared = []
@@ -510,6 +510,21 @@ class Index:
         chunked = [(doc, self.chunker.split(doc)) for doc in progress(documents, "chunking", show)]
         texts = {c.id: embedding_text(c) for _, chunks in chunked for c in chunks}
         return chunked, texts, {cid: _sha(text) for cid, text in texts.items()}
+
+    def _embed_chunks(self, texts: list[str], show: bool) -> list[np.ndarray]:
+        """Each chunk's vector; a chunk longer than the model's window (text its tokenizer cuts finely,
+        sized by ``chunk_counter="model-or-estimate"``) is the mean of its windows' unit vectors, so the
+        model reads all of it (ragkit.ingest.chunking.embedding_windows)."""
+        limit, count = self.chunker.max_tokens or self.chunker.limit, self.embedder.token_counter()
+        windows = [embedding_windows(text, count, limit) for text in texts]
+        if all(len(w) == 1 for w in windows):
+            return self._embed(texts, show)
+        vectors = iter(self._embed([piece for w in windows for piece in w], show))
+        pooled = []
+        for w in windows:
+            mean = np.mean([next(vectors) for _ in w], axis=0)
+            pooled.append((mean / (np.linalg.norm(mean) or 1.0)).astype(np.float32))
+        return pooled
 
     def _embed(self, texts: list[str], show: bool) -> list[np.ndarray]:
         """Embed texts a batch at a time under one bar that counts chunks (chunks/s and an ETA, not the

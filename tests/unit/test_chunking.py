@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ragkit.ingest.chunking import Chunker, at_most_estimate
+from ragkit.ingest.chunking import Chunker, at_most_estimate, embedding_windows
 from ragkit.text.tokens import approximate_token_count, hf_token_counter
 from ragkit.errors import ConfigError, RagkitError
 from ragkit.types import Chunk, Document
@@ -324,3 +324,11 @@ def test_the_estimate_cap_never_counts_above_either_counter():
     count = at_most_estimate(_fragmenting_counter)
     for text in ["bees make honey", " ".join(ARABIC_WORDS), "漢字かな", ""]:
         assert count(text) == min(_fragmenting_counter(text), approximate_token_count(text))
+
+
+def test_embedding_windows_cover_a_long_chunk_in_order_each_within_the_window():
+    text = " ".join(random.Random(2).choices(ARABIC_WORDS, k=50)) + " end."
+    windows = embedding_windows(text, _fragmenting_counter, 30)
+    assert len(windows) >= 7 and all(_fragmenting_counter(w) <= 30 for w in windows)
+    assert " ".join(windows).split() == text.split()  # every word once, in order
+    assert embedding_windows("bees make honey", _fragmenting_counter, 30) == ["bees make honey"]

@@ -85,3 +85,28 @@ def test_a_new_index_sizes_chunks_at_most_by_the_estimate_and_an_old_one_as_it_w
     with Index(tmp_path / "kb", embedder=EnglishOnly(), show_progress=False) as old:
         old.add([Document("ar2", text)])  # later documents are chunked as the earlier ones were
         assert len(old) - fair >= 24  # 25 words a chunk: 100 model tokens
+
+
+def test_a_chunk_longer_than_the_model_window_is_embedded_as_the_mean_of_its_windows(tmp_path) -> None:
+    import numpy as np
+    from fakes import FakeEmbedder, embed
+
+    from ragkit import Document, Index
+    from ragkit.ingest.chunking import embedding_windows
+
+    class EnglishOnly(FakeEmbedder):
+        def token_counter(self):  # type: ignore[no-untyped-def]
+            return lambda text: sum(4 if "\u0600" <= w[0] <= "\u06ff" else 1 for w in text.split())
+
+    embedder = EnglishOnly(max_seq_length=66)  # a window of 64 tokens: 16 Arabic words
+    text = " ".join(["الخوارزميات", "نظرية", "الألعاب", "التوافقية"] * 10)
+    with Index(tmp_path / "kb", embedder=embedder, show_progress=False, chunk_overlap=0) as index:
+        index.add([Document("ar", text), Document("en", "bees make honey")])
+        count = embedder.token_counter()
+        assert all(count(t) <= 64 for t in embedder.encoded)  # the model read every window whole
+        windows = [t for t in embedder.encoded if t in text and t != text]
+        assert len(windows) >= 2 and "bees make honey" in embedder.encoded  # a chunk that fits: as before
+        for chunk in [h for h in index.search("نظرية", k=5, mode="bm25") if h.doc_id == "ar"]:
+            mean = np.mean([embed(t) for t in embedding_windows(chunk.text, count, 64)], axis=0)
+            found = index.search("x", k=1, mode="dense", query_vector=mean / np.linalg.norm(mean))[0]
+            assert found.chunk_id == chunk.chunk_id and found.dense_score == pytest.approx(1.0, abs=1e-5)
