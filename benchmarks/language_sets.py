@@ -2,13 +2,15 @@
 
     python benchmarks/language_sets.py --out /tmp/langsets --arabic-abstracts ARABIC_ABSTRACTS_CHECKOUT \\
         --docs react-ar:ar=AR_CHECKOUT --docs react-zh:zh=ZH_CHECKOUT --docs react-fr:fr=FR_CHECKOUT \\
-        --docs react-ru:ru=RU_CHECKOUT --docs vue-ru:ru=VUE_RU_CHECKOUT
+        --docs react-ru:ru=RU_CHECKOUT --docs vue-ru:ru=VUE_RU_CHECKOUT --docs react-es:es=ES_CHECKOUT \\
+        --docs react-it:it=IT_CHECKOUT --docs react-en:en=EN_CHECKOUT
 
 Sources (nothing is committed: each run derives the documents from the checkouts given):
 
 - ``--docs NAME:LANG=DIR``: a checkout of a translation of Markdown documentation, pages
   ``DIR/src/**/*.md``: ``reactjs/ar.react.dev``, ``reactjs/zh-hans.react.dev``, ``reactjs/fr.react.dev``,
-  ``reactjs/ru.react.dev``, ``vuejs-translations/docs-ru``. Each ``##`` section of a translated page is a document: its body, with
+  ``reactjs/es.react.dev``, ``reactjs/it.react.dev``, ``reactjs/ru.react.dev``, ``vuejs-translations/docs-ru``,
+  and ``reactjs/react.dev`` as ``en`` (the original: what chunking costs in any language). Each ``##`` section of a translated page is a document: its body, with
   code blocks, MDX tags and link targets removed, titled with the page's title. Its heading is the
   query, so the heading itself is not indexed; headings that occur twice in a language (``Usage``) and
   sections whose heading or body is not mostly in the language's script are left out.
@@ -33,11 +35,19 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-# The letters that make a text "in" a language: share of its letters in these ranges.
+# The letters that make a text "in" a language: share of its letters in these ranges; Latin-script
+# languages also need a few of their commonest words.
+LATIN = "a-zàáâãäçèéêëìíîïñòóôõöùúûüÿœß"
 SCRIPTS = {"ru": "\u0400-\u04ff", "zh": "\u4e00-\u9fff", "ar": "\u0600-\u06ff",
-           "fr": "a-zàâçéèêëîïôûùüÿœ"}
-MIN_SHARE = {"ru": 0.6, "zh": 0.5, "ar": 0.6, "fr": 0.9}
-FRENCH_MARKS = re.compile(r"\b(les|des|est|une|dans|pour|avec|vous|qui)\b")
+           "en": LATIN, "fr": LATIN, "es": LATIN, "de": LATIN, "it": LATIN}
+MIN_SHARE = {"ru": 0.6, "zh": 0.5, "ar": 0.6}
+MARKS = {  # "en": the untranslated original, to tell what chunking costs in any language
+    "en": re.compile(r"\b(the|and|is|to|of|you|that|with|for)\b"),
+    "fr": re.compile(r"\b(les|des|est|une|dans|pour|avec|vous|qui)\b"),
+    "es": re.compile(r"\b(los|las|del|una|para|con|que|por|es)\b"),
+    "de": re.compile(r"\b(der|die|und|das|ist|nicht|mit|sie|ein)\b"),
+    "it": re.compile(r"\b(il|della|che|per|una|non|sono|gli|di)\b"),
+}
 
 _FENCE = re.compile(r"^```.*?^```[^\n]*$", re.DOTALL | re.MULTILINE)
 _ANCHOR = re.compile(r"\s*\{(?:/\*.*?\*/|#[^}]*)\}")  # React's {/*id*/}, VitePress's {#id}
@@ -55,8 +65,8 @@ def script_share(text: str, language: str) -> float:
 
 
 def in_language(text: str, language: str) -> bool:
-    if language == "fr":  # Latin script: also some of French's commonest words
-        return script_share(text, "fr") >= MIN_SHARE["fr"] and len(FRENCH_MARKS.findall(text.lower())) >= 3
+    if language in MARKS:  # Latin script: also some of the language's commonest words
+        return script_share(text, language) >= 0.9 and len(MARKS[language].findall(text.lower())) >= 3
     return script_share(text, language) >= MIN_SHARE[language]
 
 
