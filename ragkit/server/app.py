@@ -150,7 +150,7 @@ def create_app(
     app.state.limits = limits = CallerLimits(requests_per_minute=cfg.requests_per_minute,
                                              max_streams=cfg.max_streams)
     app.state.batcher = batcher = QueryBatcher(
-        rag.index.query_encoder.embedder, max_batch=cfg.max_batch, window=cfg.batch_window
+        rag.index.query_encoder.embedder, max_batch=cfg.max_batch, window=cfg.batch_window, parallel=cfg.batch_parallel
     ) if cfg.batch_queries else None
     pipelines = Pipelines(rag)
     _add_middleware(app, cfg, token, principals, limits)

@@ -15,7 +15,8 @@ class ServerSettings:
 
     ``allow_hosts``: Host header names accepted (``None``: loopback names when no token is set, no
     check with one; ``("*",)``: any). ``batch_queries``: embed concurrent ``/search`` queries in
-    micro-batches of up to ``max_batch`` gathered for ``batch_window`` seconds.
+    micro-batches of up to ``max_batch`` gathered for ``batch_window`` seconds, ``batch_parallel``
+    batches encoding at once (:class:`~ragkit.server.batching.QueryBatcher`).
     """
 
     max_body_bytes: int = 4 * 2**20          # --max-body-mb
@@ -28,11 +29,12 @@ class ServerSettings:
     batch_queries: bool = True                # --no-batching turns it off
     max_batch: int = 32
     batch_window: float = 0.003
+    batch_parallel: int = 2
     log_content: bool = False                 # --log-content
     health_ttl: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_message_chars", "max_request_chars", "max_batch"):
+        for name in ("max_body_bytes", "max_message_chars", "max_request_chars", "max_batch", "batch_parallel"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
