@@ -2,7 +2,8 @@
 
     python benchmarks/degradations.py --index /tmp/scifact.ragkit [--data ../shared/data/scifact]
 
-Starts from a built SciFact index (see scifact.py) and, on a copy, rewrites the current segment to
+Starts from a built SciFact index (see scifact.py; or any index built from a BEIR folder --data, as
+benchmarks/entities.py builds one) and, on a copy, rewrites the current segment to
 degrade one leg, then searches through the normal path. Scenarios:
 
 - ``random dense``: every vector replaced by a random unit vector (a broken or mismatched model);
@@ -73,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     dataset = load_beir(args.data, args.split, corpus=False)
     scenarios = ["none", "random dense", "collapsed dense", "noisy dense", "weak bm25", "bm25 matches nothing"]
-    print(f"SciFact {args.split}, nDCG@10 ({len(dataset.queries)} queries)\n")
+    print(f"{args.data.name} {args.split}, nDCG@10 ({len(dataset.queries)} queries)\n")
     header = ["scenario", *CONFIGS, "default - best leg"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for scenario in scenarios:
