@@ -125,10 +125,8 @@ def test_the_playground_search_and_prompt_views_show_alice_team_a_numbers(server
         assert got == want
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: /ui/views suggests every document's filter values (sources, teams) "
-                   "whatever the caller's scope: Playground.fields() in server/playground/routes.py reads "
-                   "backend.iter_documents() unscoped (fix: keep the documents access.in_scope(request, ...) admits)")
 def test_the_playground_filter_suggestions_name_only_values_of_the_callers_scope(servers) -> None:  # type: ignore[no-untyped-def]
-    root_y = servers[1]
+    root_x, root_y = servers
     html = httpx.get(root_y + "/ui/views", headers={"Authorization": f"Bearer {TOKENS['alice']}"}).text
     assert "b/0.md" not in html and "green" not in html
+    assert html == httpx.get(root_x + "/ui/views").text  # her suggestions are what an index of team a offers

@@ -116,13 +116,25 @@ class Playground:
             return record
         return dataclasses.replace(record, cited_metadata=common_metadata([by_doc[d] for d in cited]))
 
-    def fields(self) -> list[dict[str, Any]]:
-        docs = []
-        for doc_id, text, meta in self.index.backend.iter_documents():
-            docs.append(Document(doc_id, "", meta))
+    def fields(self, request: Any) -> list[dict[str, Any]]:
+        """The filterable fields and values of the documents the caller may see (another tenant's
+        sources or team names would otherwise show in the suggestions)."""
+        docs: list[Document] = []
+        batch: list[Document] = []
+        for doc_id, _, meta in self.index.backend.iter_documents():
+            batch.append(Document(doc_id, "", meta))
+            if len(batch) == 256:
+                docs += self._seen(request, batch)
+                batch = []
             if len(docs) >= MAX_FIELD_DOCUMENTS:
                 break
-        return views.filter_fields(docs)
+        docs += self._seen(request, batch)
+        return views.filter_fields(docs[:MAX_FIELD_DOCUMENTS])
+
+    @staticmethod
+    def _seen(request: Any, docs: list[Document]) -> list[Document]:
+        records = [{**d.metadata, "doc_id": d.id} for d in docs]
+        return [d for d, ok in zip(docs, in_scope(request, records)) if ok]
 
     def document(self, doc_id: str) -> Any:
         for found, text, meta in self.index.backend.iter_documents():
@@ -182,8 +194,8 @@ def router(playground: Playground) -> APIRouter:
     pg = playground
 
     @api.get("/ui/views", include_in_schema=False)
-    async def all_views() -> HTMLResponse:
-        fields = await asyncio.to_thread(pg.fields)
+    async def all_views(request: Request) -> HTMLResponse:
+        fields = await asyncio.to_thread(pg.fields, request)
         return pg.render("views.html", fields=fields, modes=SEARCH_MODES, methods=FUSION_METHODS,
                          templates=builtin_names(), has_model=pg.rag.generator is not None, k=pg.rag.k,
                          template=pg.rag.builder.template.name, feedback=pg.store is not None)
