@@ -10,10 +10,11 @@ Sources (nothing is committed: each run derives the documents from the checkouts
 - ``--docs NAME:LANG=DIR``: a checkout of a translation of Markdown documentation, pages
   ``DIR/src/**/*.md``: ``reactjs/ar.react.dev``, ``reactjs/zh-hans.react.dev``, ``reactjs/fr.react.dev``,
   ``reactjs/es.react.dev``, ``reactjs/it.react.dev``, ``reactjs/ru.react.dev``, ``vuejs-translations/docs-ru``,
-  and ``reactjs/react.dev`` as ``en`` (the original: what chunking costs in any language). Each ``##`` section of a translated page is a document: its body, with
-  code blocks, MDX tags and link targets removed, titled with the page's title. Its heading is the
-  query, so the heading itself is not indexed; headings that occur twice in a language (``Usage``) and
-  sections whose heading or body is not mostly in the language's script are left out.
+  and ``reactjs/react.dev`` as ``en`` (the original: what chunking costs in any language). Each ``##``
+  section of a translated page is a document: its body, with code blocks, MDX tags and link targets
+  removed, titled with the page's title. Its heading is the query, so the heading itself is not indexed;
+  headings that occur twice in a language (``Usage``) and sections whose heading or body is not mostly
+  in the language's script are left out.
 - ``--arabic-abstracts DIR``: a checkout of ``nassersala/arabic-abstracts`` (arXiv abstracts and papers
   translated into Arabic). ``ar-abstracts``: each Arabic abstract is a document, untitled, and its paper's
   Arabic title the query. ``ar-sections``: each section of the translated papers (a few hundred to a few
