@@ -1,8 +1,9 @@
 """Micro-batching of query embeddings across concurrent requests.
 
-Embedding one query costs about as much as embedding several together (the model's per-call
-overhead dominates a short text), so when many ``/search`` requests arrive at once, encoding them
-in one ``encode`` call lets throughput grow with load instead of staying flat. A request waits at
+A query embedded in a batch costs about half the model time of one embedded alone (MiniLM on
+ONNX Runtime: 2.3 to 2.7 ms each in batches of 8 to 32 against 4.3 ms alone, measured here), so
+when many ``/search`` requests arrive at once, encoding them in one ``encode`` call lets throughput
+grow with load instead of staying flat. A request waits at
 most ``window`` seconds for others to join; a batch holds at most ``max_batch`` queries; up to
 ``parallel`` batches encode at once, each in a worker thread, while the next one gathers.
 
