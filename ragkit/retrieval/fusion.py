@@ -32,7 +32,7 @@ ADAPTIVE_SOFTNESS = 0.25
 # an entity-description collection (benchmarks/entities.py; README "a default that holds").
 YIELD_TERMS = (8, 2)  # distinct query terms: from 8 on no yield, at 2 or fewer the full yield
 YIELD_EVIDENCE = (0.5, 1.5)  # the dense leg's best calibrated score: no yield up to 0.5, full from 1.5
-YIELD_WEIGHT = 0.8  # the dense share at full yield
+YIELD_WEIGHT = 0.75  # the dense share at full yield
 
 
 def _union(legs: Sequence[LegCandidates]) -> np.ndarray:
