@@ -15,14 +15,13 @@ chunk ranked below every candidate.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from ragkit.errors import ConfigError
 from ragkit.retrieval.settings import ADAPTIVE_WEIGHT, NORMALIZATIONS, Normalization
 from ragkit.storage.base import LegCandidates
-
 
 # adaptive_fusion defaults, chosen on SciFact train queries and controlled degradations (see README).
 ADAPTIVE_RAMP = 2.0
