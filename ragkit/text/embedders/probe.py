@@ -2,8 +2,8 @@
 
 A CPU flag does not say it: issue 21 measured bf16 weights at 0.85x fp32 on a CPU with ``avx512_bf16``
 and at 0.15x on AVX2, while an AMD EPYC with ``avx512_bf16`` and no AMX ran them at 2.1x. So the first
-bulk encode on a machine times a few encoder-sized matrix products in fp32 and in bf16 (well under
-0.1 s after torch's import) and keeps the speedup in ``<cache>/probes/bf16-<key>.json``, keyed by the
+bulk encode on a machine times a few encoder-sized matrix products in fp32 and in bf16 (0.26 s
+after torch's import, measured at load 3 on 2 cores) and keeps the speedup in ``<cache>/probes/bf16-<key>.json``, keyed by the
 CPU model and flags, the cores this process may use and torch's version; later processes read the file
 and import nothing. A failed probe (no torch, a read-only cache) means "not fast": fp32 is always right.
 """
@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 # bf16 passages only where the probe's products run at least this much faster than fp32: the model is
 # not only GEMMs (attention softmax, LayerNorm and the tokenizer do not speed up), so a small GEMM gain
-# could vanish end to end. On this AMD EPYC the probe reads 2.3-3.3x and the model runs 2.1x.
+# could vanish end to end. On this AMD EPYC the probe reads 2.0-2.4x and the model ran 2.1x.
 FAST_ENOUGH = 1.3
 # (rows, inner, cols): MiniLM-sized products for 16 sequences of 32 tokens (the FFN up and down projections)
 SHAPES = ((512, 384, 1536), (512, 1536, 384))
