@@ -3,9 +3,9 @@
 A CPU flag does not say it: issue 21 measured bf16 weights at 0.85x fp32 on a CPU with ``avx512_bf16``
 and at 0.15x on AVX2, while an AMD EPYC with ``avx512_bf16`` and no AMX ran them at 2.1x. So the first
 bulk encode on a machine times a few encoder-sized matrix products in fp32 and in bf16 (0.26 s
-after torch's import, measured at load 3 on 2 cores) and keeps the speedup in ``<cache>/probes/bf16-<key>.json``, keyed by the
-CPU model and flags, the cores this process may use and torch's version; later processes read the file
-and import nothing. A failed probe (no torch, a read-only cache) means "not fast": fp32 is always right.
+after torch's import, measured at load 3 on 2 cores) and keeps the speedup in
+``<cache>/probes/bf16-<key>.json``, keyed by the CPU model and flags, the cores this process may use
+and torch's version; later processes read the file and import nothing. A failed probe (no torch, a read-only cache) means "not fast": fp32 is always right.
 """
 
 from __future__ import annotations
