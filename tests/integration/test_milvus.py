@@ -99,11 +99,11 @@ def results(index, query: str, mode: str, **options):  # type: ignore[no-untyped
     return [(h.chunk_id, h.score, h.bm25_score, h.dense_score) for h in index.search(query, mode=mode, **options)]
 
 
-def assert_same_results(ours: list, theirs: list) -> None:
+def assert_same_results(ours: list, theirs: list, rel: float = 1e-5, abs_: float = 1e-6) -> None:
     assert [r[0] for r in ours] == [r[0] for r in theirs]
     for a, b in zip(ours, theirs):
         for x, y in zip(a[1:], b[1:]):
-            assert (x is None) == (y is None) and (x is None or x == pytest.approx(y, rel=1e-5, abs=1e-6)), (a, b)
+            assert (x is None) == (y is None) and (x is None or x == pytest.approx(y, rel=rel, abs=abs_)), (a, b)
 
 
 def assert_statistics_exact(backend: MilvusBackend) -> None:
@@ -435,4 +435,6 @@ def test_two_shard_workers_build_the_same_index_as_one(tmp_path: Path) -> None:
         assert_statistics_exact(sharded.backend)
         for query in QUERIES:
             for mode in ("bm25", "dense", "hybrid"):
-                assert_same_results(results(sharded, query, mode, k=5), expected[(query, mode)])
+                # each worker batches its own share of the chunks: where the probe picks bf16 passages, a
+                # cosine depends on its batch's padding by up to ~5e-4 (fp32: ~1e-7)
+                assert_same_results(results(sharded, query, mode, k=5), expected[(query, mode)], rel=1e-3, abs_=1e-3)
