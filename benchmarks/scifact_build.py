@@ -35,6 +35,9 @@ from ragkit.evaluation.metrics import doc_ranking_from_hits, evaluate
 from ragkit.index import embedding_text
 from ragkit.text.embedding import Embedder
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cli_latency import ensure_old  # noqa: E402  (the older ragkit as a git worktree, shared)
+
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "d940317"  # main before issue 21's probe and bulk ordering
 BUILD = """
@@ -51,14 +54,6 @@ print(json.dumps({{"seconds": seconds, "chunks": len(index), "record": index.bac
                   "rate": index.backend.get_config().get("embedding_rate")}}))
 """
 MODES = {"hybrid (default)": "hybrid", "dense only": "dense"}
-
-
-def worktree(ref: str) -> Path:
-    tree = Path(f"/tmp/ragkit-old-{ref}")
-    if not tree.exists():
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), ref], check=True,
-                       capture_output=True)
-    return tree
 
 
 def build(source: Path, index: Path, options: dict[str, str], data: Path, docs: int) -> dict[str, Any]:
@@ -122,7 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     fp32_path, new_path = args.work / "fp32.ragkit", args.work / "default.ragkit"
-    before = build(worktree(args.before), fp32_path, {"runtime": "torch", "precision": "fp32"}, args.data, args.docs)
+    before = build(ensure_old(args.before), fp32_path, {"runtime": "torch", "precision": "fp32"}, args.data, args.docs)
     after = build(ROOT, new_path, {}, args.data, args.docs)
     dataset = load_beir(args.data, "test")
     docs = list(dataset.corpus.values())[: args.docs]
