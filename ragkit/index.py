@@ -69,6 +69,7 @@ class IndexConfig:
     bm25_k1: float = BM25Params.k1
     bm25_b: float = BM25Params.b
     bm25_idf: str = BM25Params.idf
+    bm25_document_weight: float = BM25Params.document_weight  # the whole document's share of a chunk's BM25
     dense_index: str = "flat"
     format_version: int = FORMAT_VERSION
     retrieval: dict[str, Any] | None = None  # fusion settings saved by `ragkit tune`
@@ -85,7 +86,8 @@ class IndexConfig:
 
     @property
     def bm25(self) -> BM25Params:
-        return BM25Params(k1=self.bm25_k1, b=self.bm25_b, idf=self.bm25_idf)  # type: ignore[arg-type]
+        return BM25Params(k1=self.bm25_k1, b=self.bm25_b, idf=self.bm25_idf,  # type: ignore[arg-type]
+                          document_weight=self.bm25_document_weight)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -139,6 +141,7 @@ class Index:
         bm25_k1: float | None = None,
         bm25_b: float | None = None,
         bm25_idf: str | None = None,
+        bm25_document_weight: float | None = None,
         create: bool = True,
         token: str | None = None,
         lock_timeout: float | None = 0.0,
@@ -154,6 +157,7 @@ class Index:
             "model": model, "chunk_size": chunk_size, "chunk_overlap": chunk_overlap, "language": language,
             "stopwords": stopwords, "stemming": stemming, "dense_index": dense_index,
             "bm25_k1": bm25_k1, "bm25_b": bm25_b, "bm25_idf": bm25_idf,
+            "bm25_document_weight": bm25_document_weight,
         }
         given = {k: v for k, v in options.items() if v is not None}
         if "dense_index" in given and given["dense_index"] not in DENSE_KINDS:
@@ -199,6 +203,11 @@ class Index:
                 self.config.bm25  # validate before storing
                 if not self._unsaved:  # else stored with the first write, once the new model has loaded
                     self.backend.set_config(self.config.to_dict())
+        if not getattr(self.backend, "document_bm25", True) and self.config.bm25_document_weight:
+            if given.get("bm25_document_weight"):
+                raise ConfigError(f"index {self.path}: this backend scores BM25 per chunk only; "
+                                  "give bm25_document_weight=0 (or leave it out)")
+            self.config = replace(self.config, bm25_document_weight=0.0)  # what its searches do
 
     def _check_compatible(self, given: dict[str, Any]) -> None:
         model = given.get("model")

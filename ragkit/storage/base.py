@@ -127,7 +127,8 @@ class StorageSettings:
         config = config or {}
         default = BM25Params()
         bm25 = BM25Params(k1=config.get("bm25_k1", default.k1), b=config.get("bm25_b", default.b),
-                          idf=config.get("bm25_idf", default.idf))
+                          idf=config.get("bm25_idf", default.idf),
+                          document_weight=config.get("bm25_document_weight", default.document_weight))
         return cls(dense_kind=config.get("dense_index", "flat"), bm25=bm25)
 
 

@@ -66,10 +66,14 @@ class BM25Params:
     b: float = 0.75
     epsilon: float = 0.25
     idf: IdfKind = "lucene"
+    # a chunk's score mixes in its whole document's by this share (ragkit.storage.bm25_documents)
+    document_weight: float = 0.5
 
     def __post_init__(self) -> None:
         if self.k1 < 0 or not 0 <= self.b <= 1:
             raise ConfigError(f"bm25 k1 must be >= 0 and b in [0, 1], got k1={self.k1}, b={self.b}")
+        if not 0 <= self.document_weight <= 1:
+            raise ConfigError(f"bm25_document_weight must be in [0, 1], got {self.document_weight}")
         if self.idf not in ("okapi", "lucene"):
             raise ConfigError(f"bm25 idf must be 'okapi' or 'lucene', got {self.idf!r}")
 
@@ -276,7 +280,13 @@ class BM25Index:
         if mask is not None:
             matched = matched & mask  # not in place: the array is cached
         candidates = np.flatnonzero(matched)
-        return _top_k(candidates, scores[candidates], k)
+        return top_k_rows(candidates, scores[candidates], k)
+
+    def whole(self, query_tokens: Sequence[str]) -> ScopedScores:
+        """The unfiltered counterpart of :meth:`scoped`: every row's score, matches, ideal, unseen."""
+        scores, matched = self._score(query_tokens)
+        return ScopedScores(scores, matched, bm25_ideal_score(self, query_tokens),
+                            bm25_unseen_weight(self, query_tokens))
 
     # -- a subcollection scored as an index of its own ----------------------------------------------
     def subcollection(self, mask: np.ndarray) -> Subcollection:
@@ -347,7 +357,7 @@ class BM25Index:
         return cls({t: i for i, t in enumerate(terms)}, tf, params)
 
 
-def _top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def top_k_rows(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` highest scores, best first; ties broken by lower id so results are deterministic."""
     if len(ids) > k:
         kth = scores[np.argpartition(-scores, k - 1)[k - 1]]

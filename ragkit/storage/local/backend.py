@@ -31,7 +31,7 @@ from ragkit.storage.base import (
     StaleSnapshot,
     StorageSettings,
 )
-from ragkit.storage.bm25 import BM25Index, bm25_ideal_score, bm25_unseen_weight
+from ragkit.storage.bm25 import BM25Index, top_k_rows
 from ragkit.storage.dense import DenseIndex
 from ragkit.storage.filters import Filters, compile_filters, filter_mask
 from ragkit.storage.local import cache
@@ -361,9 +361,10 @@ class LocalView:
         return LocalView(self.backend, snap, snap.scopes.get_or_make(filter_key(filters), make))
 
     def lexical(self, query: Query, depth: int) -> LegCandidates:
-        scope = self.scope
-        ids, scores = self.snap.bm25.top_k(query.tokens, depth, None if scope is None else scope.mask,
-                                           None if scope is None else scope.bm25)
+        scored = self.snap.lexical(query.tokens, self.scope)
+        matched = scored.matched if self.scope is None else scored.matched & self.scope.mask
+        candidates = np.flatnonzero(matched)
+        ids, scores = top_k_rows(candidates, scored.scores[candidates], depth)
         return LegCandidates(ids, scores)
 
     def dense(self, query: Query, depth: int) -> LegCandidates:
@@ -373,23 +374,16 @@ class LocalView:
     def exact_scores(self, query: Query, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each leg's exact score for ``ids``: BM25 from the postings (with the scope's statistics),
         dense by dot product."""
-        bm25 = self.snap.bm25
-        scores = bm25.scores(query.tokens) if self.scope is None else bm25.scoped(query.tokens, self.scope.bm25).scores
+        scores = self.snap.lexical(query.tokens, self.scope).scores
         return scores[ids], self.snap.dense.vectors[ids] @ query.needs_vector()
 
     def statistics(self, query: Query) -> LegStatistics:
         """What adaptive fusion calibrates with: BM25's ideal score, a sample of dense scores."""
-        bm25, scope = self.snap.bm25, self.scope
-        if scope is None:
-            return LegStatistics(
-                bm25_ideal=bm25_ideal_score(bm25, query.tokens),
-                dense_background=self.snap.unfiltered_background() @ query.needs_vector(),
-                n_searched=self.snap.dense.n_rows,
-                bm25_unseen=bm25_unseen_weight(bm25, query.tokens),
-            )
-        scored = bm25.scoped(query.tokens, scope.bm25)
-        return LegStatistics(bm25_ideal=scored.ideal, dense_background=scope.background @ query.needs_vector(),
-                             n_searched=scope.n_rows, bm25_unseen=scored.unseen)
+        scope, scored = self.scope, self.snap.lexical(query.tokens, self.scope)
+        background = self.snap.unfiltered_background() if scope is None else scope.background
+        return LegStatistics(bm25_ideal=scored.ideal, dense_background=background @ query.needs_vector(),
+                             n_searched=self.snap.dense.n_rows if scope is None else scope.n_rows,
+                             bm25_unseen=scored.unseen)
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         return self.snap.dense.vectors[ids]

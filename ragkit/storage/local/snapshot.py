@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from ragkit.storage.base import BACKGROUND_SAMPLE
-from ragkit.storage.bm25 import BM25Index, Subcollection
+from ragkit.storage.bm25 import BM25Index, ScopedScores, Subcollection
+from ragkit.storage.bm25_documents import Documents, documents, mix_documents
 from ragkit.storage.dense import DenseIndex
 from ragkit.storage.util import LRU
 
@@ -29,6 +30,7 @@ class Scope:
 
     bm25: Subcollection
     background: np.ndarray
+    documents: Documents | None = None  # for BM25's document-level share; None when it is 0
 
     @property
     def mask(self) -> np.ndarray:
@@ -64,10 +66,39 @@ class Snapshot:
     scopes: LRU[str, Scope] = field(default_factory=lambda: LRU(SCOPE_CACHE))
     background: np.ndarray | None = None
     store: Any = None  # the Store whose rows these are: a rebuild may swap another in while a search runs
+    groups: np.ndarray | None = None  # row -> document ordinal, read on first use
+    all_documents: Documents | None = None
+    last_lexical: tuple[tuple[str, ...], Scope | None, ScopedScores] | None = None
 
     def scope(self, mask: np.ndarray) -> Scope:
         """The :class:`Scope` of the rows in ``mask`` (callers cache it in :attr:`scopes`)."""
-        return Scope(self.bm25.subcollection(mask), background_sample(self.dense.vectors, mask))
+        docs = documents(self.bm25, self.document_groups(), mask) if self.bm25.params.document_weight else None
+        return Scope(self.bm25.subcollection(mask), background_sample(self.dense.vectors, mask), docs)
+
+    def document_groups(self) -> np.ndarray:
+        """Each row's document as an ordinal, from the chunk table (one query per version, ~1 ms per
+        1,000 rows). A row a newer commit removed meanwhile is a document of its own."""
+        if self.groups is None:
+            owner = dict(self.store.query("SELECT row, doc_id FROM chunks"))
+            names = [owner.get(int(r), f"\0{r}") for r in self.rows]
+            self.groups = np.unique(np.asarray(names, dtype=object).astype(str), return_inverse=True)[1].astype(np.int64)
+        return self.groups
+
+    def lexical(self, tokens: tuple[str, ...], scope: Scope | None) -> ScopedScores:
+        """BM25 for the query over the scope's rows (every row without one), with the whole document's
+        share mixed in; the last query's result is kept, since a hybrid search asks three times."""
+        last = self.last_lexical
+        if last is not None and last[0] == tokens and last[1] is scope:
+            return last[2]
+        chunks = self.bm25.whole(tokens) if scope is None else self.bm25.scoped(tokens, scope.bm25)
+        weight = self.bm25.params.document_weight
+        if weight:
+            if scope is None and self.all_documents is None:
+                self.all_documents = documents(self.bm25, self.document_groups())
+            docs = self.all_documents if scope is None else scope.documents
+            chunks = mix_documents(chunks, self.bm25, tokens, docs, weight) if docs is not None else chunks
+        self.last_lexical = (tokens, scope, chunks)
+        return chunks
 
     def unfiltered_background(self) -> np.ndarray:
         """The background sample of every row, built once per snapshot (copying it per query would

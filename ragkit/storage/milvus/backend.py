@@ -81,6 +81,10 @@ class MilvusBackend:
     >>> backend = MilvusBackend.from_uri("milvus-lite:///tmp/kb.db")      # doctest: +SKIP
     """
 
+    # BM25 is scored per chunk here: whole-document scores (ragkit.storage.bm25_documents) would need
+    # document frequencies per term over documents, which the statistics collection does not keep.
+    document_bm25 = False
+
     def __init__(
         self, uri: str, collection: str, *, token: str | None = None, db_name: str | None = None,
         lite_path: Path | None = None, create: bool = True, settings: StorageSettings | None = None,

@@ -1,0 +1,95 @@
+"""BM25 over whole documents from chunk postings (``ragkit.storage.bm25_documents``): it scores as an
+index of the whole documents' token lists does, within a filter as an index of only its rows, and an
+``Index`` mixes it into each chunk's score by ``bm25_document_weight``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fakes import open_fake_index
+from ragkit import ConfigError, Document
+from ragkit.storage.bm25 import BM25Index, BM25Params, bm25_ideal_score
+from ragkit.storage.bm25_documents import document_scores, documents, mix_documents
+
+CHUNKS = [["bee", "hive", "wax"], ["queen", "bee"], ["honey", "wax", "wax"], ["mite", "varroa"],
+          ["bee"], ["smoke", "hive", "pine"], ["varroa", "sugar", "roll", "bee"]]
+GROUPS = np.array([0, 0, 1, 2, 2, 3, 4])  # documents of 2, 1, 2, 1 and 1 chunks
+QUERIES = [["bee", "wax"], ["varroa", "mite", "mite"], ["hive"], ["absent"], ["bee", "absent"]]
+
+
+def whole_documents(rows: np.ndarray) -> list[list[str]]:
+    docs: dict[int, list[str]] = {}
+    for row in rows:
+        docs.setdefault(int(GROUPS[row]), []).extend(CHUNKS[row])
+    return [docs[g] for g in sorted(docs)]
+
+
+@pytest.mark.parametrize("idf", ["lucene", "okapi"])
+def test_document_scores_equal_an_index_of_the_whole_documents(idf: str) -> None:
+    params = BM25Params(idf=idf)  # type: ignore[arg-type]
+    chunks = BM25Index.build(CHUNKS, params)
+    whole = BM25Index.build(whole_documents(np.arange(len(CHUNKS))), params)
+    docs = documents(chunks, GROUPS)
+    for query in QUERIES:
+        scores, ideal = document_scores(chunks, query, docs)
+        np.testing.assert_allclose(scores, whole.scores(query), atol=1e-9)
+        assert ideal == pytest.approx(bm25_ideal_score(whole, query))
+
+
+@pytest.mark.parametrize("idf", ["lucene", "okapi"])
+def test_within_a_filter_documents_are_scored_as_an_index_of_its_rows(idf: str) -> None:
+    params = BM25Params(idf=idf)  # type: ignore[arg-type]
+    chunks = BM25Index.build(CHUNKS, params)
+    mask = np.isin(GROUPS, [0, 2, 4])
+    kept = np.flatnonzero(mask)
+    alone = BM25Index.build(whole_documents(kept), params)
+    docs = documents(chunks, GROUPS, mask)
+    assert docs.n_docs == 3
+    for query in QUERIES:
+        scores, ideal = document_scores(chunks, query, docs)
+        np.testing.assert_allclose(scores[[0, 2, 4]], alone.scores(query), atol=1e-9)
+        assert not scores[[1, 3]].any()
+        assert ideal == pytest.approx(bm25_ideal_score(alone, query))
+
+
+def test_the_mix_is_the_same_mix_of_calibrated_shares_and_only_for_matching_chunks() -> None:
+    chunks = BM25Index.build(CHUNKS)
+    docs = documents(chunks, GROUPS)
+    query = ["bee", "wax"]
+    own = chunks.whole(query)
+    mixed = mix_documents(own, chunks, query, docs, 0.5)
+    per_doc, doc_ideal = document_scores(chunks, query, docs)
+    expected = 0.5 * own.scores / own.ideal + 0.5 * per_doc[GROUPS] / doc_ideal
+    np.testing.assert_allclose(mixed.scores[own.matched] / own.ideal, expected[own.matched])
+    assert not mixed.scores[~own.matched].any()  # "mite varroa" holds no query word: not a match
+    assert mixed.ideal == own.ideal and mixed.unseen == own.unseen
+    assert mix_documents(own, chunks, query, docs, 0.0) is own
+
+
+def test_out_of_range_weight_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="bm25_document_weight"):
+        open_fake_index(tmp_path / "x.ragkit", bm25_document_weight=1.5)
+
+
+FILLER = [Document(f"f{i}", f"Unrelated page {i} about gardens, weather and trains number {i}.") for i in range(8)]
+# Each chunk of the section holds one query word; the note, one chunk, holds one.
+SECTION = ("The reconciler walks the element tree on every render pass.\n\n"
+           "Each child carries a key that names it among its siblings.\n\n"
+           "When that changes the state below it is lost.")
+NOTE = "Reconciler notes."
+
+
+def test_a_document_whose_words_are_spread_over_chunks_ranks_by_all_of_them(tmp_path: Path) -> None:
+    ranked = {}
+    for weight in (0.0, 0.5):
+        path = tmp_path / f"w{weight}.ragkit"
+        with open_fake_index(path, chunk_size=12, chunk_overlap=0, bm25_document_weight=weight) as index:
+            index.add([Document("section", SECTION), Document("note", NOTE), *FILLER])
+            ranked[weight] = [h.doc_id for h in index.search("reconciler key state", k=4, mode="bm25")]
+        with open_fake_index(path) as reopened:  # stored with the index
+            assert reopened.config.bm25_document_weight == weight
+    assert ranked[0.0] == ["section", "note", "section", "section"]  # the short note outranks two chunks
+    assert ranked[0.5] == ["section", "section", "section", "note"]  # the section holds all three words
