@@ -75,12 +75,23 @@ def document_scores(index: BM25Index, query_tokens: Sequence[str], docs: Documen
             rows, freq = rows[inside], freq[inside]
         if not len(rows):
             continue
-        doc_ids, where = np.unique(docs.groups[rows], return_inverse=True)
-        doc_tf = np.bincount(where, weights=freq)
+        doc_ids, doc_tf = _sum_by_document(docs.groups[rows], freq)
         term_idf = float(idf(docs.n_docs, np.asarray([len(doc_ids)], np.float64), index.params, docs.mean_idf)[0])
         scores[doc_ids] += (count * term_idf) * saturation(doc_tf, docs.length[doc_ids], docs.avgdl, k1, b)
         held.append((term_idf, count))
     return scores, (ideal_score(*map(np.asarray, zip(*held))) if held else 0.0)
+
+
+def _sum_by_document(groups: np.ndarray, freq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct documents of a term's postings and its frequency summed in each. Rows are numbered
+    so that a document's are contiguous and in order: then the groups come sorted and runs are O(postings),
+    else a sort."""
+    steps = np.diff(groups)
+    if bool((steps >= 0).all()):
+        starts = np.concatenate(([0], np.flatnonzero(steps) + 1))
+        return groups[starts], np.add.reduceat(np.asarray(freq, np.float64), starts)
+    doc_ids, where = np.unique(groups, return_inverse=True)
+    return doc_ids, np.bincount(where, weights=freq)
 
 
 def mix_documents(chunks: ScopedScores, index: BM25Index, query_tokens: Sequence[str], docs: Documents,

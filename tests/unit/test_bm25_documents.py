@@ -93,3 +93,14 @@ def test_a_document_whose_words_are_spread_over_chunks_ranks_by_all_of_them(tmp_
             assert reopened.config.bm25_document_weight == weight
     assert ranked[0.0] == ["section", "note", "section", "section"]  # the short note outranks two chunks
     assert ranked[0.5] == ["section", "section", "section", "note"]  # the section holds all three words
+
+
+def test_documents_numbered_out_of_row_order_score_the_same() -> None:
+    chunks = BM25Index.build(CHUNKS)
+    relabel = np.array([3, 0, 4, 1, 2])  # rows of document 0 are now document 3, and so on: not sorted
+    plain, shuffled = documents(chunks, GROUPS), documents(chunks, relabel[GROUPS])
+    for query in QUERIES:
+        expected, ideal = document_scores(chunks, query, plain)
+        got, got_ideal = document_scores(chunks, query, shuffled)
+        np.testing.assert_allclose(got[relabel], expected, atol=1e-12)
+        assert got_ideal == pytest.approx(ideal)

@@ -81,8 +81,11 @@ class Snapshot:
         if self.groups is None:
             owner = dict(self.store.query("SELECT row, doc_id FROM chunks"))
             names = [owner.get(int(r), f"\0{r}") for r in self.rows]
-            self.groups = np.unique(np.asarray(names, dtype=object).astype(str), return_inverse=True)[1].astype(np.int64)
-        return self.groups
+            _, first, inverse = np.unique(np.asarray(names, dtype=str), return_index=True, return_inverse=True)
+            rank = np.empty(len(first), np.int64)
+            rank[np.argsort(first)] = np.arange(len(first))
+            self.groups = rank[inverse]  # numbered in row order: a document's rows are contiguous, so
+        return self.groups  # its postings' groups come sorted (bm25_documents takes the fast path)
 
     def lexical(self, tokens: tuple[str, ...], scope: Scope | None) -> ScopedScores:
         """BM25 for the query over the scope's rows (every row without one), with the whole document's
