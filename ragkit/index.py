@@ -22,6 +22,7 @@ from ragkit.retrieval.association import QueryAssociations
 from ragkit.text.analysis import ANALYZER_VERSION, Analyzer
 from ragkit.storage.base import CACHE_MAX_AGE_DAYS, CACHE_MAX_BYTES, Changes, PreparedDocument
 from ragkit.ingest.chunking import Chunker, at_most_estimate, embedding_windows
+from ragkit.text.tokens import approximate_token_count, fragmentation
 from ragkit.ingest.folders import FolderSettings, resolve_folder
 from ragkit.ingest.sync import FolderPlan, dedupe_documents, move_all, namespaced, plan_sync
 from ragkit.storage.dense import DENSE_KINDS
@@ -78,6 +79,8 @@ class IndexConfig:
     embedder: dict[str, Any] | None = None  # kind, name, prompts, runtime, precision (text/embedders/records.py)
     folders: dict[str, Any] | None = None  # folder path -> its namespace and patterns (ragkit.ingest.folders)
     embedding_rate: dict[str, Any] | None = None  # the last measured chunks/s, for a dry run's estimate
+    # the model's tokens and the script-aware estimate summed over embedded chunks (ragkit.text.tokens.fragmentation)
+    fragmentation: dict[str, Any] | None = None
 
     @property
     def analyzer(self) -> Analyzer:
@@ -524,7 +527,10 @@ class Index:
         """Each chunk's vector; a chunk longer than the model's window (text its tokenizer cuts finely,
         sized by ``chunk_counter="model-or-estimate"``) is the mean of its windows' unit vectors, so the
         model reads all of it (ragkit.ingest.chunking.embedding_windows)."""
-        limit, count = self.chunker.max_tokens or self.chunker.limit, self.embedder.token_counter()
+        limit, counter = self.chunker.max_tokens or self.chunker.limit, self.embedder.token_counter()
+        counts = {text: counter(text) for text in texts}
+        self._count_fragmentation(counter, counts)
+        count = lambda text: counts[text] if text in counts else counter(text)  # noqa: E731
         windows = [embedding_windows(text, count, limit) for text in texts]
         if all(len(w) == 1 for w in windows):
             return self._embed(texts, show)
@@ -534,6 +540,16 @@ class Index:
             mean = np.mean([next(vectors) for _ in w], axis=0)
             pooled.append((mean / (np.linalg.norm(mean) or 1.0)).astype(np.float32))
         return pooled
+
+    def _count_fragmentation(self, counter: Callable[[str], int], counts: dict[str, int]) -> None:
+        """Add these chunks' model tokens and estimated tokens to the index's totals: how finely the model
+        cuts the corpus, which tells fusion whether the model can read it (``fusion.yielded_weight``)."""
+        if counter is approximate_token_count or not counts:
+            return
+        totals = dict(self.config.fragmentation or {})
+        totals["model_tokens"] = int(totals.get("model_tokens", 0)) + sum(counts.values())
+        totals["estimated_tokens"] = int(totals.get("estimated_tokens", 0)) + sum(map(approximate_token_count, counts))
+        self._update_config(fragmentation=totals)
 
     def _embed(self, texts: list[str], show: bool) -> list[np.ndarray]:
         """Embed texts a batch at a time under one bar that counts chunks (chunks/s and an ETA, not the
@@ -620,7 +636,9 @@ class Index:
         self._encoder = QueryEncoder(self.analyzer, embedder_records.QuerySide(self.embedder))
 
     def learned_state(self) -> LearnedState:
-        return LearnedState(self.query_adapter, self.query_associations)
+        counts = self.config.fragmentation or {}
+        corpus = fragmentation(counts.get("model_tokens", 0), counts.get("estimated_tokens", 0))
+        return LearnedState(self.query_adapter, self.query_associations, corpus)
 
     def reload_learned(self) -> LearnedState:
         """Search with what tuning stored since this index was opened (retrieval settings, query adapter,

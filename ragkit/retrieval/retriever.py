@@ -130,7 +130,7 @@ class HybridRetriever:
             vector=vector, adapter=self._adapter(learned))
         pool = self._pool(k)
         depth = self.config.depth or max(100, 10 * k)
-        ranked = self._rank(view, view.filtered(filters), query, raw, mode, learned, depth)
+        ranked = self._rank(view, view.filtered(filters), query, raw, mode, learned, depth, text)
         ids, scores, rel = ranked.ids, ranked.scores, ranked.relevance
         keep = self._kept(scores, rel)
         if keep is not None:  # before the cut, so MMR and reranking see only these
@@ -170,7 +170,7 @@ class HybridRetriever:
 
     def _rank(
         self, view: SearchView, scoped: SearchView, query: Query, raw: np.ndarray | None, mode: str,
-        learned: LearnedState, depth: int,
+        learned: LearnedState, depth: int, text: str,
     ) -> _Ranked:
         bm25 = scoped.lexical(query, depth) if mode in ("hybrid", "bm25") else None
         dense = scoped.dense(query, depth) if mode in ("hybrid", "dense") else None
@@ -181,7 +181,7 @@ class HybridRetriever:
             return _Ranked(bm25.ids, bm25.scores, bm25, None, {})
         bm25, dense = _with_exact_fill(scoped, query, bm25, dense)  # the scope's statistics, as the legs
         stats = scoped.statistics(query)
-        ids, fused = self._fuse(stats, bm25, dense, len(set(query.tokens)))
+        ids, fused = self._fuse(stats, bm25, dense, len(set(query.tokens)), text, learned)
         ids, fused, lifted = self._associate(view, raw, ids, fused, learned)  # type: ignore[arg-type]
         return _Ranked(ids, fused, bm25, dense, lifted, _hybrid_relevance(ids, bm25, dense, stats))
 
@@ -219,7 +219,8 @@ class HybridRetriever:
         return ids[order], lifted[order], evidence
 
     def _fuse(
-        self, stats: LegStatistics, bm25: LegCandidates, dense: LegCandidates, query_terms: int,
+        self, stats: LegStatistics, bm25: LegCandidates, dense: LegCandidates, query_terms: int, text: str,
+        learned: LearnedState,
     ) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
         legs, weights = [bm25, dense], [1.0 - cfg.weight, cfg.weight]  # type: ignore[operator]
@@ -232,6 +233,8 @@ class HybridRetriever:
         return adaptive_fusion(
             bm25, dense, bm25_ideal=stats.bm25_ideal, dense_background=stats.dense_background,
             n_searched=stats.n_searched, weight=cfg.weight, query_terms=query_terms,  # type: ignore[arg-type]
+            query_fragmentation=self.source.query_encoder.fragmentation(text),
+            corpus_fragmentation=learned.corpus_fragmentation,
         )
 
     def _diversify(

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Callable, Literal, Protocol, Sequence
 
 import numpy as np
 
@@ -17,14 +17,18 @@ from ragkit.storage.base import Query, SearchView
 from ragkit.storage.util import LRU
 from ragkit.text.analysis import Analyzer
 from ragkit.text.embedding import TextEmbedder
+from ragkit.text.tokens import approximate_token_count, fragmentation
 
 
 @dataclass(frozen=True)
 class LearnedState:
-    """What tuning taught an index, read once per search so a long-lived retriever sees a re-tune."""
+    """What tuning (and indexing) taught an index, read once per search so a long-lived retriever sees a
+    re-tune."""
 
     query_adapter: QueryAdapter | None = None
     query_associations: QueryAssociations | None = None
+    # how finely the model cuts the indexed text (ragkit.text.tokens.fragmentation); None: not measured
+    corpus_fragmentation: float | None = None
 
 
 class QueryEncoder:
@@ -39,6 +43,16 @@ class QueryEncoder:
         self.analyzer = analyzer
         self.embedder = embedder
         self._vectors: LRU[str, np.ndarray] = LRU(cache_size)
+        self._counter: Callable[[str], int] | None | Literal[False] = False  # False: not looked up yet
+
+    def fragmentation(self, query: str) -> float | None:
+        """How finely the model's tokenizer cuts the query (:func:`ragkit.text.tokens.fragmentation`);
+        None when the embedder counts with the estimate itself (no tokenizer of its own)."""
+        if self._counter is False:
+            count = getattr(self.embedder, "token_counter", None)
+            counter = count() if callable(count) else None
+            self._counter = None if counter is None or counter is approximate_token_count else counter
+        return None if self._counter is None else fragmentation(self._counter(query), query)
 
     def tokens(self, query: str) -> tuple[str, ...]:
         return tuple(self.analyzer.tokenize(query))

@@ -66,6 +66,15 @@ def approximate_token_count(text: str) -> int:
     return words + len(_SINGLE_TOKEN.findall(text))
 
 
+def fragmentation(model_tokens: float, text_or_estimate: str | float) -> float | None:
+    """How finely a model's tokenizer cuts text: its tokens per token of :func:`approximate_token_count`
+    (None for empty text). About 0.6-0.8 for English under an English vocabulary (all-MiniLM-L6-v2), 1 for
+    Spanish, French or Chinese, 2.2-3 for Arabic or Russian: a model that cuts a script into that many
+    pieces was not trained on it (README, "a default that holds")."""
+    estimate = approximate_token_count(text_or_estimate) if isinstance(text_or_estimate, str) else text_or_estimate
+    return float(model_tokens) / estimate if estimate else None
+
+
 def hf_token_counter(tokenizer: Any) -> TokenCounter:
     """A :class:`TokenCounter` counting the tokens a Hugging Face tokenizer makes, without special tokens.
 
