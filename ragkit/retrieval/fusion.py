@@ -35,6 +35,7 @@ YIELD_WEIGHT = 0.75  # the dense share at full yield
 # How finely the model's tokenizer cuts text (ragkit.text.tokens.fragmentation), chosen on SciFact train,
 # the entity descriptions and the language sets (README, "a default that holds"):
 FAMILIAR_QUERY = (0.95, 0.75)  # the query's: the full yield at 0.75 or below (English), none from 0.95
+FAMILIAR_CORPUS = (1.0, 0.9)  # and the corpus's: the full yield at 0.9 or below, none from 1.0
 UNKNOWN_CORPUS = (2.0, 1.3)  # the corpus's: the dense share itself is full up to 1.3, 0 from 2.0
 
 
@@ -227,7 +228,9 @@ def yielded_weight(
 
     The model's sureness means little in a language it hardly knows: on section headings of Spanish,
     Chinese or Russian docs the yield cost 0.01 to 0.02 below BM25 alone. ``query_fragmentation`` (the
-    model's tokens per estimated token of the query) tells: the yield shrinks from 0.75 to none at 0.95.
+    model's tokens per estimated token of the query) tells: the yield shrinks from 0.75 to none at 0.95,
+    and from a corpus fragmentation of 0.9 to none at 1.0 (code identifiers in a Spanish page read as
+    English: the query alone does not tell).
     A corpus the model cuts into more than twice the pieces (Arabic, Russian under an English vocabulary,
     ``corpus_fragmentation``) gets no dense share at all: its vectors put wrong passages above noise.
     None (an embedder without its own tokenizer): no change.
@@ -235,7 +238,10 @@ def yielded_weight(
     short = _ramp(float(query_terms), *YIELD_TERMS)
     sure = _ramp(float(dense_best), *YIELD_EVIDENCE)
     familiar = 1.0 if query_fragmentation is None else _ramp(query_fragmentation, *FAMILIAR_QUERY)
-    known = 1.0 if corpus_fragmentation is None else _ramp(corpus_fragmentation, *UNKNOWN_CORPUS)
+    known = 1.0
+    if corpus_fragmentation is not None:
+        familiar *= _ramp(corpus_fragmentation, *FAMILIAR_CORPUS)
+        known = _ramp(corpus_fragmentation, *UNKNOWN_CORPUS)
     return (weight + max(0.0, YIELD_WEIGHT - weight) * short * sure * familiar) * known
 
 

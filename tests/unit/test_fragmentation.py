@@ -33,8 +33,9 @@ def test_an_english_vocabulary_cuts_arabic_and_russian_finely_and_english_not() 
     (None, None, YIELD_WEIGHT),  # no tokenizer of its own: as before
     (0.7, 0.8, YIELD_WEIGHT),  # English: the full yield
     (1.0, 1.0, 0.4),  # a query the model cuts as finely as the estimate: no yield, the base share
-    (0.85, 1.0, 0.4 + (YIELD_WEIGHT - 0.4) * 0.5),  # halfway
-    (0.7, 1.65, YIELD_WEIGHT * 0.5),  # a corpus the model half reads: half of everything
+    (0.85, 0.8, 0.4 + (YIELD_WEIGHT - 0.4) * 0.5),  # halfway
+    (0.7, 0.95, 0.4 + (YIELD_WEIGHT - 0.4) * 0.5),  # an English query over a corpus halfway to Spanish
+    (0.7, 1.65, 0.4 * 0.5),  # a corpus the model half reads: no yield, and half the share
     (0.7, 2.5, 0.0),  # a corpus the model cannot read: no dense share at all
 ])
 def test_the_dense_share_follows_what_the_model_knows(query: float | None, corpus: float | None,
