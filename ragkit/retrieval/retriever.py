@@ -40,6 +40,7 @@ from ragkit.retrieval.fusion import (
     distribution_based_fusion,
     reciprocal_rank_fusion,
     unique_ids,
+    yield_possible,
 )
 from ragkit.retrieval.grouping import group_hits
 from ragkit.retrieval.relevance import AUTO_THRESHOLD, is_auto, relevance
@@ -233,7 +234,8 @@ class HybridRetriever:
         return adaptive_fusion(
             bm25, dense, bm25_ideal=stats.bm25_ideal, dense_background=stats.dense_background,
             n_searched=stats.n_searched, weight=cfg.weight, query_terms=query_terms,  # type: ignore[arg-type]
-            query_fragmentation=self.source.query_encoder.fragmentation(text),
+            query_fragmentation=self.source.query_encoder.fragmentation(text)
+            if yield_possible(query_terms, learned.corpus_fragmentation) else None,
             corpus_fragmentation=learned.corpus_fragmentation,
         )
 

@@ -49,7 +49,7 @@ class QueryEncoder:
         """How finely the model's tokenizer cuts the query (:func:`ragkit.text.tokens.fragmentation`);
         None when the embedder counts with the estimate itself (no tokenizer of its own)."""
         if self._counter is False:
-            count = getattr(self.embedder, "token_counter", None)
+            count = getattr(self.embedder, "query_token_counter", None) or getattr(self.embedder, "token_counter", None)
             counter = count() if callable(count) else None
             self._counter = None if counter is None or counter is approximate_token_count else counter
         return None if self._counter is None else fragmentation(self._counter(query), query)

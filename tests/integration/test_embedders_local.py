@@ -135,3 +135,13 @@ def test_the_index_command_takes_runtime_and_precision(cache: Path, tmp_path: Pa
     capsys.readouterr()
     assert main(["index", str(docs), "--index", kb, "-q", "--runtime", "torch", "--precision", "int8"]) == 2
     assert "--precision 'int8' is not available with --runtime 'torch'" in capsys.readouterr().err
+
+
+def test_queries_are_counted_with_the_onnx_tokenizer_already_loaded(cache: Path) -> None:
+    from ragkit.text.embedding import load_tokenizer
+
+    onnx = Embedder(runtime="onnx")
+    onnx.encode_queries(["warm up"])
+    count, reference = onnx.query_token_counter(), load_tokenizer(DEFAULT_MODEL)
+    for text in ["How do I add CORS middleware?", "Как обновить состояние", "كيفية تحديث حالة المكون", TEXTS[3]]:
+        assert count(text) == len(reference.encode(text, add_special_tokens=False)), text

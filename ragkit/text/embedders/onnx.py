@@ -175,6 +175,11 @@ class OnnxEncoder:
                 self._ready = (session(str(graph_path(self.layout, self.precision))), tok)
         return self._ready
 
+    def count_tokens(self, text: str) -> int:
+        """The tokens this encoder makes of ``text`` (no special tokens; cut at the window)."""
+        _, tok = self.load()
+        return len(tok.encode(encodable(text.lower() if self.layout.lower_case else text), add_special_tokens=False).ids)
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         sess, tok = self.load()
         prepared = [encodable(t.lower() if self.layout.lower_case else t) for t in texts]

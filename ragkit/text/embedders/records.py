@@ -115,3 +115,8 @@ class QuerySide:
 
     def token_counter(self) -> Any:
         return self.embedder.token_counter()
+
+    def query_token_counter(self) -> Any:
+        """The embedder's counter for queries (:meth:`Embedder.query_token_counter`), else its own."""
+        count = getattr(self.embedder, "query_token_counter", None)
+        return count() if callable(count) else self.embedder.token_counter()
