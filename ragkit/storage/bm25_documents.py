@@ -36,6 +36,7 @@ class Documents:
     length: np.ndarray  # per document: the tokens of its rows in mask
     avgdl: float
     mean_idf: float | None = None
+    one_chunk_each: bool = False  # then a document's score is its chunk's, and mixing changes nothing
 
 
 def documents(index: BM25Index, groups: np.ndarray, mask: np.ndarray | None = None) -> Documents:
@@ -55,7 +56,7 @@ def documents(index: BM25Index, groups: np.ndarray, mask: np.ndarray | None = No
         stride = max(size, 1)  # one code per (term, document) pair: its distinct documents per term
         counts = np.bincount(np.unique(term[keep] * stride + groups[rows[keep]]) // stride)
         mean_idf = mean_okapi_idf(n, counts[counts > 0])
-    return Documents(np.asarray(groups, np.int64), mask, n, length, avgdl, mean_idf)
+    return Documents(np.asarray(groups, np.int64), mask, n, length, avgdl, mean_idf, n == int(inside.sum()))
 
 
 def document_scores(index: BM25Index, query_tokens: Sequence[str], docs: Documents) -> tuple[np.ndarray, float]:
@@ -99,7 +100,7 @@ def mix_documents(chunks: ScopedScores, index: BM25Index, query_tokens: Sequence
     """Each matching chunk's score as ``(1 - weight) x`` its own plus ``weight x`` its document's, the
     document's put on the chunk's scale (times chunk ideal / document ideal), so the calibrated score
     (share of the ideal) is the same mix of the two shares. Only chunks holding a query word match."""
-    if weight <= 0 or chunks.ideal <= 0:
+    if weight <= 0 or chunks.ideal <= 0 or docs.one_chunk_each:  # the last: same numbers, 4 ms at 100k rows
         return chunks
     per_doc, doc_ideal = document_scores(index, query_tokens, docs)
     if doc_ideal <= 0:

@@ -104,3 +104,15 @@ def test_documents_numbered_out_of_row_order_score_the_same() -> None:
         got, got_ideal = document_scores(chunks, query, shuffled)
         np.testing.assert_allclose(got[relabel], expected, atol=1e-12)
         assert got_ideal == pytest.approx(ideal)
+
+
+def test_with_one_chunk_per_document_the_mix_is_skipped_since_it_changes_nothing() -> None:
+    chunks = BM25Index.build(CHUNKS)
+    single = documents(chunks, np.arange(len(CHUNKS)))
+    assert single.one_chunk_each and not documents(chunks, GROUPS).one_chunk_each
+    for query in QUERIES:
+        own = chunks.whole(query)
+        per_doc, doc_ideal = document_scores(chunks, query, single)
+        np.testing.assert_allclose(per_doc, own.scores, atol=1e-12)  # the same numbers, so skipping is exact
+        assert doc_ideal == pytest.approx(own.ideal)
+        assert mix_documents(own, chunks, query, single, 0.5) is own
