@@ -189,13 +189,17 @@ class Index:
         return Embedder(self.config.model, device=device)
 
     def _configure(self, given: dict[str, Any]) -> None:
+        if given.get("bm25_document_weight") and not getattr(self.backend, "document_bm25", True):
+            raise ConfigError(f"index {self.path}: this backend scores BM25 per chunk only; "
+                              "give bm25_document_weight=0 (or leave it out)")  # before anything is written
         stored = self.backend.get_config()
         self._unsaved = stored is None  # a new index's config is stored by its first write (_save_new)
         if stored is None:
             config = IndexConfig(**given)
             config.analyzer  # validate the language and BM25 constants before anything is written
             config.bm25
-            self.config = replace(config, dimension=None)
+            # counted from the first chunk (an index stored before this has None: not counted until rebuilt)
+            self.config = replace(config, dimension=None, fragmentation={"model_tokens": 0, "estimated_tokens": 0})
         else:
             self.config = IndexConfig.from_dict(stored)
             self._check_compatible(given)
@@ -207,9 +211,6 @@ class Index:
                 if not self._unsaved:  # else stored with the first write, once the new model has loaded
                     self.backend.set_config(self.config.to_dict())
         if not getattr(self.backend, "document_bm25", True) and self.config.bm25_document_weight:
-            if given.get("bm25_document_weight"):
-                raise ConfigError(f"index {self.path}: this backend scores BM25 per chunk only; "
-                                  "give bm25_document_weight=0 (or leave it out)")
             self.config = replace(self.config, bm25_document_weight=0.0)  # what its searches do
 
     def _check_compatible(self, given: dict[str, Any]) -> None:
@@ -500,11 +501,13 @@ class Index:
         chunked, texts, hashes = self._chunk(documents, show)
         cached = self.backend.cached_vectors(sorted(set(hashes.values())))
         todo = {h: texts[cid] for cid, h in hashes.items() if h not in cached}
+        counter, counts = self.embedder.token_counter(), {}
         if todo:
             logger.info("embedding %d new chunks with %s", len(todo), self.config.model)
-            fresh = dict(zip(todo.keys(), self._embed_chunks(list(todo.values()), show)))
+            fresh = dict(zip(todo.keys(), self._embed_chunks(list(todo.values()), show, counter, counts)))
             self.backend.cache_vectors(fresh)
             cached.update(fresh)
+        self._count_fragmentation(counter, counts, texts.values())
         prepared = []
         for doc, chunks in chunked:
             tokens = self.analyzer.tokenize_many([texts[c.id] for c in chunks])
@@ -523,13 +526,14 @@ class Index:
         texts = {c.id: embedding_text(c) for _, chunks in chunked for c in chunks}
         return chunked, texts, {cid: _sha(text) for cid, text in texts.items()}
 
-    def _embed_chunks(self, texts: list[str], show: bool) -> list[np.ndarray]:
+    def _embed_chunks(
+        self, texts: list[str], show: bool, counter: Callable[[str], int], counts: dict[str, int],
+    ) -> list[np.ndarray]:
         """Each chunk's vector; a chunk longer than the model's window (text its tokenizer cuts finely,
         sized by ``chunk_counter="model-or-estimate"``) is the mean of its windows' unit vectors, so the
         model reads all of it (ragkit.ingest.chunking.embedding_windows)."""
-        limit, counter = self.chunker.max_tokens or self.chunker.limit, self.embedder.token_counter()
-        counts = {text: counter(text) for text in texts}
-        self._count_fragmentation(counter, counts)
+        limit = self.chunker.max_tokens or self.chunker.limit
+        counts.update((text, counter(text)) for text in texts)  # counted once: the windows and fragmentation
         count = lambda text: counts[text] if text in counts else counter(text)  # noqa: E731
         windows = [embedding_windows(text, count, limit) for text in texts]
         if all(len(w) == 1 for w in windows):
@@ -541,15 +545,24 @@ class Index:
             pooled.append((mean / (np.linalg.norm(mean) or 1.0)).astype(np.float32))
         return pooled
 
-    def _count_fragmentation(self, counter: Callable[[str], int], counts: dict[str, int]) -> None:
-        """Add these chunks' model tokens and estimated tokens to the index's totals: how finely the model
-        cuts the corpus, which tells fusion whether the model can read it (``fusion.yielded_weight``)."""
-        if counter is approximate_token_count or not counts:
+    def _count_fragmentation(self, counter: Callable[[str], int], counts: dict[str, int], texts: Iterable[str]) -> None:
+        """Add the added chunks' model tokens and estimated tokens (``counts`` holds those counted while
+        embedding) to the totals the index stores: how finely the model cuts the corpus, which tells fusion
+        whether the model can read it (``fusion.yielded_weight``). Read from the stored config, so another
+        process's counts are kept. Removals are not subtracted: the ratio describes the text added."""
+        if counter is approximate_token_count:
             return
-        totals = dict(self.config.fragmentation or {})
-        totals["model_tokens"] = int(totals.get("model_tokens", 0)) + sum(counts.values())
-        totals["estimated_tokens"] = int(totals.get("estimated_tokens", 0)) + sum(map(approximate_token_count, counts))
-        self._update_config(fragmentation=totals)
+        stored = self.backend.get_config()
+        totals = stored.get("fragmentation") if stored else self.config.fragmentation
+        if totals is None:  # an index built before counting began: only a rebuild counts all of it
+            return
+        texts = list(dict.fromkeys(texts))
+        if not texts:
+            return
+        model = sum(counts[t] if t in counts else counter(t) for t in texts)
+        self._update_config(fragmentation={
+            "model_tokens": int(totals.get("model_tokens", 0)) + model,
+            "estimated_tokens": int(totals.get("estimated_tokens", 0)) + sum(map(approximate_token_count, texts))})
 
     def _embed(self, texts: list[str], show: bool) -> list[np.ndarray]:
         """Embed texts a batch at a time under one bar that counts chunks (chunks/s and an ETA, not the
@@ -648,7 +661,7 @@ class Index:
         if stored:
             fresh = IndexConfig.from_dict(stored)
             self.config = replace(self.config, retrieval=fresh.retrieval, query_adapter=fresh.query_adapter,
-                                  query_associations=fresh.query_associations)
+                                  query_associations=fresh.query_associations, fragmentation=fresh.fragmentation)
         return self.learned_state()
 
     def retriever(self, **settings: Any) -> HybridRetriever:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Callable, Literal, Protocol, Sequence
 
@@ -18,6 +19,8 @@ from ragkit.storage.util import LRU
 from ragkit.text.analysis import Analyzer
 from ragkit.text.embedding import TextEmbedder
 from ragkit.text.tokens import approximate_token_count, fragmentation
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,16 @@ class QueryEncoder:
     def fragmentation(self, query: str) -> float | None:
         """How finely the model's tokenizer cuts the query (:func:`ragkit.text.tokens.fragmentation`);
         None when the embedder counts with the estimate itself (no tokenizer of its own)."""
-        if self._counter is False:
-            count = getattr(self.embedder, "query_token_counter", None) or getattr(self.embedder, "token_counter", None)
-            counter = count() if callable(count) else None
-            self._counter = None if counter is None or counter is approximate_token_count else counter
-        return None if self._counter is None else fragmentation(self._counter(query), query)
+        try:
+            if self._counter is False:
+                count = getattr(self.embedder, "query_token_counter", None) or getattr(self.embedder, "token_counter", None)
+                counter = count() if callable(count) else None
+                self._counter = None if counter is None or counter is approximate_token_count else counter
+            return None if self._counter is None else fragmentation(self._counter(query), query)
+        except Exception:  # noqa: BLE001 - evidence, not a requirement: a search must not fail for it
+            logger.debug("could not count the query's tokens; fusing without its fragmentation", exc_info=True)
+            self._counter = None
+            return None
 
     def tokens(self, query: str) -> tuple[str, ...]:
         return tuple(self.analyzer.tokenize(query))

@@ -12,6 +12,7 @@ import pytest
 from fakes import open_fake_index
 from ragkit import ConfigError, Document
 from ragkit.storage.bm25 import BM25Index, BM25Params, bm25_ideal_score
+from ragkit.storage.base import Query
 from ragkit.storage.bm25_documents import document_scores, documents, mix_documents
 
 CHUNKS = [["bee", "hive", "wax"], ["queen", "bee"], ["honey", "wax", "wax"], ["mite", "varroa"],
@@ -116,3 +117,18 @@ def test_with_one_chunk_per_document_the_mix_is_skipped_since_it_changes_nothing
         np.testing.assert_allclose(per_doc, own.scores, atol=1e-12)  # the same numbers, so skipping is exact
         assert doc_ideal == pytest.approx(own.ideal)
         assert mix_documents(own, chunks, query, single, 0.5) is own
+
+
+def test_a_view_keeps_its_documents_while_a_writer_replaces_one(tmp_path: Path) -> None:
+    path = tmp_path / "x.ragkit"
+    with open_fake_index(path, chunk_size=12, chunk_overlap=0) as index:
+        index.add([Document("section", SECTION), Document("note", NOTE), *FILLER])
+    with open_fake_index(path) as reference, open_fake_index(path) as reader:
+        query = Query(tuple(reader.analyzer.tokenize("reconciler key state")))
+        expected = reference.snapshot().lexical(query, 10)  # scored before the write
+        view = reader.snapshot()  # opened before the write, scored after it
+        with open_fake_index(path) as writer:  # another writer replaces the section's rows
+            writer.add([Document("section", SECTION + "\n\nOne more paragraph about nothing.")])
+        got = view.lexical(query, 10)
+    np.testing.assert_array_equal(got.ids, expected.ids)
+    np.testing.assert_allclose(got.scores, expected.scores)

@@ -70,3 +70,35 @@ def test_on_a_corpus_the_model_cannot_read_the_hybrid_ranks_as_bm25(tmp_path: Pa
             assert hybrid[: len(bm25)] == bm25
         scores = np.array([h.score for h in index.search("bees honey 3", k=6)])
         assert np.all(np.diff(scores) <= 0)
+
+
+def test_an_index_stored_before_counting_is_not_counted_from_one_add(tmp_path: Path) -> None:
+    with open_fake_index(tmp_path / "x.ragkit") as index:
+        index.add([Document("a", "Bees make honey from nectar they gather.")])
+        stored = dict(index.backend.get_config() or {})
+        stored.pop("fragmentation")  # as an index built before this stored it
+        index.backend.set_config(stored)
+    with open_fake_index(tmp_path / "x.ragkit") as old:
+        old.add([Document("b", "Пчёлы делают мёд из нектара")])  # one Russian page must not speak for all
+        assert old.config.fragmentation is None and old.learned_state().corpus_fragmentation is None
+
+
+def test_chunks_whose_vectors_come_from_the_cache_are_counted_too(tmp_path: Path) -> None:
+    with open_fake_index(tmp_path / "x.ragkit") as index:
+        index.add([Document("a", "Bees make honey from nectar they gather.")])
+        once = dict(index.config.fragmentation or {})
+        index.delete(["a"])
+        index.add([Document("a", "Bees make honey from nectar they gather.")])  # embeds nothing
+        assert (index.config.fragmentation or {})["model_tokens"] == 2 * once["model_tokens"]
+
+
+def test_a_query_counter_that_fails_leaves_the_search_working(tmp_path: Path) -> None:
+    with open_fake_index(tmp_path / "x.ragkit") as index:
+        index.add([Document(f"d{i}", f"page {i} about bees hives honey") for i in range(4)])
+
+        def broken() -> object:
+            raise OSError("tokenizer.json is missing")
+
+        index.embedder.token_counter = broken  # type: ignore[method-assign]
+        assert index.search("bees honey", k=2)
+        assert index.query_encoder.fragmentation("bees honey") is None

@@ -35,7 +35,7 @@ from ragkit.storage.bm25 import BM25Index, top_k_rows
 from ragkit.storage.dense import DenseIndex
 from ragkit.storage.filters import Filters, compile_filters, filter_mask
 from ragkit.storage.local import cache
-from ragkit.storage.local.snapshot import Scope, Snapshot
+from ragkit.storage.local.snapshot import Scope, Snapshot, document_ordinals
 from ragkit.storage.local.store import DB_NAME, SEGMENTS, Store
 from ragkit.storage.local.swap import recover_swap
 from ragkit.storage.local.verify import problems
@@ -205,7 +205,9 @@ class LocalBackend:
         else:
             dense = dense.append(new_vectors)
         rows = np.concatenate([rows, np.asarray(new_rows, np.int64)])
-        arrays = {"rows": rows, "vectors": dense.vectors, **bm25.to_arrays()}
+        # each row's document, as of this commit: what BM25's document share groups by (storage/bm25_documents)
+        groups = document_ordinals(rows, dict(db.execute("SELECT row, doc_id FROM chunks").fetchall()))
+        arrays = {"rows": rows, "vectors": dense.vectors, "doc_groups": groups, **bm25.to_arrays()}
         blobs = {"terms.json": json.dumps(bm25.terms(), ensure_ascii=False).encode()}
         if self.settings.dense_kind == "hnsw" and dense.n_rows:
             import faiss
@@ -255,7 +257,7 @@ class LocalBackend:
 
             dense.set_faiss_index(faiss.deserialize_index(np.frombuffer(blobs["dense.faiss"], np.uint8)))
         _check_rows(store, version, len(arrays["rows"]))
-        return Snapshot(version, arrays["rows"], bm25, dense, store=store)
+        return Snapshot(version, arrays["rows"], bm25, dense, store=store, groups=arrays.get("doc_groups"))
 
     def records_of(self, snap: Snapshot) -> list[dict[str, Any]]:
         """Each row's chunk metadata plus ``doc_id`` and ``chunk_id``: what filters test."""

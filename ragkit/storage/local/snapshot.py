@@ -41,6 +41,16 @@ class Scope:
         return self.bm25.n_docs
 
 
+def document_ordinals(rows: np.ndarray, owner: dict[int, str]) -> np.ndarray:
+    """Each row's document (``owner``: row id -> document id) as an ordinal numbered in row order: a
+    document's rows are contiguous, so a term's postings come grouped (bm25_documents' fast path)."""
+    names = [owner.get(int(r), f"\0{r}") for r in rows]
+    _, first, inverse = np.unique(np.asarray(names, dtype=str), return_index=True, return_inverse=True)
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    return rank[inverse].reshape(len(rows))
+
+
 def background_sample(vectors: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Up to ``BACKGROUND_SAMPLE`` evenly spaced rows (of ``mask``'s, in row order) for estimating a
     query's dense score distribution."""
@@ -68,7 +78,9 @@ class Snapshot:
     store: Any = None  # the Store whose rows these are: a rebuild may swap another in while a search runs
     groups: np.ndarray | None = None  # row -> document ordinal, read on first use
     all_documents: Documents | None = None
-    last_lexical: tuple[tuple[str, ...], Scope | None, ScopedScores] | None = None
+    # a hybrid search asks for its query's BM25 three times; keyed by (tokens, scope), the scope itself
+    # held so its id cannot be reused; several, since a server's threads search at once
+    lexical_scores: LRU[tuple[tuple[str, ...], Scope | None], ScopedScores] = field(default_factory=lambda: LRU(8))
 
     def scope(self, mask: np.ndarray) -> Scope:
         """The :class:`Scope` of the rows in ``mask`` (callers cache it in :attr:`scopes`)."""
@@ -76,23 +88,19 @@ class Snapshot:
         return Scope(self.bm25.subcollection(mask), background_sample(self.dense.vectors, mask), docs)
 
     def document_groups(self) -> np.ndarray:
-        """Each row's document as an ordinal, from the chunk table (one query per version, ~1 ms per
-        1,000 rows). A row a newer commit removed meanwhile is a document of its own."""
+        """Each row's document as an ordinal: stored with the segment since the document share; a segment
+        written before has none, and reads the chunk table (what it holds now, so a row a newer commit
+        removed meanwhile is a document of its own)."""
         if self.groups is None:
-            owner = dict(self.store.query("SELECT row, doc_id FROM chunks"))
-            names = [owner.get(int(r), f"\0{r}") for r in self.rows]
-            _, first, inverse = np.unique(np.asarray(names, dtype=str), return_index=True, return_inverse=True)
-            rank = np.empty(len(first), np.int64)
-            rank[np.argsort(first)] = np.arange(len(first))
-            self.groups = rank[inverse]  # numbered in row order: a document's rows are contiguous, so
-        return self.groups  # its postings' groups come sorted (bm25_documents takes the fast path)
+            self.groups = document_ordinals(self.rows, dict(self.store.query("SELECT row, doc_id FROM chunks")))
+        return self.groups
 
     def lexical(self, tokens: tuple[str, ...], scope: Scope | None) -> ScopedScores:
         """BM25 for the query over the scope's rows (every row without one), with the whole document's
         share mixed in; the last query's result is kept, since a hybrid search asks three times."""
-        last = self.last_lexical
-        if last is not None and last[0] == tokens and last[1] is scope:
-            return last[2]
+        return self.lexical_scores.get_or_make((tokens, scope), lambda: self._lexical(tokens, scope))
+
+    def _lexical(self, tokens: tuple[str, ...], scope: Scope | None) -> ScopedScores:
         chunks = self.bm25.whole(tokens) if scope is None else self.bm25.scoped(tokens, scope.bm25)
         weight = self.bm25.params.document_weight
         if weight:
@@ -100,7 +108,6 @@ class Snapshot:
                 self.all_documents = documents(self.bm25, self.document_groups())
             docs = self.all_documents if scope is None else scope.documents
             chunks = mix_documents(chunks, self.bm25, tokens, docs, weight) if docs is not None else chunks
-        self.last_lexical = (tokens, scope, chunks)
         return chunks
 
     def unfiltered_background(self) -> np.ndarray:
