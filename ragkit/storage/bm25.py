@@ -272,15 +272,7 @@ class BM25Index:
         """Row ids and scores of the ``k`` best documents that match a query term (and ``mask``).
 
         With ``scope``, only its rows, scored with its own statistics (:meth:`scoped`)."""
-        if scope is not None:
-            scored = self.scoped(query_tokens, scope)
-            scores, matched = scored.scores, scored.matched
-        else:
-            scores, matched = self._score(query_tokens)
-        if mask is not None:
-            matched = matched & mask  # not in place: the array is cached
-        candidates = np.flatnonzero(matched)
-        return top_k_rows(candidates, scores[candidates], k)
+        return best_matches(self.whole(query_tokens) if scope is None else self.scoped(query_tokens, scope), k, mask)
 
     def whole(self, query_tokens: Sequence[str]) -> ScopedScores:
         """The unfiltered counterpart of :meth:`scoped`: every row's score, matches, ideal, unseen."""
@@ -357,7 +349,14 @@ class BM25Index:
         return cls({t: i for i, t in enumerate(terms)}, tf, params)
 
 
-def top_k_rows(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def best_matches(scored: ScopedScores, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Row ids and scores of the ``k`` best rows of ``scored`` that match a query term (and ``mask``)."""
+    matched = scored.matched if mask is None else scored.matched & mask  # not in place: the array is cached
+    candidates = np.flatnonzero(matched)
+    return _top_k(candidates, scored.scores[candidates], k)
+
+
+def _top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` highest scores, best first; ties broken by lower id so results are deterministic."""
     if len(ids) > k:
         kth = scores[np.argpartition(-scores, k - 1)[k - 1]]

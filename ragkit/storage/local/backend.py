@@ -31,7 +31,7 @@ from ragkit.storage.base import (
     StaleSnapshot,
     StorageSettings,
 )
-from ragkit.storage.bm25 import BM25Index, top_k_rows
+from ragkit.storage.bm25 import BM25Index, best_matches
 from ragkit.storage.dense import DenseIndex
 from ragkit.storage.filters import Filters, compile_filters, filter_mask
 from ragkit.storage.local import cache
@@ -363,10 +363,7 @@ class LocalView:
         return LocalView(self.backend, snap, snap.scopes.get_or_make(filter_key(filters), make))
 
     def lexical(self, query: Query, depth: int) -> LegCandidates:
-        scored = self.snap.lexical(query.tokens, self.scope)
-        matched = scored.matched if self.scope is None else scored.matched & self.scope.mask
-        candidates = np.flatnonzero(matched)
-        ids, scores = top_k_rows(candidates, scored.scores[candidates], depth)
+        ids, scores = best_matches(self.snap.lexical(query.tokens, self.scope), depth, self.mask)
         return LegCandidates(ids, scores)
 
     def dense(self, query: Query, depth: int) -> LegCandidates:

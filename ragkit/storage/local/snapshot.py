@@ -97,7 +97,7 @@ class Snapshot:
 
     def lexical(self, tokens: tuple[str, ...], scope: Scope | None) -> ScopedScores:
         """BM25 for the query over the scope's rows (every row without one), with the whole document's
-        share mixed in; the last query's result is kept, since a hybrid search asks three times."""
+        share mixed in (kept for the last few queries: see :attr:`lexical_scores`)."""
         return self.lexical_scores.get_or_make((tokens, scope), lambda: self._lexical(tokens, scope))
 
     def _lexical(self, tokens: tuple[str, ...], scope: Scope | None) -> ScopedScores:
