@@ -368,6 +368,24 @@ def test_an_index_file_a_kill_left_half_written_is_rebuilt_when_the_index_opens(
             assert path.stat().st_size == sizes[kind], (kind, cut)  # rebuilt whole
 
 
+def test_snapshot_files_a_kill_left_half_written_are_removed_when_the_index_opens(copy: tuple[Path, Path]) -> None:
+    """A kill inside Milvus Lite's create_snapshot leaves its ``metadata/NAME.json.tmp``; a kill inside
+    ragkit's marker write leaves ``ragkit-rollback.PREFIX.json.tmp``. Neither names a finished write: the
+    next open removes both and the index answers as before."""
+    db, _ = copy
+    with open_index(uri(db)) as index:
+        expected = results(index, QUERIES[0], "hybrid", k=5)
+    metadata_dir = db / "collections" / "ragkit" / "snapshots" / "metadata"
+    metadata_dir.mkdir(parents=True, exist_ok=True)
+    planted = [metadata_dir / f"{lite.ROLLBACK}-{'0' * 32}.json.tmp", db / f"{lite.ROLLBACK}.ragkit.json.tmp"]
+    for path in planted:
+        path.write_text('{"snapshot_format_version": 1, "na', encoding="utf-8")  # cut mid-write
+    with open_index(uri(db)) as index:
+        assert_same_results(results(index, QUERIES[0], "hybrid", k=5), expected)
+    assert [p for p in planted if p.exists()] == []
+    assert not list(db.rglob(f"{lite.ROLLBACK}*"))
+
+
 def _killed_syncs(copy: tuple[Path, Path], stops: list[str]) -> list[tuple[float, bool]]:
     """Sync in a child killed at each of ``stops``; returns (delay, finished) of the random kills."""
     db, docs = copy

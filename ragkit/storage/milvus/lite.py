@@ -234,6 +234,8 @@ def _drop_snapshots(lite_path: Path) -> None:
         snapshots = folder / "snapshots"
         for meta in snapshots.glob(f"metadata/{ROLLBACK}-*.json"):
             meta.unlink()  # released: files only they kept are removed when Milvus Lite opens the collection
+        for tmp in snapshots.glob(f"metadata/{ROLLBACK}-*.json.tmp"):  # Milvus Lite's own half-written metadata
+            tmp.unlink()
         for saved in snapshots.glob(f"manifests/{ROLLBACK}-*"):
             shutil.rmtree(saved)
 
