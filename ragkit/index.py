@@ -19,6 +19,8 @@ import numpy as np
 
 from ragkit.retrieval.adapter import QueryAdapter
 from ragkit.retrieval.association import QueryAssociations
+from ragkit.retrieval import competence
+from ragkit.retrieval.competence import DenseCompetence
 from ragkit.text.analysis import ANALYZER_VERSION, Analyzer
 from ragkit.storage.base import CACHE_MAX_AGE_DAYS, CACHE_MAX_BYTES, Changes, PreparedDocument
 from ragkit.ingest.chunking import Chunker, at_most_estimate, embedding_windows
@@ -81,6 +83,8 @@ class IndexConfig:
     embedding_rate: dict[str, Any] | None = None  # the last measured chunks/s, for a dry run's estimate
     # the model's tokens and the script-aware estimate summed over embedded chunks (ragkit.text.tokens.fragmentation)
     fragmentation: dict[str, Any] | None = None
+    # the dense leg's known-item self-test (ragkit.retrieval.competence.DenseCompetence), redone as the index grows
+    dense_competence: dict[str, Any] | None = None
 
     @property
     def analyzer(self) -> Analyzer:
@@ -341,6 +345,7 @@ class Index:
             )
             if not changes.empty:
                 self.backend.apply(changes)
+                self._measure_competence()
         report = folder_plan.report(
             chunks_embedded=embedded, chunks_total=self.backend.counts()["chunks"],
             chunks_new=sum(len(p.chunks) for p in prepared), seconds=time.perf_counter() - started,
@@ -439,6 +444,7 @@ class Index:
             replaced = tuple(d.id for d in new if d.id in hashes)
             if new:
                 self.backend.apply(Changes(remove_doc_ids=replaced, add=tuple(prepared)))
+                self._measure_competence()
         return SyncReport(
             added=tuple(d.id for d in new if d.id not in hashes), updated=replaced,
             unchanged=tuple(d.id for d, _ in docs if d not in new), chunks_embedded=embedded,
@@ -564,6 +570,29 @@ class Index:
             "model_tokens": int(totals.get("model_tokens", 0)) + model,
             "estimated_tokens": int(totals.get("estimated_tokens", 0)) + sum(map(approximate_token_count, texts))})
 
+    def _measure_competence(self) -> None:
+        """After a write, redo the dense leg's known-item self-test when the index has none yet or has grown
+        (or shrunk) by :data:`~ragkit.retrieval.competence.REMEASURE_GROWTH` since (about a second: 96
+        short queries). Evidence, not a requirement: a failure is logged and the write stands."""
+        stored = self.backend.get_config() or {}
+        documents = self.backend.counts()["documents"]
+        last = stored.get("dense_competence")
+        if documents < competence.MIN_DOCUMENTS or (last and not DenseCompetence.from_dict(last).stale(documents)):
+            return
+        try:
+            sample = competence.sample_documents(
+                ((doc_id, text) for doc_id, text, _ in self.backend.iter_documents()), competence.PROBES)
+            view, probes = self.backend.snapshot(), competence.probes_from(sample)
+            result = None if view is None else competence.measure(
+                view, self.query_encoder.embedder, self.analyzer.tokenize, probes, documents)
+        except Exception:  # noqa: BLE001 - fusion then keeps the last measure (or none)
+            logger.warning("%s: could not measure the dense leg's competence", self.path, exc_info=True)
+            return
+        if result is not None:
+            logger.info("%s: the dense leg finds %.0f%% of the known items BM25 finds (%d probes)", self.path,
+                        100 * (result.ratio or 0.0), result.probes)
+            self._update_config(dense_competence=result.to_dict())
+
     def _embed(self, texts: list[str], show: bool) -> list[np.ndarray]:
         """Embed texts a batch at a time under one bar that counts chunks (chunks/s and an ETA, not the
         model's own "Batches"), and record the rate for a later dry run's estimate.
@@ -651,7 +680,9 @@ class Index:
     def learned_state(self) -> LearnedState:
         counts = self.config.fragmentation or {}
         corpus = fragmentation(counts.get("model_tokens", 0), counts.get("estimated_tokens", 0))
-        return LearnedState(self.query_adapter, self.query_associations, corpus)
+        measured = self.config.dense_competence
+        dense = DenseCompetence.from_dict(measured).ratio if measured else None
+        return LearnedState(self.query_adapter, self.query_associations, corpus, dense)
 
     def reload_learned(self) -> LearnedState:
         """Search with what tuning stored since this index was opened (retrieval settings, query adapter,
@@ -661,7 +692,8 @@ class Index:
         if stored:
             fresh = IndexConfig.from_dict(stored)
             self.config = replace(self.config, retrieval=fresh.retrieval, query_adapter=fresh.query_adapter,
-                                  query_associations=fresh.query_associations, fragmentation=fresh.fragmentation)
+                                  query_associations=fresh.query_associations, fragmentation=fresh.fragmentation,
+                                  dense_competence=fresh.dense_competence)
         return self.learned_state()
 
     def retriever(self, **settings: Any) -> HybridRetriever:
@@ -770,7 +802,20 @@ class Index:
             "query_adapter": f"rank {self.config.query_adapter['rank']}" if self.config.query_adapter else None,
             "query_associations": len(self.config.query_associations["questions"])
             if self.config.query_associations else None,
+            **self._model_reads(),
             "bytes_on_disk": self.backend.size_on_disk(),
+        }
+
+    def _model_reads(self) -> dict[str, Any]:
+        """What tells fusion how well the model reads this corpus (None: not measured): the model's tokens
+        per estimated token, and the dense leg's known-item MRR as a share of BM25's, with both MRRs."""
+        learned = self.learned_state()
+        measured = self.config.dense_competence
+        return {
+            "corpus_fragmentation": None if learned.corpus_fragmentation is None
+            else round(learned.corpus_fragmentation, 3),
+            "dense_competence": {k: round(v, 3) if isinstance(v, float) else v for k, v in measured.items()}
+            if measured else None,
         }
 
     def documents(self) -> list[Document]:

@@ -236,7 +236,7 @@ class HybridRetriever:
             n_searched=stats.n_searched, weight=cfg.weight, query_terms=query_terms,  # type: ignore[arg-type]
             query_fragmentation=self.source.query_encoder.fragmentation(text)
             if yield_possible(query_terms, learned.corpus_fragmentation) else None,
-            corpus_fragmentation=learned.corpus_fragmentation,
+            corpus_fragmentation=learned.corpus_fragmentation, dense_competence=learned.dense_competence,
         )
 
     def _diversify(

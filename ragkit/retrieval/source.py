@@ -32,6 +32,8 @@ class LearnedState:
     query_associations: QueryAssociations | None = None
     # how finely the model cuts the indexed text (ragkit.text.tokens.fragmentation); None: not measured
     corpus_fragmentation: float | None = None
+    # the dense leg's known-item MRR as a share of BM25's (ragkit.retrieval.competence); None: not measured
+    dense_competence: float | None = None
 
 
 class QueryEncoder:

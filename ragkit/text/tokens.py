@@ -33,6 +33,7 @@ __all__ = [
     "MESSAGE_OVERHEAD",
     "REPLY_OVERHEAD",
     "TokenCounter",
+    "WORD_UNIT",
     "approximate_token_count",
     "count_message_tokens",
     "hf_token_counter",
@@ -45,6 +46,7 @@ REPLY_OVERHEAD = 3  # the assistant reply is primed with <|start|>assistant<|mes
 # Kana and CJK ideographs: subword vocabularies split such text per character.
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _WORD_RUN = re.compile(rf"[^\W{_CJK}]+")
+WORD_UNIT = re.compile(rf"[^\W{_CJK}]+|[{_CJK}]")  # a run of letters or digits, or one kana or ideograph
 _SINGLE_TOKEN = re.compile(rf"[{_CJK}]|[^\w\s]")
 
 
