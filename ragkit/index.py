@@ -589,8 +589,8 @@ class Index:
             logger.warning("%s: could not measure the dense leg's competence", self.path, exc_info=True)
             return
         if result is not None:
-            logger.info("%s: the dense leg finds %.0f%% of the known items BM25 finds (%d probes)", self.path,
-                        100 * (result.ratio or 0.0), result.probes)
+            logger.info("%s: the dense leg's known-item MRR is %s of BM25's (%d probes)", self.path,
+                        "none" if result.ratio is None else f"{result.ratio:.2f}", result.probes)
             self._update_config(dense_competence=result.to_dict())
 
     def _embed(self, texts: list[str], show: bool) -> list[np.ndarray]:

@@ -102,11 +102,12 @@ def probes_from(documents: Sequence[tuple[str, str]], seed: int = 0) -> list[tup
 
 
 def measure(view: SearchView, embedder: TextEmbedder, tokenize: Any, probes: Sequence[tuple[str, str]],
-            documents: int) -> DenseCompetence | None:
-    """Search each probe on both legs of ``view``; None without probes. ``tokenize`` gives a query's
-    BM25 terms (the index's analyzer)."""
+            documents: int) -> DenseCompetence:
+    """Search each probe on both legs of ``view``. ``tokenize`` gives a query's BM25 terms (the index's
+    analyzer). Without probes (every document shorter than a probe) both MRRs are 0: no evidence, kept
+    so the next writes do not sample again until the index doubles."""
     if not probes:
-        return None
+        return DenseCompetence(documents, 0, 0.0, 0.0)
     vectors = embedder.encode([q for q, _ in probes])  # one call: batched like indexing
     ranks: dict[str, list[float]] = {"bm25": [], "dense": []}
     for (text, target), vector in zip(probes, vectors):

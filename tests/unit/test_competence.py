@@ -122,3 +122,18 @@ def test_a_measure_that_fails_is_logged_and_the_write_stands(tmp_path: Path, cap
         assert len(report.added) == 40 and len(index.documents()) == 40
         assert index.config.dense_competence is None and "competence" in caplog.text
         assert index.search("queen brood", k=3)
+
+
+def test_documents_too_short_to_probe_give_no_evidence_and_are_not_sampled_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    samples = []
+    real = competence.sample_documents
+    monkeypatch.setattr(competence, "sample_documents", lambda *a, **k: samples.append(1) or real(*a, **k))
+    with open_fake_index(tmp_path / "x.ragkit") as index:
+        index.add([Document(f"t{i}", f"queen {i} brood") for i in range(40)])  # three words each
+        measured = DenseCompetence.from_dict(index.config.dense_competence or {})
+        assert (measured.documents, measured.probes, measured.ratio) == (40, 0, None)
+        assert index.learned_state().dense_competence is None  # fusion as if never measured
+        index.add([Document("t40", "one more short note")])
+        assert len(samples) == 1  # the stored empty measure holds until the index doubles
