@@ -20,7 +20,6 @@ import numpy as np
 from ragkit.retrieval.adapter import QueryAdapter
 from ragkit.retrieval.association import QueryAssociations
 from ragkit.retrieval import competence
-from ragkit.retrieval.competence import DenseCompetence
 from ragkit.text.analysis import ANALYZER_VERSION, Analyzer
 from ragkit.storage.base import CACHE_MAX_AGE_DAYS, CACHE_MAX_BYTES, Changes, PreparedDocument
 from ragkit.ingest.chunking import Chunker, at_most_estimate, embedding_windows
@@ -571,27 +570,27 @@ class Index:
             "estimated_tokens": int(totals.get("estimated_tokens", 0)) + sum(map(approximate_token_count, texts))})
 
     def _measure_competence(self) -> None:
-        """After a write, redo the dense leg's known-item self-test when the index has none yet or has grown
-        (or shrunk) by :data:`~ragkit.retrieval.competence.REMEASURE_GROWTH` since (about a second: 96
-        short queries). Evidence, not a requirement: a failure is logged and the write stands."""
-        stored = self.backend.get_config() or {}
-        documents = self.backend.counts()["documents"]
-        last = stored.get("dense_competence")
-        if documents < competence.MIN_DOCUMENTS or (last and not DenseCompetence.from_dict(last).stale(documents)):
-            return
+        """After a write that adds, redo the dense leg's known-item self-test when the index has none yet or
+        has grown (or shrunk) by :data:`~ragkit.retrieval.competence.REMEASURE_GROWTH` since: 96 short
+        queries, and one read of every document to sample them. Evidence, not a requirement: anything that
+        fails here (a stored measure that does not parse included) is logged, and the write stands."""
         try:
+            documents = self.backend.counts()["documents"]
+            last = competence.stored((self.backend.get_config() or {}).get("dense_competence"))
+            if documents < competence.MIN_DOCUMENTS or (last is not None and not last.stale(documents)):
+                return
             sample = competence.sample_documents(
                 ((doc_id, text) for doc_id, text, _ in self.backend.iter_documents()), competence.PROBES)
             view, probes = self.backend.snapshot(), competence.probes_from(sample)
-            result = None if view is None else competence.measure(
-                view, self.query_encoder.embedder, self.analyzer.tokenize, probes, documents)
+            if view is None:
+                return
+            result = competence.measure(view, self.query_encoder.embedder, self.analyzer.tokenize, probes, documents)
+            self._update_config(dense_competence=result.to_dict())
         except Exception:  # noqa: BLE001 - fusion then keeps the last measure (or none)
             logger.warning("%s: could not measure the dense leg's competence", self.path, exc_info=True)
             return
-        if result is not None:
-            logger.info("%s: the dense leg's known-item MRR is %s of BM25's (%d probes)", self.path,
-                        "none" if result.ratio is None else f"{result.ratio:.2f}", result.probes)
-            self._update_config(dense_competence=result.to_dict())
+        logger.info("%s: the dense leg's known-item MRR is %s of BM25's (%d probes)", self.path,
+                    "none" if result.ratio is None else f"{result.ratio:.2f}", result.probes)
 
     def _embed(self, texts: list[str], show: bool) -> list[np.ndarray]:
         """Embed texts a batch at a time under one bar that counts chunks (chunks/s and an ETA, not the
@@ -680,9 +679,9 @@ class Index:
     def learned_state(self) -> LearnedState:
         counts = self.config.fragmentation or {}
         corpus = fragmentation(counts.get("model_tokens", 0), counts.get("estimated_tokens", 0))
-        measured = self.config.dense_competence
-        dense = DenseCompetence.from_dict(measured).ratio if measured else None
-        return LearnedState(self.query_adapter, self.query_associations, corpus, dense)
+        measured = competence.stored(self.config.dense_competence)
+        return LearnedState(self.query_adapter, self.query_associations, corpus,
+                            None if measured is None else measured.ratio)
 
     def reload_learned(self) -> LearnedState:
         """Search with what tuning stored since this index was opened (retrieval settings, query adapter,
@@ -808,14 +807,16 @@ class Index:
 
     def _model_reads(self) -> dict[str, Any]:
         """What tells fusion how well the model reads this corpus (None: not measured): the model's tokens
-        per estimated token, and the dense leg's known-item MRR as a share of BM25's, with both MRRs."""
+        per estimated token, and the dense leg's known-item MRR as a share of BM25's (``ratio``, what
+        fusion reads), with both MRRs."""
         learned = self.learned_state()
-        measured = self.config.dense_competence
+        measured = competence.stored(self.config.dense_competence)
         return {
             "corpus_fragmentation": None if learned.corpus_fragmentation is None
             else round(learned.corpus_fragmentation, 3),
-            "dense_competence": {k: round(v, 3) if isinstance(v, float) else v for k, v in measured.items()}
-            if measured else None,
+            "dense_competence": None if measured is None else {
+                "ratio": None if measured.ratio is None else round(measured.ratio, 3),
+                **{k: round(v, 3) if isinstance(v, float) else v for k, v in measured.to_dict().items()}},
         }
 
     def documents(self) -> list[Document]:

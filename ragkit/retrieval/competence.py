@@ -14,6 +14,7 @@ but the index's own text and model.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -25,12 +26,13 @@ from ragkit.storage.base import Query, SearchView
 from ragkit.text.embedding import TextEmbedder
 from ragkit.text.tokens import WORD_UNIT
 
+logger = logging.getLogger(__name__)
+
 PROBE_WORDS = 8  # the words (or ideographs) of one probe query: a short query, as users type
 PROBE_DEPTH = 10  # the ranks that count, in chunks
 PROBES = 96  # documents probed; the MRRs' standard error is then about 0.03
 MIN_DOCUMENTS = 30  # fewer: known items are trivial to find, so the test says nothing
 REMEASURE_GROWTH = 2.0  # measured again once the index holds this many times the documents, or 1/this
-
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,18 @@ class DenseCompetence:
     def stale(self, documents: int) -> bool:
         """Whether an index of ``documents`` documents should be measured again."""
         return documents >= self.documents * REMEASURE_GROWTH or documents * REMEASURE_GROWTH <= self.documents
+
+
+def stored(data: Any) -> DenseCompetence | None:
+    """The measure an index config holds; None when there is none or it does not parse (logged): a
+    damaged value must not stop searches, which read it on each call."""
+    if not data:
+        return None
+    try:
+        return DenseCompetence.from_dict(data)
+    except (KeyError, TypeError, ValueError):
+        logger.warning("ignoring a stored dense_competence that does not parse: %r", data)
+        return None
 
 
 def probe_window(text: str, rng: random.Random, words: int = PROBE_WORDS) -> str | None:

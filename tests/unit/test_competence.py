@@ -90,6 +90,7 @@ def test_an_index_measures_its_dense_leg_when_it_grows_and_keeps_it(tmp_path: Pa
         assert index.learned_state().dense_competence == pytest.approx(first.ratio)
         shown = index.info()  # what `ragkit info` prints
         assert shown["dense_competence"]["probes"] == first.probes and 0 < shown["corpus_fragmentation"] < 1.3
+        assert shown["dense_competence"]["ratio"] == round(first.ratio, 3)  # what fusion reads
         index.add(notes(10, seed=2))  # not yet twice as many: not measured again
         assert DenseCompetence.from_dict(index.config.dense_competence or {}) == first
         index.add(notes(60, seed=3))
@@ -109,6 +110,43 @@ def test_over_a_model_that_reads_nothing_the_hybrid_ranks_as_bm25(tmp_path: Path
             hybrid = [h.chunk_id for h in index.search(query, k=8)]
             bm25 = [h.chunk_id for h in index.search(query, k=8, mode="bm25")]
             assert hybrid[: len(bm25)] == bm25
+
+
+def test_a_sync_measures_too_and_a_damaged_stored_measure_stops_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for doc in notes(40):
+        (folder / f"{doc.id}.md").write_text(doc.text, encoding="utf-8")
+    with open_fake_index(tmp_path / "x.ragkit") as index:
+        assert not index.sync(folder).failed
+        assert DenseCompetence.from_dict(index.config.dense_competence or {}).documents == 40
+        index._update_config(dense_competence={"documents": 40})  # damaged: no MRRs
+    with open_fake_index(tmp_path / "x.ragkit") as damaged, caplog.at_level(logging.WARNING, logger="ragkit"):
+        assert damaged.learned_state().dense_competence is None and damaged.search("queen brood", k=3)
+        assert damaged.info()["dense_competence"] is None
+        report = damaged.add(notes(50, seed=4))  # measured afresh over the damaged value
+        assert len(report.added) == 50 and damaged.learned_state().dense_competence is not None
+        assert "does not parse" in caplog.text
+
+
+def test_a_measure_that_cannot_be_stored_leaves_the_write_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with open_fake_index(tmp_path / "x.ragkit") as index, caplog.at_level(logging.WARNING, logger="ragkit"):
+        index.add(notes(5))  # the config exists before the failure below
+        real = index.backend.set_config
+
+        def failing(config: dict) -> None:
+            if config.get("dense_competence"):
+                raise OSError("disk full")
+            real(config)
+
+        monkeypatch.setattr(index.backend, "set_config", failing)
+        report = index.add(notes(40, seed=5))
+        assert len(report.added) == 40 and len(index.documents()) == 45
+        assert index.config.dense_competence is None and "competence" in caplog.text
 
 
 def test_a_measure_that_fails_is_logged_and_the_write_stands(tmp_path: Path, caplog: pytest.LogCaptureFixture,
