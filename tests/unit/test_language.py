@@ -53,8 +53,7 @@ def test_elided_articles_and_arabic_conjunctions_come_off_and_english_words_stay
 
 
 def test_version_3_matches_french_and_arabic_words_across_clitics_and_version_2_analyses_as_built() -> None:
-    v3, v2 = Analyzer(language="auto"), Analyzer(language="auto", version=2)
-    assert v3.version == ANALYZER_VERSION == 3
+    v3, v2 = Analyzer(language="auto", version=3), Analyzer(language="auto", version=2)
     assert v3.tokenize("l'économie") == v3.tokenize("économie") != v2.tokenize("l'économie")
     assert v3.tokenize("والخوارزميات") == v3.tokenize("الخوارزميات") == v3.tokenize("بالخوارزميات")
     english = "The bee's hive isn't O'Brien's: CORSMiddleware, get_db_session, TNF-α"
@@ -110,3 +109,14 @@ def test_a_chunk_longer_than_the_model_window_is_embedded_as_the_mean_of_its_win
             mean = np.mean([embed(t) for t in embedding_windows(chunk.text, count, 64)], axis=0)
             found = index.search("x", k=1, mode="dense", query_vector=mean / np.linalg.norm(mean))[0]
             assert found.chunk_id == chunk.chunk_id and found.dense_score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_version_4_also_indexes_the_letters_of_a_word_that_ends_in_digits() -> None:
+    v4, v3 = Analyzer(language="auto"), Analyzer(language="auto", version=3)
+    assert v4.version == ANALYZER_VERSION == 4
+    assert v4.tokenize("python3 interpreter") == ["python3", "python", "interpret"]
+    assert v4.tokenize("BRCA1 and CD4 cells") == ["brca1", "brca", "cd4", "cd", "cell"]
+    assert v4.tokenize("x86 p53 3d h2o2 2fa") == v3.tokenize("x86 p53 3d h2o2 2fa")  # one letter, or not at the end
+    assert v3.tokenize("python3 interpreter") == ["python3", "interpret"]  # an index keeps its version
+    french = "l'économie des abeilles, CORSMiddleware et get_db_session"
+    assert v4.tokenize(french) == v3.tokenize(french)
