@@ -39,7 +39,7 @@ def harvest(index, queries: dict[str, str]) -> tuple[list[dict], dict]:  # type:
     all_ids = np.arange(len(index))  # an unfiltered view's rows are positions 0..N-1
     vectors = np.asarray(view.vectors(all_ids), np.float64)
     sample = np.linspace(0, len(all_ids) - 1, min(len(all_ids), BACKGROUND_SAMPLE)).astype(np.int64)
-    collection = {"vectors": vectors, "sample": vectors[sample],  # as the local backend samples it
+    collection = {"vectors": vectors, "sample": vectors[sample], "sample_ids": sample,  # as the local backend samples it
                   "docs": np.array([r.doc_id for r in view.fetch(all_ids.tolist())])}
     encoder = index.query_encoder
     out = []
@@ -111,6 +111,32 @@ def centroid(share: float) -> Variant:
     return fuse
 
 
+def yielded_centroid(share: float) -> Variant:
+    """The default (with the short-query yield), plus ``share`` x the calibrated centroid cosine."""
+    def fuse(q: dict, collection: dict) -> tuple[np.ndarray, np.ndarray]:
+        ids = candidates(q)
+        b, d = legs(q, ids)
+        w = yielded_weight(0.4, q["terms"], float(d.max()))
+        c = calibrated_dense(q, collection["centroids"][ids] @ q["vec"], q["bg"])
+        return ids, (1 - w) * b + w * d + share * c
+    return fuse
+
+
+def dense_document_share(h: float, base: float = 0.4) -> Variant:
+    """The default, its dense leg a chunk's cosine mixed with its document centroid's (``h`` the
+    document's share), calibrated against the same mixture over the background sample."""
+    def fuse(q: dict, collection: dict) -> tuple[np.ndarray, np.ndarray]:
+        mixed = (1 - h) * q["d"] + h * (collection["centroids"] @ q["vec"])
+        ids = np.union1d(top(q["b"]), top(mixed))
+        b = calibrate_bm25(q["b"][ids], q["ideal"])
+        sample = collection["sample_ids"]
+        bg = (1 - h) * q["bg"] + h * (collection["centroids"][sample] @ q["vec"])
+        d = calibrated_dense(q, mixed[ids], bg)
+        w = yielded_weight(base, q["terms"], float(d.max()))
+        return ids, (1 - w) * b + w * d
+    return fuse
+
+
 def odds(g: float) -> Callable[[dict, np.ndarray, np.ndarray], float]:
     def share(q: dict, b: np.ndarray, d: np.ndarray) -> float:
         if b.max() <= 0 or d.max() <= 0:
@@ -130,6 +156,10 @@ VARIANTS: dict[str, Variant] = {
         lambda q, b, d: min(0.8, 0.4 + 0.1 * max(0, 6 - q["terms"]))),
     **{f"dense PRF m={m} b={b} mix={x}": prf(m, b, x) for m, b, x in ((3, 0.5, 0.5), (10, 0.5, 1.0))},
     "+ document-centroid dense leg x 0.1": centroid(0.1),
+    **{f"the default + document-centroid leg x {x}": yielded_centroid(x) for x in (0.05, 0.1, 0.2)},
+    **{f"the default, dense leg with a document share {h}": dense_document_share(h) for h in (0.25, 0.5, 0.75)},
+    **{f"the default with dense share {w}": dense_document_share(0.0, w) for w in (0.45, 0.5)},
+    **{f"the default with dense share {w}, document share 0.5": dense_document_share(0.5, w) for w in (0.45, 0.5)},
 }
 
 

@@ -41,6 +41,8 @@ UNKNOWN_CORPUS = (2.0, 1.3)  # the corpus's: the dense share itself is full up t
 # full from 0.3, none at 0.1. Under all-MiniLM-L6-v2: English 0.40-0.44 (SciFact, React docs), Spanish
 # 0.31-0.40, Chinese 0.13-0.18; a 96-probe measure varies by about 0.04.
 DENSE_COMPETENCE = (0.1, 0.3)
+# The document centroid's share of the dense leg's score under adaptive fusion (document_share).
+DENSE_DOCUMENT_SHARE = 0.5
 
 
 def _union(legs: Sequence[LegCandidates]) -> np.ndarray:
@@ -207,6 +209,18 @@ def calibrate_dense(
     if softness > 0:
         return softness * np.logaddexp(0.0, excess / softness)
     return np.clip(excess, 0.0, None)
+
+
+def document_share(leg: LegCandidates, document_scores: np.ndarray, share: float = DENSE_DOCUMENT_SHARE,
+                   ) -> LegCandidates:
+    """The dense leg with each chunk's cosine mixed with its document centroid's: ``(1 - share)`` own,
+    ``share`` the document's. ``document_scores`` is aligned with ``leg.fill_ids`` (the candidates'
+    union, so every candidate is covered). A chunk of a page that is about the query gains; on
+    multi-chunk documentation pages (React's docs in five languages) the default gained 0.013 to 0.025
+    nDCG@10 offline, SciFact train 0.004 (README); single-chunk documents are unchanged."""
+    fill = (1.0 - share) * np.asarray(leg.fill_scores, np.float64) + share * np.asarray(document_scores, np.float64)
+    own = fill[np.searchsorted(leg.fill_ids, leg.ids)]  # type: ignore[arg-type]
+    return LegCandidates(leg.ids, own, leg.fill_ids, fill)
 
 
 def _ramp(x: float, start: float, end: float) -> float:

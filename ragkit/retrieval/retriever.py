@@ -35,9 +35,11 @@ from ragkit.retrieval.adapter import QueryAdapter
 from ragkit.retrieval.association import QueryAssociations, lift_scores
 from ragkit.retrieval.diversity import maximal_marginal_relevance
 from ragkit.retrieval.fusion import (
+    DENSE_DOCUMENT_SHARE,
     adaptive_fusion,
     convex_combination,
     distribution_based_fusion,
+    document_share,
     reciprocal_rank_fusion,
     unique_ids,
     yield_possible,
@@ -182,7 +184,8 @@ class HybridRetriever:
             return _Ranked(bm25.ids, bm25.scores, bm25, None, {})
         bm25, dense = _with_exact_fill(scoped, query, bm25, dense)  # the scope's statistics, as the legs
         stats = scoped.statistics(query)
-        ids, fused = self._fuse(stats, bm25, dense, len(set(query.tokens)), text, learned)
+        fused_dense, fused_stats = self._with_documents(scoped, query, dense, stats)
+        ids, fused = self._fuse(fused_stats, bm25, fused_dense, len(set(query.tokens)), text, learned)
         ids, fused, lifted = self._associate(view, raw, ids, fused, learned)  # type: ignore[arg-type]
         return _Ranked(ids, fused, bm25, dense, lifted, _hybrid_relevance(ids, bm25, dense, stats))
 
@@ -218,6 +221,21 @@ class HybridRetriever:
         order = np.lexsort((ids, -lifted))
         evidence = {int(i): (f[0], assoc.questions[f[1]]) for i, f in zip(ids, found) if f}
         return ids[order], lifted[order], evidence
+
+    def _with_documents(
+        self, view: SearchView, query: Query, dense: LegCandidates, stats: LegStatistics,
+    ) -> tuple[LegCandidates, LegStatistics]:
+        """For adaptive fusion, the dense leg and its background with each chunk's document centroid mixed
+        in (``fusion.document_share``); as they are for other methods or where the backend keeps no
+        document map. Hits and relevance keep the chunk's own cosine."""
+        if self.config.method != "adaptive" or stats.dense_document_background is None or dense.fill_ids is None:
+            return dense, stats
+        scores = view.document_scores(query, dense.fill_ids)
+        if scores is None:
+            return dense, stats
+        share = DENSE_DOCUMENT_SHARE
+        background = (1.0 - share) * stats.dense_background + share * stats.dense_document_background
+        return document_share(dense, scores, share), replace(stats, dense_background=background)
 
     def _fuse(
         self, stats: LegStatistics, bm25: LegCandidates, dense: LegCandidates, query_terms: int, text: str,

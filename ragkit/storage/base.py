@@ -96,6 +96,9 @@ class LegStatistics:
     dense_background: np.ndarray
     n_searched: int
     bm25_unseen: float = 0.0  # the ideal-score weight of query words no chunk holds (for relevance)
+    # the query's cosine to the documents of the background sample's rows (storage.dense_documents);
+    # None where the backend keeps no row -> document map (Milvus)
+    dense_document_background: np.ndarray | None = None
 
 
 class StaleSnapshot(RagkitError):
@@ -156,7 +159,8 @@ class SearchView(Protocol):
     index of only those rows would: both legs apply it *before* their top-k cut, and its ``lexical``,
     ``exact_scores`` and ``statistics`` use the rows' own BM25 statistics (document frequencies, N,
     avgdl, unseen words) and dense background, so rows outside it move no score. ``exact_scores``,
-    ``vectors`` and ``fetch`` read any row. ``fetch`` raises :class:`StaleSnapshot` when a newer commit
+    ``vectors`` and ``fetch`` read any row; ``document_scores`` gives the query's cosine to each row's
+    document centroid (None where the backend cannot). ``fetch`` raises :class:`StaleSnapshot` when a newer commit
     removed a row.
     """
 
@@ -168,6 +172,7 @@ class SearchView(Protocol):
     def statistics(self, query: Query) -> LegStatistics: ...
     def exact_scores(self, query: Query, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
     def vectors(self, ids: np.ndarray) -> np.ndarray: ...
+    def document_scores(self, query: Query, ids: np.ndarray) -> np.ndarray | None: ...
     def fetch(self, ids: Sequence[int]) -> list[Chunk]: ...
 
 

@@ -380,12 +380,19 @@ class LocalView:
         """What adaptive fusion calibrates with: BM25's ideal score, a sample of dense scores."""
         scope, scored = self.scope, self.snap.lexical(query.tokens, self.scope)
         background = self.snap.unfiltered_background() if scope is None else scope.background
-        return LegStatistics(bm25_ideal=scored.ideal, dense_background=background @ query.needs_vector(),
+        documents = self.snap.unfiltered_background_documents() if scope is None else scope.background_documents
+        vector = query.needs_vector()
+        return LegStatistics(bm25_ideal=scored.ideal, dense_background=background @ vector,
                              n_searched=self.snap.dense.n_rows if scope is None else scope.n_rows,
-                             bm25_unseen=scored.unseen)
+                             bm25_unseen=scored.unseen,
+                             dense_document_background=None if documents is None else documents @ vector)
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         return self.snap.dense.vectors[ids]
+
+    def document_scores(self, query: Query, ids: np.ndarray) -> np.ndarray:
+        """The query's cosine to each row's document centroid (``storage.dense_documents``)."""
+        return (self.snap.row_centroids(np.asarray(ids, np.int64)) @ query.needs_vector()).astype(np.float64)
 
     def fetch(self, ids: Sequence[int]) -> list[Chunk]:
         """Chunk records for row positions of this view, in the order given."""

@@ -16,6 +16,7 @@ from ragkit.storage.base import BACKGROUND_SAMPLE
 from ragkit.storage.bm25 import BM25Index, ScopedScores, Subcollection
 from ragkit.storage.bm25_documents import Documents, documents, mix_documents
 from ragkit.storage.dense import DenseIndex
+from ragkit.storage.dense_documents import centroids
 from ragkit.storage.util import LRU
 
 # Filters whose Scope a snapshot keeps: a mask (one byte a row) and up to BACKGROUND_SAMPLE vectors
@@ -31,6 +32,7 @@ class Scope:
     bm25: Subcollection
     background: np.ndarray
     documents: Documents | None = None  # for BM25's document-level share; None when it is 0
+    background_documents: np.ndarray | None = None  # the background rows' document centroids
 
     @property
     def mask(self) -> np.ndarray:
@@ -51,13 +53,18 @@ def document_ordinals(rows: np.ndarray, owner: dict[int, str]) -> np.ndarray:
     return rank[inverse].reshape(len(rows))
 
 
-def background_sample(vectors: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def background_rows(n_rows: int, mask: np.ndarray | None = None) -> np.ndarray:
     """Up to ``BACKGROUND_SAMPLE`` evenly spaced rows (of ``mask``'s, in row order) for estimating a
     query's dense score distribution."""
-    rows = np.flatnonzero(mask) if mask is not None else np.arange(len(vectors))
+    rows = np.flatnonzero(mask) if mask is not None else np.arange(n_rows)
     if len(rows) > BACKGROUND_SAMPLE:
         rows = rows[np.linspace(0, len(rows) - 1, BACKGROUND_SAMPLE).astype(np.int64)]
-    return np.ascontiguousarray(vectors[rows])
+    return rows
+
+
+def background_sample(vectors: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """The vectors of :func:`background_rows`."""
+    return np.ascontiguousarray(vectors[background_rows(len(vectors), mask)])
 
 
 @dataclass
@@ -78,6 +85,8 @@ class Snapshot:
     store: Any = None  # the Store whose rows these are: a rebuild may swap another in while a search runs
     groups: np.ndarray | None = None  # row -> document ordinal, read on first use
     all_documents: Documents | None = None
+    centroids: np.ndarray | None = None  # document ordinal -> its chunks' unit mean vector, on first use
+    background_documents: np.ndarray | None = None
     # a hybrid search asks for its query's BM25 three times; keyed by (tokens, scope), the scope itself
     # held so its id cannot be reused; several, since a server's threads search at once
     lexical_scores: LRU[tuple[tuple[str, ...], Scope | None], ScopedScores] = field(default_factory=lambda: LRU(8))
@@ -85,7 +94,22 @@ class Snapshot:
     def scope(self, mask: np.ndarray) -> Scope:
         """The :class:`Scope` of the rows in ``mask`` (callers cache it in :attr:`scopes`)."""
         docs = documents(self.bm25, self.document_groups(), mask) if self.bm25.params.document_weight else None
-        return Scope(self.bm25.subcollection(mask), background_sample(self.dense.vectors, mask), docs)
+        rows = background_rows(self.dense.n_rows, mask)
+        return Scope(self.bm25.subcollection(mask), np.ascontiguousarray(self.dense.vectors[rows]), docs,
+                     self.row_centroids(rows))
+
+    def row_centroids(self, rows: np.ndarray) -> np.ndarray:
+        """The document centroid of each of ``rows`` (a document's centroid is over all its rows, whatever
+        a filter keeps: it says what the whole page is about)."""
+        if self.centroids is None:
+            self.centroids = centroids(self.dense.vectors, self.document_groups())
+        return self.centroids[self.document_groups()[rows]]
+
+    def unfiltered_background_documents(self) -> np.ndarray:
+        """The background sample's document centroids, built once per snapshot."""
+        if self.background_documents is None:
+            self.background_documents = self.row_centroids(background_rows(self.dense.n_rows))
+        return self.background_documents
 
     def document_groups(self) -> np.ndarray:
         """Each row's document as an ordinal: stored with the segment since the document share; a segment

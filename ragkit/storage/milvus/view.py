@@ -160,6 +160,10 @@ class MilvusView:
         rows = self._rows(ids, ("dense",))
         return _matrix(rows, len(rows[0]["dense"]) if rows else 0)
 
+    def document_scores(self, query: Query, ids: np.ndarray) -> None:
+        """None: no row -> document map is kept here, so the dense leg scores chunks alone."""
+        return None
+
     def fetch(self, ids: Sequence[int]) -> list[Chunk]:
         """Chunk records by primary key, in the order given."""
         wanted = [int(i) for i in ids]

@@ -1,0 +1,91 @@
+"""The dense leg's document share (``storage.dense_documents``, ``fusion.document_share``): under adaptive
+fusion a chunk's cosine is mixed half and half with its document centroid's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fakes import embed, open_fake_index
+from ragkit import Document
+from ragkit.index import embedding_text
+from ragkit.retrieval import fusion, retriever
+from ragkit.storage.base import LegCandidates, Query
+from ragkit.storage.dense_documents import centroids
+
+LONG = {  # three documents of several chunks each (chunk_size=24 words), one of one
+    "hive": "Inspect the brood frames for eggs every week in spring. The queen lays in a tight pattern. "
+            "Drones hatch from larger cells near the edges. Workers cap the brood after nine days. "
+            "Mites breed inside capped brood cells. Add a super when the brood box is full.",
+    "varroa": "Varroa mites weaken colonies over the summer. Count the mites on a sticky board. "
+              "Treat with oxalic acid when the colony has no brood. Formic acid reaches into capped cells. "
+              "Resistant bees groom the mites off each other. Treat again if the count stays high.",
+    "honey": "Extract honey from capped frames in late summer. Uncap the cells with a warm knife. "
+             "Spin the frames in the extractor slowly at first. Let the honey settle before bottling. "
+             "Store jars in a cool dark place. Crystallised honey melts in warm water.",
+    "note": "A short note on queen cells.",
+}
+
+
+def documents() -> list[Document]:
+    return [Document(doc_id, text) for doc_id, text in LONG.items()]
+
+
+def test_a_centroid_is_the_unit_mean_of_its_documents_rows() -> None:
+    vectors = np.array([[1, 0], [0, 1], [1, 0], [0.6, 0.8]], np.float32)
+    got = centroids(vectors, np.array([0, 0, 1, 2]))
+    assert np.allclose(got, [[0.7071, 0.7071], [1, 0], [0.6, 0.8]], atol=1e-4)
+    assert centroids(np.zeros((0, 2), np.float32), np.zeros(0, np.int64)).shape == (0, 2)
+
+
+def test_document_share_mixes_each_candidate_with_its_document_over_the_whole_fill() -> None:
+    leg = LegCandidates(np.array([4, 1]), np.array([0.9, 0.5]), np.array([1, 2, 4]), np.array([0.5, 0.1, 0.9]))
+    mixed = fusion.document_share(leg, np.array([0.7, 0.3, 0.1]), 0.5)
+    assert mixed.ids.tolist() == [4, 1] and np.allclose(mixed.scores, [0.5, 0.6])
+    assert np.allclose(mixed.fill_scores, [0.6, 0.2, 0.5])  # type: ignore[arg-type]
+
+
+def test_the_local_view_scores_each_row_by_its_documents_centroid(tmp_path: Path) -> None:
+    with open_fake_index(tmp_path / "x.ragkit", chunk_size=24, chunk_overlap=0) as index:
+        index.add(documents())
+        view = index.snapshot()
+        assert view is not None
+        n = len(index)
+        chunks = view.fetch(list(range(n)))
+        assert n > len(LONG)  # several chunks a document
+        query = Query(("varroa",), embed("count varroa mites"))
+        got = view.document_scores(query, np.arange(n))
+        for doc_id in LONG:
+            rows = [i for i, c in enumerate(chunks) if c.doc_id == doc_id]
+            mean = np.mean([embed(embedding_text(chunks[i])) for i in rows], axis=0)
+            assert np.allclose(got[rows], mean / np.linalg.norm(mean) @ query.vector, atol=1e-5)
+        stats = view.statistics(query)
+        assert stats.dense_document_background is not None
+        assert len(stats.dense_document_background) == len(stats.dense_background) == n
+
+
+def test_single_chunk_documents_rank_as_without_the_share(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with open_fake_index(tmp_path / "x.ragkit") as index:
+        index.add([Document(f"d{i}", f"note {i} on bees, hives, {'honey ' * (i % 4)}and wax number {i}")
+                   for i in range(30)])
+        queries = ("bees honey 3", "wax number", "hives and honey")
+        shared = {q: [(h.chunk_id, round(h.score, 9)) for h in index.search(q, k=10)] for q in queries}
+        monkeypatch.setattr(retriever, "DENSE_DOCUMENT_SHARE", 0.0)
+        assert {q: [(h.chunk_id, round(h.score, 9)) for h in index.search(q, k=10)] for q in queries} == shared
+
+
+def test_the_share_moves_multi_chunk_documents_and_hits_keep_their_own_cosine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with open_fake_index(tmp_path / "x.ragkit", chunk_size=24, chunk_overlap=0) as index:
+        index.add(documents())
+        query = "mites colonies oxalic brood"
+        with_share, rrf = index.search(query, k=6), index.search(query, k=6, method="rrf")
+        monkeypatch.setattr(retriever, "DENSE_DOCUMENT_SHARE", 0.0)
+        without = index.search(query, k=6)
+        assert [h.score for h in with_share] != [h.score for h in without]  # the fused score moved
+        own = {h.chunk_id: h.dense_score for h in without}
+        assert all(h.dense_score == pytest.approx(own[h.chunk_id]) for h in with_share if h.chunk_id in own)
+        assert index.search(query, k=6, method="rrf") == rrf  # adaptive fusion only
