@@ -225,17 +225,17 @@ class HybridRetriever:
     def _with_documents(
         self, view: SearchView, query: Query, dense: LegCandidates, stats: LegStatistics,
     ) -> tuple[LegCandidates, LegStatistics]:
-        """For adaptive fusion, the dense leg and its background with each chunk's document centroid mixed
-        in (``fusion.document_share``); as they are for other methods or where the backend keeps no
-        document map. Hits and relevance keep the chunk's own cosine."""
+        """For adaptive fusion, the dense leg with each chunk's document centroid mixed in
+        (``fusion.document_share``; its background stays the chunks'); as it is for other methods or
+        where the backend keeps no document map. Hits and relevance keep the chunk's own cosine."""
         if self.config.method != "adaptive" or stats.dense_document_background is None or dense.fill_ids is None:
             return dense, stats
         scores = view.document_scores(query, dense.fill_ids)
         if scores is None:
             return dense, stats
-        share = DENSE_DOCUMENT_SHARE
-        background = (1.0 - share) * stats.dense_background + share * stats.dense_document_background
-        return document_share(dense, scores, share), replace(stats, dense_background=background)
+        mixed = document_share(dense, scores, stats.dense_background, stats.dense_document_background,
+                               DENSE_DOCUMENT_SHARE)
+        return mixed, stats
 
     def _fuse(
         self, stats: LegStatistics, bm25: LegCandidates, dense: LegCandidates, query_terms: int, text: str,

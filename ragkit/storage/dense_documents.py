@@ -14,9 +14,13 @@ import numpy as np
 
 
 def centroids(vectors: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """One unit vector per document ordinal in ``groups`` (row -> ordinal): the mean of its rows'."""
+    """One unit vector per document ordinal in ``groups`` (row -> ordinal): the mean of its rows'. A
+    document of one chunk has none (NaN): its chunk is all the evidence there is, and fusion keeps its
+    cosine as it is."""
     n = int(groups.max()) + 1 if len(groups) else 0
     sums = np.zeros((n, vectors.shape[1] if vectors.ndim == 2 else 0), np.float64)
     np.add.at(sums, groups, vectors)
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    return (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+    means = sums / np.where(norms > 0, norms, 1.0)
+    means[np.bincount(groups, minlength=n) < 2] = np.nan
+    return means.astype(np.float32)

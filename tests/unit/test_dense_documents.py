@@ -33,18 +33,25 @@ def documents() -> list[Document]:
     return [Document(doc_id, text) for doc_id, text in LONG.items()]
 
 
-def test_a_centroid_is_the_unit_mean_of_its_documents_rows() -> None:
-    vectors = np.array([[1, 0], [0, 1], [1, 0], [0.6, 0.8]], np.float32)
-    got = centroids(vectors, np.array([0, 0, 1, 2]))
-    assert np.allclose(got, [[0.7071, 0.7071], [1, 0], [0.6, 0.8]], atol=1e-4)
+def test_a_centroid_is_the_unit_mean_of_its_documents_rows_and_one_chunk_has_none() -> None:
+    vectors = np.array([[1, 0], [0, 1], [1, 0], [0.6, 0.8], [0.6, 0.8]], np.float32)
+    got = centroids(vectors, np.array([0, 0, 1, 2, 2]))
+    assert np.allclose(got[[0, 2]], [[0.7071, 0.7071], [0.6, 0.8]], atol=1e-4)
+    assert np.isnan(got[1]).all()  # a one-chunk document: its chunk is all the evidence
     assert centroids(np.zeros((0, 2), np.float32), np.zeros(0, np.int64)).shape == (0, 2)
 
 
-def test_document_share_mixes_each_candidate_with_its_document_over_the_whole_fill() -> None:
-    leg = LegCandidates(np.array([4, 1]), np.array([0.9, 0.5]), np.array([1, 2, 4]), np.array([0.5, 0.1, 0.9]))
-    mixed = fusion.document_share(leg, np.array([0.7, 0.3, 0.1]), 0.5)
-    assert mixed.ids.tolist() == [4, 1] and np.allclose(mixed.scores, [0.5, 0.6])
-    assert np.allclose(mixed.fill_scores, [0.6, 0.2, 0.5])  # type: ignore[arg-type]
+def test_document_share_mixes_z_scores_and_keeps_the_chunks_scale() -> None:
+    background = np.array([0.0, 0.2, 0.4])  # mean 0.2, std 0.163
+    documents = np.array([0.1, 0.3, 0.5, np.nan])  # mean 0.3, std 0.163 (NaN rows ignored)
+    leg = LegCandidates(np.array([4, 1]), np.array([0.6, 0.2]), np.array([1, 2, 4]), np.array([0.2, 0.0, 0.6]))
+    mixed = fusion.document_share(leg, np.array([0.5, np.nan, 0.3]), background, documents, 0.5)
+    std = background.std()
+    own_z, doc_z = (np.array([0.2, 0.0, 0.6]) - 0.2) / std, (np.array([0.5, np.nan, 0.3]) - 0.3) / documents[:3].std()
+    expected = 0.2 + std * np.array([0.5 * own_z[0] + 0.5 * doc_z[0], own_z[1], 0.5 * own_z[2] + 0.5 * doc_z[2]])
+    assert np.allclose(mixed.fill_scores, expected)  # type: ignore[arg-type]
+    assert mixed.ids.tolist() == [4, 1] and np.allclose(mixed.scores, expected[[2, 0]])
+    assert mixed.fill_scores[1] == pytest.approx(0.0)  # type: ignore[index]  # one chunk: unchanged
 
 
 def test_the_local_view_scores_each_row_by_its_documents_centroid(tmp_path: Path) -> None:
@@ -59,6 +66,9 @@ def test_the_local_view_scores_each_row_by_its_documents_centroid(tmp_path: Path
         got = view.document_scores(query, np.arange(n))
         for doc_id in LONG:
             rows = [i for i, c in enumerate(chunks) if c.doc_id == doc_id]
+            if len(rows) == 1:  # the short note
+                assert np.isnan(got[rows]).all()
+                continue
             mean = np.mean([embed(embedding_text(chunks[i])) for i in rows], axis=0)
             assert np.allclose(got[rows], mean / np.linalg.norm(mean) @ query.vector, atol=1e-5)
         stats = view.statistics(query)
@@ -89,3 +99,16 @@ def test_the_share_moves_multi_chunk_documents_and_hits_keep_their_own_cosine(
         own = {h.chunk_id: h.dense_score for h in without}
         assert all(h.dense_score == pytest.approx(own[h.chunk_id]) for h in with_share if h.chunk_id in own)
         assert index.search(query, k=6, method="rrf") == rrf  # adaptive fusion only
+
+
+def test_over_vectors_that_carry_nothing_the_share_changes_nothing(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_competence import UnreadableEmbedder, notes  # random vectors: the dense leg is noise
+
+    with open_fake_index(tmp_path / "x.ragkit", embedder=UnreadableEmbedder(), chunk_size=16, chunk_overlap=0) as index:
+        index.add(notes(60))  # 60 notes of three chunks
+        assert len(index) >= 150
+        queries = ("queen brood varroa", "winter cluster heather syrup", "note0x7 swarm")
+        shared = {q: [(h.chunk_id, h.score) for h in index.search(q, k=8)] for q in queries}
+        monkeypatch.setattr(retriever, "DENSE_DOCUMENT_SHARE", 0.0)
+        assert {q: [(h.chunk_id, h.score) for h in index.search(q, k=8)] for q in queries} == shared
