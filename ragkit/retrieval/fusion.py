@@ -43,6 +43,9 @@ UNKNOWN_CORPUS = (2.0, 1.3)  # the corpus's: the dense share itself is full up t
 DENSE_COMPETENCE = (0.1, 0.3)
 # The document centroid's share of the dense leg's score under adaptive fusion (document_share).
 DENSE_DOCUMENT_SHARE = 0.5
+# Background rows in documents of several chunks needed to estimate the centroid cosines' spread: with
+# two or three, one chunk's calibrated score could jump from noise to far above every other.
+MIN_DOCUMENT_BACKGROUND = 32
 
 
 def _union(legs: Sequence[LegCandidates]) -> np.ndarray:
@@ -230,14 +233,14 @@ def document_share(
     and -0.009 on SciFact with random or collapsed vectors)."""
     mean, std = _moments(background)
     doc_mean, doc_std = _moments(document_background)
-    if std <= 1e-9 or doc_std <= 1e-9:
-        return leg
+    if std <= 1e-9 or doc_std <= 1e-9 or np.count_nonzero(~np.isnan(document_background)) < MIN_DOCUMENT_BACKGROUND:
+        return leg  # too few sampled rows in documents of several chunks to know the centroids' spread
     own_z = (np.asarray(leg.fill_scores, np.float64) - mean) / std
     doc_z = (np.asarray(document_scores, np.float64) - doc_mean) / doc_std
     mixed = np.where(np.isnan(doc_z), own_z, (1.0 - share) * own_z + share * doc_z)  # NaN: a one-chunk document
     fill = mean + std * mixed
     own = fill[np.searchsorted(leg.fill_ids, leg.ids)]  # type: ignore[arg-type]
-    return LegCandidates(leg.ids, own, leg.fill_ids, fill)
+    return LegCandidates(leg.ids, own, leg.fill_ids, fill)  # ids keep the chunks' order: fusion reads scores
 
 
 def _moments(sample: np.ndarray) -> tuple[float, float]:

@@ -160,7 +160,7 @@ class SearchView(Protocol):
     ``exact_scores`` and ``statistics`` use the rows' own BM25 statistics (document frequencies, N,
     avgdl, unseen words) and dense background, so rows outside it move no score. ``exact_scores``,
     ``vectors`` and ``fetch`` read any row; ``document_scores`` gives the query's cosine to each row's
-    document centroid (None where the backend cannot). ``fetch`` raises :class:`StaleSnapshot` when a newer commit
+    document centroid (None where the backend cannot, or in a filtered view). ``fetch`` raises :class:`StaleSnapshot` when a newer commit
     removed a row.
     """
 

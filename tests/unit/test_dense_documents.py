@@ -35,23 +35,32 @@ def documents() -> list[Document]:
 
 def test_a_centroid_is_the_unit_mean_of_its_documents_rows_and_one_chunk_has_none() -> None:
     vectors = np.array([[1, 0], [0, 1], [1, 0], [0.6, 0.8], [0.6, 0.8]], np.float32)
-    got = centroids(vectors, np.array([0, 0, 1, 2, 2]))
+    made = centroids(vectors, np.array([0, 0, 1, 2, 2]))
+    got = made.of_rows(np.array([0, 1, 2]))
     assert np.allclose(got[[0, 2]], [[0.7071, 0.7071], [0.6, 0.8]], atol=1e-4)
     assert np.isnan(got[1]).all()  # a one-chunk document: its chunk is all the evidence
-    assert centroids(np.zeros((0, 2), np.float32), np.zeros(0, np.int64)).shape == (0, 2)
+    assert made.vectors.shape == (2, 2)  # only documents of several chunks are kept
+    assert centroids(np.eye(3, dtype=np.float32), np.arange(3)).vectors.shape == (0, 3)
+    shuffled = centroids(vectors, np.array([2, 0, 2, 0, 1]))  # ordinals out of row order
+    assert np.allclose(shuffled.of_rows(np.array([2, 0])), [[1, 0], [0.3162, 0.9487]], atol=1e-4)
 
 
 def test_document_share_mixes_z_scores_and_keeps_the_chunks_scale() -> None:
-    background = np.array([0.0, 0.2, 0.4])  # mean 0.2, std 0.163
-    documents = np.array([0.1, 0.3, 0.5, np.nan])  # mean 0.3, std 0.163 (NaN rows ignored)
+    rng = np.random.default_rng(0)
+    background = rng.normal(0.2, 0.05, 200)
+    documents = np.concatenate([rng.normal(0.3, 0.08, 100), np.full(100, np.nan)])  # NaN rows: one chunk
     leg = LegCandidates(np.array([4, 1]), np.array([0.6, 0.2]), np.array([1, 2, 4]), np.array([0.2, 0.0, 0.6]))
     mixed = fusion.document_share(leg, np.array([0.5, np.nan, 0.3]), background, documents, 0.5)
-    std = background.std()
-    own_z, doc_z = (np.array([0.2, 0.0, 0.6]) - 0.2) / std, (np.array([0.5, np.nan, 0.3]) - 0.3) / documents[:3].std()
-    expected = 0.2 + std * np.array([0.5 * own_z[0] + 0.5 * doc_z[0], own_z[1], 0.5 * own_z[2] + 0.5 * doc_z[2]])
+    mean, std = background.mean(), background.std()
+    kept = documents[:100]
+    own_z = (np.array([0.2, 0.0, 0.6]) - mean) / std
+    doc_z = (np.array([0.5, np.nan, 0.3]) - kept.mean()) / kept.std()
+    expected = mean + std * np.array([0.5 * own_z[0] + 0.5 * doc_z[0], own_z[1], 0.5 * own_z[2] + 0.5 * doc_z[2]])
     assert np.allclose(mixed.fill_scores, expected)  # type: ignore[arg-type]
     assert mixed.ids.tolist() == [4, 1] and np.allclose(mixed.scores, expected[[2, 0]])
     assert mixed.fill_scores[1] == pytest.approx(0.0)  # type: ignore[index]  # one chunk: unchanged
+    thin = np.concatenate([[0.10, 0.12], np.full(1022, np.nan)])  # two sampled rows in shared documents
+    assert fusion.document_share(leg, np.array([0.5, np.nan, 0.3]), background, thin, 0.5) is leg
 
 
 def test_the_local_view_scores_each_row_by_its_documents_centroid(tmp_path: Path) -> None:
@@ -89,26 +98,22 @@ def test_single_chunk_documents_rank_as_without_the_share(tmp_path: Path, monkey
 def test_the_share_moves_multi_chunk_documents_and_hits_keep_their_own_cosine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with open_fake_index(tmp_path / "x.ragkit", chunk_size=24, chunk_overlap=0) as index:
-        index.add(documents())
-        query = "mites colonies oxalic brood"
-        with_share, rrf = index.search(query, k=6), index.search(query, k=6, method="rrf")
+    from test_competence import notes
+
+    with open_fake_index(tmp_path / "x.ragkit", chunk_size=16, chunk_overlap=0) as index:
+        index.add(notes(40))  # 40 notes of three chunks
+        query = "queen brood varroa winter"
+        with_share, convex = index.search(query, k=8), index.search(query, k=8, method="convex")
+        filtered = index.search(query, k=8, filters={"doc_id": {"in": [f"n0-{i}" for i in range(20)]}})
         monkeypatch.setattr(retriever, "DENSE_DOCUMENT_SHARE", 0.0)
-        without = index.search(query, k=6)
+        without = index.search(query, k=8)
         assert [h.score for h in with_share] != [h.score for h in without]  # the fused score moved
         own = {h.chunk_id: h.dense_score for h in without}
         assert all(h.dense_score == pytest.approx(own[h.chunk_id]) for h in with_share if h.chunk_id in own)
-        assert index.search(query, k=6, method="rrf") == rrf  # adaptive fusion only
-
-
-def test_over_vectors_that_carry_nothing_the_share_changes_nothing(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_competence import UnreadableEmbedder, notes  # random vectors: the dense leg is noise
-
-    with open_fake_index(tmp_path / "x.ragkit", embedder=UnreadableEmbedder(), chunk_size=16, chunk_overlap=0) as index:
-        index.add(notes(60))  # 60 notes of three chunks
-        assert len(index) >= 150
-        queries = ("queen brood varroa", "winter cluster heather syrup", "note0x7 swarm")
-        shared = {q: [(h.chunk_id, h.score) for h in index.search(q, k=8)] for q in queries}
-        monkeypatch.setattr(retriever, "DENSE_DOCUMENT_SHARE", 0.0)
-        assert {q: [(h.chunk_id, h.score) for h in index.search(q, k=8)] for q in queries} == shared
+        assert index.search(query, k=8, method="convex") == convex  # adaptive fusion only
+        # a filtered search scores chunks alone: a centroid holds rows the filter leaves out
+        assert index.search(query, k=8, filters={"doc_id": {"in": [f"n0-{i}" for i in range(20)]}}) == filtered
+        view = index.snapshot().filtered({"doc_id": "n0-1"})  # type: ignore[union-attr]
+        vector = embed(query)
+        assert view.document_scores(Query(("queen",), vector), np.array([0])) is None
+        assert view.statistics(Query(("queen",), vector)).dense_document_background is None

@@ -380,7 +380,9 @@ class LocalView:
         """What adaptive fusion calibrates with: BM25's ideal score, a sample of dense scores."""
         scope, scored = self.scope, self.snap.lexical(query.tokens, self.scope)
         background = self.snap.unfiltered_background() if scope is None else scope.background
-        documents = self.snap.unfiltered_background_documents() if scope is None else scope.background_documents
+        # the dense document share only unfiltered: a filter's rows must move no score, and a centroid
+        # holds its document's other chunks
+        documents = self.snap.unfiltered_background_documents() if scope is None else None
         vector = query.needs_vector()
         return LegStatistics(bm25_ideal=scored.ideal, dense_background=background @ vector,
                              n_searched=self.snap.dense.n_rows if scope is None else scope.n_rows,
@@ -390,8 +392,11 @@ class LocalView:
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         return self.snap.dense.vectors[ids]
 
-    def document_scores(self, query: Query, ids: np.ndarray) -> np.ndarray:
-        """The query's cosine to each row's document centroid (``storage.dense_documents``)."""
+    def document_scores(self, query: Query, ids: np.ndarray) -> np.ndarray | None:
+        """The query's cosine to each row's document centroid (``storage.dense_documents``; NaN for a
+        one-chunk document); None in a filtered view (see :meth:`statistics`)."""
+        if self.scope is not None:
+            return None
         return (self.snap.row_centroids(np.asarray(ids, np.int64)) @ query.needs_vector()).astype(np.float64)
 
     def fetch(self, ids: Sequence[int]) -> list[Chunk]:

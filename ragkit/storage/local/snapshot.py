@@ -16,7 +16,7 @@ from ragkit.storage.base import BACKGROUND_SAMPLE
 from ragkit.storage.bm25 import BM25Index, ScopedScores, Subcollection
 from ragkit.storage.bm25_documents import Documents, documents, mix_documents
 from ragkit.storage.dense import DenseIndex
-from ragkit.storage.dense_documents import centroids
+from ragkit.storage.dense_documents import Centroids, centroids
 from ragkit.storage.util import LRU
 
 # Filters whose Scope a snapshot keeps: a mask (one byte a row) and up to BACKGROUND_SAMPLE vectors
@@ -32,7 +32,6 @@ class Scope:
     bm25: Subcollection
     background: np.ndarray
     documents: Documents | None = None  # for BM25's document-level share; None when it is 0
-    background_documents: np.ndarray | None = None  # the background rows' document centroids
 
     @property
     def mask(self) -> np.ndarray:
@@ -85,7 +84,7 @@ class Snapshot:
     store: Any = None  # the Store whose rows these are: a rebuild may swap another in while a search runs
     groups: np.ndarray | None = None  # row -> document ordinal, read on first use
     all_documents: Documents | None = None
-    centroids: np.ndarray | None = None  # document ordinal -> its chunks' unit mean vector, on first use
+    centroids: Centroids | None = None  # of documents of several chunks, on first use
     background_documents: np.ndarray | None = None
     # a hybrid search asks for its query's BM25 three times; keyed by (tokens, scope), the scope itself
     # held so its id cannot be reused; several, since a server's threads search at once
@@ -94,16 +93,14 @@ class Snapshot:
     def scope(self, mask: np.ndarray) -> Scope:
         """The :class:`Scope` of the rows in ``mask`` (callers cache it in :attr:`scopes`)."""
         docs = documents(self.bm25, self.document_groups(), mask) if self.bm25.params.document_weight else None
-        rows = background_rows(self.dense.n_rows, mask)
-        return Scope(self.bm25.subcollection(mask), np.ascontiguousarray(self.dense.vectors[rows]), docs,
-                     self.row_centroids(rows))
+        return Scope(self.bm25.subcollection(mask), background_sample(self.dense.vectors, mask), docs)
 
     def row_centroids(self, rows: np.ndarray) -> np.ndarray:
-        """The document centroid of each of ``rows`` (a document's centroid is over all its rows, whatever
-        a filter keeps: it says what the whole page is about)."""
+        """The document centroid of each of ``rows``, NaN for a one-chunk document (built on first use;
+        two threads may both build it, to the same result)."""
         if self.centroids is None:
             self.centroids = centroids(self.dense.vectors, self.document_groups())
-        return self.centroids[self.document_groups()[rows]]
+        return self.centroids.of_rows(self.document_groups()[rows])
 
     def unfiltered_background_documents(self) -> np.ndarray:
         """The background sample's document centroids, built once per snapshot."""
