@@ -96,7 +96,8 @@ def test_a_service_embedder_indexes_and_searches_the_samples(service: StandIn, t
         assert report.chunks_embedded > 100 and not report.failed
         hits = index.search("when do bees swarm", k=3, mode="dense")
         assert hits and "swarm" in hits[0].text.lower()
-    assert len(service.inputs) == report.chunks_embedded + 1  # every chunk once, and the query
+        probes = (index.config.dense_competence or {})["probes"]  # the dense leg's self-test after the sync
+    assert probes > 0 and len(service.inputs) == report.chunks_embedded + probes + 1  # every chunk once, the query
     # Opened again without an embedder, the index rebuilds the service embedder from its record.
     with ragkit.Index(tmp_path / "kb.ragkit", show_progress=False) as again:
         assert again.embedder.name == emb.name and type(again.embedder) is type(emb)
