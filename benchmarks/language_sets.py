@@ -39,19 +39,25 @@ from pathlib import Path
 # The letters that make a text "in" a language: share of its letters in these ranges; Latin-script
 # languages also need a few of their commonest words.
 LATIN = "a-zàáâãäçèéêëìíîïñòóôõöùúûüÿœß"
-SCRIPTS = {"ru": "\u0400-\u04ff", "zh": "\u4e00-\u9fff", "ar": "\u0600-\u06ff",
-           "en": LATIN, "fr": LATIN, "es": LATIN, "de": LATIN, "it": LATIN}
-MIN_SHARE = {"ru": 0.6, "zh": 0.5, "ar": 0.6}
+SCRIPTS = {"ru": "\u0400-\u04ff", "uk": "\u0400-\u04ff", "zh": "\u4e00-\u9fff", "ar": "\u0600-\u06ff",
+           "ja": "\u3040-\u30ff\u4e00-\u9fff", "ko": "\u1100-\u11ff\u3130-\u318f\uac00-\ud7af",
+           "hi": "\u0900-\u097f", "en": LATIN, "fr": LATIN, "es": LATIN, "de": LATIN, "it": LATIN,
+           "pt": LATIN, "tr": LATIN + "ğış"}
+MIN_SHARE = {"ru": 0.6, "uk": 0.6, "zh": 0.5, "ja": 0.5, "ko": 0.5, "hi": 0.5, "ar": 0.6}
+SPACELESS = ("zh", "ja")  # sized in characters, not words
 MARKS = {  # "en": the untranslated original, to tell what chunking costs in any language
     "en": re.compile(r"\b(the|and|is|to|of|you|that|with|for)\b"),
     "fr": re.compile(r"\b(les|des|est|une|dans|pour|avec|vous|qui)\b"),
     "es": re.compile(r"\b(los|las|del|una|para|con|que|por|es)\b"),
     "de": re.compile(r"\b(der|die|und|das|ist|nicht|mit|sie|ein)\b"),
     "it": re.compile(r"\b(il|della|che|per|una|non|sono|gli|di)\b"),
+    "pt": re.compile(r"\b(os|das|uma|para|com|que|não|você|do)\b"),
+    "tr": re.compile(r"\b(bir|ve|bu|için|ile|olarak|da|de|gibi)\b"),
 }
 
 _FENCE = re.compile(r"^```.*?^```[^\n]*$", re.DOTALL | re.MULTILINE)
-_ANCHOR = re.compile(r"\s*\{(?:/\*.*?\*/|#[^}]*)\}")  # React's {/*id*/}, VitePress's {#id}
+_ANCHOR = re.compile(r"\s*\{\s*(?:/\*.*?\*/|#[^}]*)\}")  # React's {/*id*/}, VitePress's {#id}, MkDocs' { #id }
+_MKDOCS = re.compile(r"^(?:///.*|\{\*.*\*\})$", re.MULTILINE)  # FastAPI's admonition fences, code includes
 _TAG = re.compile(r"</?[A-Za-z][^>\n]*>")
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _TITLE = re.compile(r"^(?:title:\s*[\"']?(.*?)[\"']?|# (.+?))\s*$", re.MULTILINE)
@@ -74,13 +80,15 @@ def in_language(text: str, language: str) -> bool:
 def plain(markdown: str) -> str:
     """Markdown prose without code blocks, MDX tags, link targets and blank runs."""
     text = _FENCE.sub("", markdown)
-    text = _TAG.sub(" ", _LINK.sub(r"\1", text))
+    text = _TAG.sub(" ", _LINK.sub(r"\1", _MKDOCS.sub("", text)))
     return re.sub(r"\n\s*\n+", "\n\n", text).strip()
 
 
 def doc_sections(root: Path, language: str) -> Iterator[tuple[str, str, str, str]]:
-    """(doc id, page title, heading, body) of each translated ``##`` section of the pages under ``root/src``."""
-    for page in sorted((root / "src").rglob("*.md")):
+    """(doc id, page title, heading, body) of each translated ``##`` section of the pages under
+    ``root/src`` (React, Vue), or under ``root`` where it has no ``src`` (FastAPI's ``docs/LANG/docs``)."""
+    pages = root / "src" if (root / "src").is_dir() else root
+    for page in sorted(p for p in pages.rglob("*.md") if not p.name.startswith("_")):
         source = page.read_text(encoding="utf-8")
         found = _TITLE.search(source)
         title = _ANCHOR.sub("", found.group(1) or found.group(2)).strip() if found else ""
@@ -94,7 +102,7 @@ def doc_sections(root: Path, language: str) -> Iterator[tuple[str, str, str, str
 
 
 def _long_enough(body: str, language: str) -> bool:
-    return len(body) >= 150 if language == "zh" else len(body.split()) >= 30
+    return len(body) >= 150 if language in SPACELESS else len(body.split()) >= 30
 
 
 def arabic_abstracts(root: Path) -> Iterator[tuple[str, str, str]]:

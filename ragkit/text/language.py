@@ -98,6 +98,25 @@ _APOSTROPHES = re.compile("['’]")
 _ARABIC_CONJUNCTION = re.compile("^[وف](?=ال..)")
 
 
+# English contractions: "user's", "don't", "we'll" keep one term, as before version 5.
+CONTRACTIONS = frozenset({"s", "t", "d", "ll", "m", "re", "ve"})
+
+
+def apostrophe_head(word: str) -> str | None:
+    """The word before an apostrophe that joins a suffix to it, where that is a word of its own:
+    Turkish writes case endings after an apostrophe on names ("Python'daki", "API'ye",
+    "response'larınız"), and without its head the name was never a term (BM25 0.565 against bm25s's
+    0.625 on Turkish docs). None for English contractions, one-letter heads ("o'clock") and elided
+    articles (:func:`detach_clitics` takes those off)."""
+    if "'" not in word and "’" not in word:
+        return None
+    parts = _APOSTROPHES.split(word)
+    head, suffix = parts[0], parts[-1]
+    if len(head) < 2 or head.lower() in ELIDED or suffix.lower() in CONTRACTIONS:
+        return None
+    return head
+
+
 def detach_clitics(word: str) -> str:
     """``word`` without a leading elided article ("L'État" -> "État") or Arabic conjunction before the
     article, and without apostrophes ("don't" -> "dont", as versions 1 and 2 do)."""

@@ -51,7 +51,7 @@ def test_a_query_in_words_finds_the_identifier_with_version_2_only() -> None:
 
 
 def test_an_unknown_version_is_a_config_error_listing_the_valid_ones() -> None:
-    with pytest.raises(ConfigError, match=r"version 9.*\(1, 2, 3, 4\)"):
+    with pytest.raises(ConfigError, match=r"version 9.*\(1, 2, 3, 4, 5\)"):
         Analyzer(version=9)
 
 
@@ -65,7 +65,7 @@ DOC = Document("cors.md", "# CORS\n\nUse `CORSMiddleware` to allow cross-origin 
 def test_a_new_index_records_the_current_version(tmp_path: Path) -> None:
     index = _index(tmp_path / "kb")
     index.add([DOC])
-    assert index.backend.get_config()["analyzer_version"] == ANALYZER_VERSION == 4
+    assert index.backend.get_config()["analyzer_version"] == ANALYZER_VERSION == 5
     assert [h.doc_id for h in index.search("cors middleware", mode="bm25")] == ["cors.md"]
     index.close()
 

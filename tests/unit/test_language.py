@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from ragkit import ConfigError
+import pytest
+from fakes import FakeEmbedder
+
+from ragkit import ConfigError, Document, Index
 from ragkit.text.analysis import ANALYZER_VERSION, Analyzer
 from ragkit.text.language import detach_clitics, script_language
 
@@ -112,11 +115,32 @@ def test_a_chunk_longer_than_the_model_window_is_embedded_as_the_mean_of_its_win
 
 
 def test_version_4_also_indexes_the_letters_of_a_word_that_ends_in_digits() -> None:
-    v4, v3 = Analyzer(language="auto"), Analyzer(language="auto", version=3)
-    assert v4.version == ANALYZER_VERSION == 4
+    v4, v3 = Analyzer(language="auto", version=4), Analyzer(language="auto", version=3)
     assert v4.tokenize("python3 interpreter") == ["python3", "python", "interpret"]
     assert v4.tokenize("BRCA1 and CD4 cells") == ["brca1", "brca", "cd4", "cd", "cell"]
     assert v4.tokenize("x86 p53 3d h2o2 2fa") == v3.tokenize("x86 p53 3d h2o2 2fa")  # one letter, or not at the end
     assert v3.tokenize("python3 interpreter") == ["python3", "interpret"]  # an index keeps its version
     french = "l'économie des abeilles, CORSMiddleware et get_db_session"
     assert v4.tokenize(french) == v3.tokenize(french)
+
+
+def test_version_5_also_indexes_the_head_of_a_word_an_apostrophe_joins_to_a_suffix() -> None:
+    v5, v4 = Analyzer(language="auto"), Analyzer(language="auto", version=4)
+    assert v5.version == ANALYZER_VERSION == 5
+    # Turkish case endings after a name: the name is a term of its own, the joined word kept whole
+    assert v5.tokenize("Python'daki FastAPI'nin") == ["pythondaki", "python", "fastapinin", "fastapi"]
+    assert v4.tokenize("Python'daki FastAPI'nin") == ["pythondaki", "fastapinin", "fastap", "inin"]
+    assert v5.tokenize("get_db'yi") == ["get_dbyi", "get_db", "get", "db"]  # the head's identifier parts
+    # English contractions, one-letter heads and elided articles are as before
+    same = "the user's guide: don't, we'll, they're, o'clock, l'économie, dell'arte, O’Neil’s"
+    assert v5.tokenize(same) == v4.tokenize(same)
+    assert v4.version == 4 and v4.tokenize("API'ye") == ["apiy", "ap", "iye"]  # an index keeps its version
+
+
+def test_a_turkish_query_for_a_name_finds_the_pages_that_inflect_it(tmp_path: Path) -> None:
+    docs = [Document("a", "Python'daki sözlükleri birleştirmek için bu tekniği kullanabilirsiniz."),
+            Document("b", "Veritabanı oturumunu her istekte yeniden oluşturun."),
+            Document("c", "Bağımlılıklar tanımlanır ve kullanılır.")]
+    with Index(tmp_path / "kb", embedder=FakeEmbedder(), show_progress=False) as index:
+        index.add(docs)
+        assert [h.doc_id for h in index.search("Python", k=3, mode="bm25")] == ["a"]  # version 4: none
