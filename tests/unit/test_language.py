@@ -144,3 +144,12 @@ def test_a_turkish_query_for_a_name_finds_the_pages_that_inflect_it(tmp_path: Pa
     with Index(tmp_path / "kb", embedder=FakeEmbedder(), show_progress=False) as index:
         index.add(docs)
         assert [h.doc_id for h in index.search("Python", k=3, mode="bm25")] == ["a"]  # version 4: none
+
+
+def test_version_5_cuts_korean_words_into_bigrams_as_chinese_runs_are() -> None:
+    v5, v4 = Analyzer(language="auto"), Analyzer(language="auto", version=4)
+    # particles and endings attach to the word: "응답을" (the response, object) shares "응답" with "응답"
+    assert v5.tokenize("응답을 사용한") == ["응답", "답을", "사용", "용한"]
+    assert v4.tokenize("응답을 사용한") == ["응답을", "사용한"]
+    assert v5.tokenize("model을 반환") == ["model", "을", "반환"]  # the Latin part stays a word
+    assert v5.tokenize("東京の蜂") == v4.tokenize("東京の蜂")  # Chinese and Japanese as before
