@@ -119,6 +119,16 @@ def at_most_estimate(count_tokens: TokenCounter) -> TokenCounter:
     return count
 
 
+def own_texts(chunks: Sequence[Chunk], text: str) -> list[str]:
+    """Each chunk's part of ``text`` (its document's) that no earlier chunk holds: the chunk less its
+    overlap with those before it. Their tokens are the document's, each once."""
+    out, seen = [], 0
+    for chunk in chunks:
+        out.append(text[max(chunk.start, seen):chunk.end] if chunk.end > seen else "")
+        seen = max(seen, chunk.end)
+    return out
+
+
 def embedding_windows(text: str, count_tokens: TokenCounter, limit: int) -> list[str]:
     """``text`` as consecutive runs of words of at most ``limit`` tokens each by ``count_tokens`` (the
     model's): ``[text]`` when it fits, as every chunk does whose budget counted the model's tokens.

@@ -66,6 +66,9 @@ class PreparedDocument:
     vectors: list[np.ndarray]
     embed_hashes: list[str]
     root: str | None = None
+    # per chunk, its tokens the document holds in another chunk or not at all (the overlap with the
+    # chunk before, a heading path put in front): what BM25's document share must not count twice
+    repeated: list[list[str]] | None = None
 
 
 @dataclass(frozen=True)

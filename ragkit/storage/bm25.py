@@ -331,21 +331,23 @@ class BM25Index:
         return ScopedScores(scores, matched, ideal, unseen)
 
     # -- persistence: plain arrays, no pickle ----------------------------------------------
-    def to_arrays(self) -> dict[str, np.ndarray]:
+    def to_arrays(self, prefix: str = "bm25_") -> dict[str, np.ndarray]:
         return {
-            "bm25_data": self.tf.data.astype(np.float32),
-            "bm25_indices": self.tf.indices.astype(np.int32),
-            "bm25_indptr": self.tf.indptr.astype(np.int64),
-            "bm25_shape": np.asarray(self.tf.shape, dtype=np.int64),
+            f"{prefix}data": self.tf.data.astype(np.float32),
+            f"{prefix}indices": self.tf.indices.astype(np.int32),
+            f"{prefix}indptr": self.tf.indptr.astype(np.int64),
+            f"{prefix}shape": np.asarray(self.tf.shape, dtype=np.int64),
         }
 
     def terms(self) -> list[str]:
         return sorted(self.vocab, key=self.vocab.__getitem__)
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], terms: list[str], params: BM25Params) -> "BM25Index":
-        shape = tuple(int(x) for x in arrays["bm25_shape"])
-        tf = Postings(arrays["bm25_data"], arrays["bm25_indices"], arrays["bm25_indptr"], (shape[0], shape[1]))
+    def from_arrays(
+        cls, arrays: dict[str, np.ndarray], terms: list[str], params: BM25Params, prefix: str = "bm25_"
+    ) -> "BM25Index":
+        shape = tuple(int(x) for x in arrays[f"{prefix}shape"])
+        tf = Postings(arrays[f"{prefix}data"], arrays[f"{prefix}indices"], arrays[f"{prefix}indptr"], (shape[0], shape[1]))
         return cls({t: i for i, t in enumerate(terms)}, tf, params)
 
 

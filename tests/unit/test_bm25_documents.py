@@ -132,3 +132,77 @@ def test_a_view_keeps_its_documents_while_a_writer_replaces_one(tmp_path: Path) 
         got = view.lexical(query, 10)
     np.testing.assert_array_equal(got.ids, expected.ids)
     np.testing.assert_allclose(got.scores, expected.scores)
+
+
+MANUAL = """# Beekeeping manual
+
+## Varroa treatment
+
+Varroa mites are counted with a sugar roll before any treatment. Oxalic acid is applied in winter
+when the colony has no brood, and formic acid in late summer after the honey harvest.
+
+Treatment thresholds depend on the season: three mites per hundred bees in summer is already high.
+
+### Monitoring
+
+A sticky board under the mesh floor shows the natural mite drop. Count it over three days and divide.
+
+## Swarm control
+
+Queen cells along the bottom bars mean the colony prepares to swarm. An artificial swarm moves the
+queen to a new box on the old site, so the foragers join her and the old colony raises a new queen.
+"""
+
+
+def _whole_document_index(index) -> tuple[BM25Index, list[str]]:  # type: ignore[no-untyped-def]
+    docs = index.documents()
+    return BM25Index.build(index.analyzer.tokenize_many([d.text for d in docs])), [d.id for d in docs]
+
+
+def test_through_an_index_overlaps_and_heading_paths_are_not_counted_twice(tmp_path: Path) -> None:
+    # small chunks with overlap: later chunks carry "Beekeeping manual > Varroa treatment" in front
+    # and the previous chunk's last sentence; the document's BM25 must still be its text's
+    with open_fake_index(tmp_path / "x.ragkit", chunk_size=40, chunk_overlap=16) as index:
+        index.add([Document("manual", MANUAL), Document("note", "Varroa mites on a sticky board."),
+                   Document("other", "Smoke calms bees before an inspection of the brood.")])
+        snap = index.backend.current_snapshot()
+        assert snap.repeats is not None and snap.repeats.doc_len.sum() > 0  # overlaps and headings held
+        whole, ids = _whole_document_index(index)
+        owner = dict(index.backend.store.query("SELECT row, doc_id FROM chunks"))
+        groups = snap.document_groups()
+        ordinal = {owner[int(r)]: int(g) for r, g in zip(snap.rows, groups)}
+        docs = documents(snap.bm25, groups, repeats=snap.repeats)
+        for text in ("varroa treatment", "mite drop sticky board", "queen swarm", "beekeeping manual"):
+            query = index.analyzer.tokenize(text)
+            scores, ideal = document_scores(snap.bm25, query, docs)
+            expected = whole.scores(query)
+            np.testing.assert_allclose([scores[ordinal[d]] for d in ids], expected, atol=1e-9)
+            assert ideal == pytest.approx(bm25_ideal_score(whole, query))
+        legacy = documents(snap.bm25, groups)  # without the repeats: the overlaps counted twice
+        assert legacy.length[ordinal["manual"]] > docs.length[ordinal["manual"]]
+
+
+def test_a_segment_written_before_repeats_reads_and_takes_them_on_the_next_write(tmp_path: Path) -> None:
+    path = tmp_path / "x.ragkit"
+    with open_fake_index(path, chunk_size=40, chunk_overlap=16) as index:
+        index.add([Document("manual", MANUAL), Document("note", "Varroa mites on a sticky board.")])
+        before = [(h.chunk_id, h.score) for h in index.search("varroa treatment", k=5, mode="bm25")]
+        store = index.backend.store
+        version = int(store.get_meta("segment", 0))
+        arrays, blobs = store.read_segment(version)
+        store.write_segment(version + 1, {k: v for k, v in arrays.items() if not k.startswith("repeats_")},
+                            {k: v for k, v in blobs.items() if k != "repeat_terms.json"})
+        with store.write_transaction() as db:
+            store.set_meta(db, "segment", version + 1)
+    with open_fake_index(path) as old:  # as an index from before this change: repeats unknown
+        snap = old.backend.current_snapshot()
+        assert snap.repeats is None
+        legacy = [(h.chunk_id, h.score) for h in old.search("varroa treatment", k=5, mode="bm25")]
+        assert [c for c, _ in legacy] and legacy != before  # the approximate sums, as before
+        old.add([Document("copy", MANUAL)])
+        snap = old.backend.current_snapshot()
+        assert snap.repeats is not None and snap.repeats.n_docs == snap.bm25.n_docs
+        owner = dict(old.backend.store.query("SELECT row, doc_id FROM chunks"))
+        of = np.array([owner[int(r)] for r in snap.rows])
+        # the old rows' repeats are unknown (none: they sum as before), the new document's are kept
+        assert snap.repeats.doc_len[of == "manual"].sum() == 0 < snap.repeats.doc_len[of == "copy"].sum()

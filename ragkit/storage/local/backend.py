@@ -42,6 +42,8 @@ from ragkit.storage.local.verify import problems
 from ragkit.storage.util import batches, filter_key
 from ragkit.types import Chunk
 
+REPEATS = "repeats_"  # the segment arrays of each row's repeated tokens (storage/bm25_documents)
+
 logger = logging.getLogger(__name__)
 
 
@@ -182,22 +184,28 @@ class LocalBackend:
             )
             if removed or new_rows or not version:
                 tokens = [t for added in changes.add for t in added.tokens]
+                repeated = [r for added in changes.add for r in (added.repeated or [[] for _ in added.tokens])]
                 vectors = [v for added in changes.add for v in added.vectors]
-                self._write_next_segment(db, version, snap, set(removed), new_rows, tokens, vectors)
+                self._write_next_segment(db, version, snap, set(removed), new_rows, tokens, vectors, repeated)
         self.store.remove_stale_segments(keep=set(range(max(version - 1, 0), version + 2)))
         if changes.add or changes.remove_doc_ids:
             cache.trim(self.store)  # the default bounds: unused vectors are kept, but not without limit
 
     def _write_next_segment(
         self, db: Any, version: int, snap: Snapshot | None, removed: set[int], new_rows: list[int],
-        tokens: list[list[str]], vectors: list[np.ndarray],
+        tokens: list[list[str]], vectors: list[np.ndarray], repeated: list[list[str]],
     ) -> None:
         if snap is None:
             bm25, dense, rows = BM25Index.empty(self.settings.bm25), None, np.zeros(0, np.int64)
+            repeats = BM25Index.empty(self.settings.bm25)
         else:
             keep = ~np.isin(snap.rows, np.fromiter(removed, np.int64, len(removed)))
             bm25, dense, rows = snap.bm25.keep_rows(keep), snap.dense.keep_rows(keep), snap.rows[keep]
+            # rows from a segment written before repeats were kept have none: they sum as they did
+            before = snap.repeats or BM25Index.empty(self.settings.bm25).append([[]] * snap.bm25.n_docs)
+            repeats = before.keep_rows(keep)
         bm25 = bm25.append(tokens)
+        repeats = repeats.append(repeated)
         dim = snap.dense.dimension if snap is not None else 0
         new_vectors = np.asarray(vectors, np.float32).reshape(len(vectors), -1) if vectors else np.zeros((0, dim), np.float32)
         if dense is None or dense.n_rows == 0:
@@ -207,8 +215,10 @@ class LocalBackend:
         rows = np.concatenate([rows, np.asarray(new_rows, np.int64)])
         # each row's document, as of this commit: what BM25's document share groups by (storage/bm25_documents)
         groups = document_ordinals(rows, dict(db.execute("SELECT row, doc_id FROM chunks").fetchall()))
-        arrays = {"rows": rows, "vectors": dense.vectors, "doc_groups": groups, **bm25.to_arrays()}
-        blobs = {"terms.json": json.dumps(bm25.terms(), ensure_ascii=False).encode()}
+        arrays = {"rows": rows, "vectors": dense.vectors, "doc_groups": groups, **bm25.to_arrays(),
+                  **repeats.to_arrays(REPEATS)}
+        blobs = {"terms.json": json.dumps(bm25.terms(), ensure_ascii=False).encode(),
+                 "repeat_terms.json": json.dumps(repeats.terms(), ensure_ascii=False).encode()}
         if self.settings.dense_kind == "hnsw" and dense.n_rows:
             import faiss
 
@@ -251,13 +261,16 @@ class LocalBackend:
         store = self.store
         arrays, blobs = store.read_segment(version)
         bm25 = BM25Index.from_arrays(arrays, json.loads(blobs["terms.json"]), self.settings.bm25)
+        repeats = (BM25Index.from_arrays(arrays, json.loads(blobs["repeat_terms.json"]), self.settings.bm25, REPEATS)
+                   if "repeat_terms.json" in blobs else None)
         dense = DenseIndex(arrays["vectors"], self.settings.dense_kind)
         if "dense.faiss" in blobs:
             import faiss
 
             dense.set_faiss_index(faiss.deserialize_index(np.frombuffer(blobs["dense.faiss"], np.uint8)))
         _check_rows(store, version, len(arrays["rows"]))
-        return Snapshot(version, arrays["rows"], bm25, dense, store=store, groups=arrays.get("doc_groups"))
+        return Snapshot(version, arrays["rows"], bm25, dense, store=store, groups=arrays.get("doc_groups"),
+                        repeats=repeats)
 
     def records_of(self, snap: Snapshot) -> list[dict[str, Any]]:
         """Each row's chunk metadata plus ``doc_id`` and ``chunk_id``: what filters test."""

@@ -82,6 +82,9 @@ class Snapshot:
     scopes: LRU[str, Scope] = field(default_factory=lambda: LRU(SCOPE_CACHE))
     background: np.ndarray | None = None
     store: Any = None  # the Store whose rows these are: a rebuild may swap another in while a search runs
+    # per row, the tokens its document holds in another row (storage/bm25_documents); None: a segment
+    # written before they were kept
+    repeats: BM25Index | None = None
     groups: np.ndarray | None = None  # row -> document ordinal, read on first use
     all_documents: Documents | None = None
     centroids: Centroids | None = None  # of documents of several chunks, on first use
@@ -92,7 +95,8 @@ class Snapshot:
 
     def scope(self, mask: np.ndarray) -> Scope:
         """The :class:`Scope` of the rows in ``mask`` (callers cache it in :attr:`scopes`)."""
-        docs = documents(self.bm25, self.document_groups(), mask) if self.bm25.params.document_weight else None
+        docs = (documents(self.bm25, self.document_groups(), mask, self.repeats)
+                if self.bm25.params.document_weight else None)
         return Scope(self.bm25.subcollection(mask), background_sample(self.dense.vectors, mask), docs)
 
     def row_centroids(self, rows: np.ndarray) -> np.ndarray:
@@ -126,7 +130,7 @@ class Snapshot:
         weight = self.bm25.params.document_weight
         if weight:
             if scope is None and self.all_documents is None:
-                self.all_documents = documents(self.bm25, self.document_groups())
+                self.all_documents = documents(self.bm25, self.document_groups(), repeats=self.repeats)
             docs = self.all_documents if scope is None else scope.documents
             chunks = mix_documents(chunks, self.bm25, tokens, docs, weight) if docs is not None else chunks
         return chunks

@@ -9,6 +9,7 @@
         manifest.json        format version, row count, sha256 + size of every file below
         rows.npy             chunk row ids, in the order of the arrays' rows
         bm25_*.npy terms.json  BM25 term frequencies (see lexical.py)
+        repeats_*.npy repeat_terms.json  per chunk, its tokens another chunk of its document holds
         vectors.npy          unit embedding vectors
         dense.faiss          HNSW graph (only for dense_index="hnsw")
 
