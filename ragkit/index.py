@@ -552,7 +552,8 @@ class Index:
         windows = [embedding_windows(text, count, limit) for text in texts]
         if all(len(w) == 1 for w in windows):
             return self._embed(texts, show)
-        vectors = iter(self._embed([piece for w in windows for piece in w], show))
+        pieces = [piece for w in windows for piece in w]
+        vectors = iter(self._embed(pieces, show, unit="window", windows_per_chunk=len(pieces) / len(texts)))
         pooled = []
         for w in windows:
             mean = np.mean([next(vectors) for _ in w], axis=0)
@@ -601,9 +602,12 @@ class Index:
         logger.info("%s: the dense leg's known-item MRR is %s of BM25's (%d probes)", self.path,
                     "none" if result.ratio is None else f"{result.ratio:.2f}", result.probes)
 
-    def _embed(self, texts: list[str], show: bool) -> list[np.ndarray]:
+    def _embed(
+        self, texts: list[str], show: bool, unit: str = "chunk", windows_per_chunk: float = 1.0
+    ) -> list[np.ndarray]:
         """Embed texts a batch at a time under one bar that counts chunks (chunks/s and an ETA, not the
-        model's own "Batches"), and record the rate for a later dry run's estimate.
+        model's own "Batches"; ``unit="window"`` when long chunks are read in several windows, so the
+        bar's total is what it counts), and record the rate in chunks for a later dry run's estimate.
 
         The whole add is sorted by length (longest first) before it is cut into batches: a batch pads
         to its longest text, and a document's chunks vary (SciFact's: mean 183 tokens, 90th percentile
@@ -612,7 +616,7 @@ class Index:
         timed, timed_chunks = 0.0, 0
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         size = max(_EMBED_BATCH, int(getattr(self.embedder, "batch_size", 0) or 0))
-        with counter(len(texts), "embedding", show, unit="chunk") as advance:
+        with counter(len(texts), "embedding", show, unit=unit) as advance:
             for i, rows in enumerate(batches(order, size)):
                 began = time.perf_counter()
                 block = self.embedder.encode([texts[j] for j in rows], show_progress=False)
@@ -623,8 +627,8 @@ class Index:
                     vectors[j] = vector
                 advance(len(rows))
         if timed_chunks >= _RATE_MIN_CHUNKS and timed > 0:
-            rate = {"model": self.config.model, "chunks_per_second": round(timed_chunks / timed, 2),
-                    "chunks": timed_chunks}
+            chunks = timed_chunks / windows_per_chunk
+            rate = {"model": self.config.model, "chunks_per_second": round(chunks / timed, 2), "chunks": round(chunks)}
             self._update_config(embedding_rate=rate)
         return vectors
 

@@ -98,3 +98,25 @@ def test_the_embedding_bar_counts_chunks(tmp_path: Path, capsys) -> None:  # typ
     err = capsys.readouterr().err
     assert "embedding" in err and "chunk/s" in err and "/150" in err and "Batches" not in err
     assert embedder.calls == 5 and len(embedder.encoded) == 150  # batches of 32 under one bar
+
+
+def test_when_long_chunks_are_read_in_windows_the_bar_counts_windows_and_the_rate_chunks(
+    tmp_path: Path, capsys  # type: ignore[no-untyped-def]
+) -> None:
+    class EnglishOnly(FakeEmbedder):  # an Arabic word is 4 model tokens, the estimate's chunks hold more
+        def token_counter(self):  # type: ignore[no-untyped-def]
+            return lambda text: sum(4 if "\u0600" <= w[0] <= "\u06ff" else 1 for w in text.split())
+
+    words = " ".join(["الخوارزميات", "نظرية", "الألعاب", "التوافقية"] * 10)
+    docs = write(tmp_path / "docs", {f"p{i:03}.md": f"{i} {words} {i}\n" for i in range(60)})
+    embedder = EnglishOnly(max_seq_length=66)  # 64-token windows: each 40-word chunk is read in 3
+    with open_fake_index(tmp_path / "kb", embedder, chunk_overlap=0) as index:
+        report = index.sync(docs, show_progress=True)
+        rate = index.config.embedding_rate
+    err = capsys.readouterr().err
+    import re
+
+    windows, chunks = int(re.findall(r"embedding: .*?\| *\d+/(\d+) \[", err)[-1]), report.chunks_embedded
+    assert chunks >= 100 and windows > 1.3 * chunks and "window/s" in err  # the bar's total is what it counts
+    # the rate is in chunks (a dry run multiplies it by chunks); the first batch, with the model's load, untimed
+    assert rate["chunks"] == round((windows - 32) * chunks / windows)
