@@ -180,6 +180,10 @@ def test_through_an_index_overlaps_and_heading_paths_are_not_counted_twice(tmp_p
             assert ideal == pytest.approx(bm25_ideal_score(whole, query))
         legacy = documents(snap.bm25, groups)  # without the repeats: the overlaps counted twice
         assert legacy.length[ordinal["manual"]] > docs.length[ordinal["manual"]]
+        assert index.backend.verify() == []
+        snap.repeats = BM25Index.build([["varroa"] * 999] * snap.bm25.n_docs)  # as a corrupted file would read
+        index.backend.load_version = lambda version: snap  # type: ignore[method-assign]
+        assert index.backend.verify() == ["BM25's repeats hold more tokens than their rows"]
 
 
 def test_a_segment_written_before_repeats_reads_and_takes_them_on_the_next_write(tmp_path: Path) -> None:

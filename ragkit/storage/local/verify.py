@@ -44,6 +44,10 @@ def _problems(store: Store, load_version: Callable[[int], Snapshot]) -> list[str
         found.append(f"BM25 has {snap.bm25.n_docs} rows, the segment lists {n_rows}")
     if snap.dense.n_rows != n_rows:
         found.append(f"dense index has {snap.dense.n_rows} vectors, the segment lists {n_rows}")
+    if snap.repeats is not None and snap.repeats.n_docs != n_rows:
+        found.append(f"BM25's repeats have {snap.repeats.n_docs} rows, the segment lists {n_rows}")
+    elif snap.repeats is not None and (snap.repeats.doc_len > snap.bm25.doc_len).any():
+        found.append("BM25's repeats hold more tokens than their rows")  # a document length would go negative
     if len(set(snap.rows.tolist())) != n_rows:
         found.append("the segment lists a chunk twice")
     segment_rows = set(int(r) for r in snap.rows)
