@@ -23,7 +23,7 @@ from ragkit.retrieval.association import QueryAssociations
 from ragkit.retrieval import competence
 from ragkit.text.analysis import ANALYZER_VERSION, Analyzer
 from ragkit.storage.base import CACHE_MAX_AGE_DAYS, CACHE_MAX_BYTES, Changes, PreparedDocument
-from ragkit.ingest.chunking import Chunker, at_most_estimate, embedding_windows, own_texts
+from ragkit.ingest.chunking import Chunker, at_most_estimate, embedding_windows, overlaps
 from ragkit.text.tokens import approximate_token_count, fragmentation
 from ragkit.ingest.folders import FolderSettings, resolve_folder
 from ragkit.ingest.sync import FolderPlan, dedupe_documents, move_all, namespaced, plan_sync
@@ -520,17 +520,23 @@ class Index:
             prepared.append(PreparedDocument(
                 document=doc, text_hash=_text_hash(doc), chunks=chunks, tokens=tokens,
                 vectors=[cached[hashes[c.id]] for c in chunks], embed_hashes=[hashes[c.id] for c in chunks],
-                root=root, repeated=self._repeated(doc, chunks, tokens),
+                root=root, repeated=self._repeated(doc, chunks, [texts[c.id] for c in chunks], tokens),
             ))
         return prepared, len(todo)
 
-    def _repeated(self, doc: Document, chunks: list[Chunk], tokens: list[list[str]]) -> list[list[str]]:
-        """Each chunk's tokens that are not its own part of the document (overlap with the chunk before,
-        a heading path or table header in front): BM25's document share counts them once or not at all."""
+    def _repeated(
+        self, doc: Document, chunks: list[Chunk], texts: list[str], tokens: list[list[str]]
+    ) -> list[list[str]]:
+        """Each chunk's tokens that are not its own part of the document: what its BM25 text (``texts``,
+        :func:`embedding_text`) puts in front of the chunk (a heading path, a table header) and its
+        overlap with the chunk before. BM25's document share counts them once or not at all. Only
+        those few words are analysed again (kept only where the chunk's own terms hold them)."""
         if len(chunks) < 2:
             return [[] for _ in chunks]
-        own = self.analyzer.tokenize_many(own_texts(chunks, doc.text))
-        return [list((Counter(t) - Counter(o)).elements()) for t, o in zip(tokens, own)]
+        again = [text[: len(text) - len(c.text)] + "\n" + overlap
+                 for text, c, overlap in zip(texts, chunks, overlaps(chunks, doc.text))]
+        return [list((Counter(t) & Counter(r)).elements()) if r else []
+                for t, r in zip(tokens, self.analyzer.tokenize_many(again))]
 
     def _chunk(
         self, documents: list[Document], show: bool

@@ -119,12 +119,12 @@ def at_most_estimate(count_tokens: TokenCounter) -> TokenCounter:
     return count
 
 
-def own_texts(chunks: Sequence[Chunk], text: str) -> list[str]:
-    """Each chunk's part of ``text`` (its document's) that no earlier chunk holds: the chunk less its
-    overlap with those before it. Their tokens are the document's, each once."""
+def overlaps(chunks: Sequence[Chunk], text: str) -> list[str]:
+    """Each chunk's part of ``text`` (its document's) that an earlier chunk already holds: its overlap
+    with the chunks before it ("" for the first). The rest of the chunk is the document's, each once."""
     out, seen = [], 0
     for chunk in chunks:
-        out.append(text[max(chunk.start, seen):chunk.end] if chunk.end > seen else "")
+        out.append(text[chunk.start:min(chunk.end, seen)] if chunk.start < seen else "")
         seen = max(seen, chunk.end)
     return out
 

@@ -202,7 +202,8 @@ class LocalBackend:
             keep = ~np.isin(snap.rows, np.fromiter(removed, np.int64, len(removed)))
             bm25, dense, rows = snap.bm25.keep_rows(keep), snap.dense.keep_rows(keep), snap.rows[keep]
             # rows from a segment written before repeats were kept have none: they sum as they did
-            before = snap.repeats or BM25Index.empty(self.settings.bm25).append([[]] * snap.bm25.n_docs)
+            before = snap.repeats if snap.repeats is not None else \
+                BM25Index.empty(self.settings.bm25).append([[]] * snap.bm25.n_docs)
             repeats = before.keep_rows(keep)
         bm25 = bm25.append(tokens)
         repeats = repeats.append(repeated)
