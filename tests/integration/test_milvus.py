@@ -454,5 +454,6 @@ def test_two_shard_workers_build_the_same_index_as_one(tmp_path: Path) -> None:
         for query in QUERIES:
             for mode in ("bm25", "dense", "hybrid"):
                 # each worker batches its own share of the chunks: where the probe picks bf16 passages, a
-                # cosine depends on its batch's padding by up to ~5e-4 (fp32: ~1e-7)
-                assert_same_results(results(sharded, query, mode, k=5), expected[(query, mode)], rel=1e-3, abs_=1e-3)
+                # cosine depends on its batch's padding (fp32: ~1e-7); 1.0e-3 of a 0.218 cosine was seen, so
+                # 1e-2 relative: the order of the hits, compared exactly, is what this test is about
+                assert_same_results(results(sharded, query, mode, k=5), expected[(query, mode)], rel=1e-2, abs_=2e-3)
